@@ -1,0 +1,370 @@
+"""The ``hbm`` command: parses arguments, calls the library's functions and writes files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hbm import io
+from hbm.diary import DEFAULT_MIN_DAYS, MISSING_POLICIES, Diary, load_diary
+from hbm.errors import HBMError
+from hbm.features import Design, exposure_prevalence, exposures
+from hbm.fit import BACKENDS, DEFAULT_BACKEND, SamplerConfig, fit
+from hbm.model import PARAMETERIZATIONS, POOLINGS
+from hbm.posterior import CI_KINDS, DEFAULT_CI_KIND, DEFAULT_CI_PROB, build_exports
+from hbm.priors import Priors, load_priors
+from hbm.simulate import SimulationConfig, simulate
+
+DEMO_DIARY = Path("data/example_diary.csv")
+DEMO_OUT = Path("reports/demo")
+
+
+def _column_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise HBMError(f"--map takes FILE_COLUMN=HBM_COLUMN, got '{pair}'")
+        src, dst = pair.split("=", 1)
+        out[src.strip()] = dst.strip()
+    return out
+
+
+def _load(args: argparse.Namespace) -> tuple[Priors, Diary]:
+    priors = load_priors(args.priors)
+    diary = load_diary(
+        args.diary,
+        priors,
+        column_map=_column_map(args.map),
+        missing=args.missing,
+        min_days=args.min_days,
+    )
+    return priors, diary
+
+
+def summarize(diary: Diary, design: Design) -> dict[str, Any]:
+    """The numbers ``hbm validate`` prints (and ``run.json`` records)."""
+    r = diary.report
+    days = np.array(list(r.days_per_user.values()))
+    return {
+        "file": diary.source,
+        "rows": r.n_rows,
+        "users": r.n_users,
+        "days_per_user": {
+            "min": int(days.min()),
+            "median": float(np.median(days)),
+            "max": int(days.max()),
+        },
+        "attack_rate": float(diary.data["migraine"].mean()),
+        "missing_days_total": int(sum(r.missing_days_per_user.values())),
+        "missing_values": dict(r.missing_values),
+        "missing_policy": r.missing_policy,
+        "imputed_values": dict(r.imputed_values),
+        "dropped_rows": r.dropped_rows,
+        "lag_filled_exposures": dict(design.lag_filled),
+        "exposure_prevalence": exposure_prevalence(design),
+        "users_with_few_days": list(r.short_users),
+        "min_days": r.min_days,
+        "ignored_columns": list(r.extra_columns),
+        "data_sha256": diary.sha256,
+    }
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    d = s["days_per_user"]
+    print(f"diary      {s['file']}")
+    print(f"rows       {s['rows']}  users {s['users']}  days/user min {d['min']} "
+          f"median {d['median']:g} max {d['max']}")
+    print(f"attacks    {s['attack_rate']:.1%} of days")
+    print(f"gaps       {s['missing_days_total']} missing day(s) inside users' date ranges")
+    print(f"missing    policy '{s['missing_policy']}', dropped rows {s['dropped_rows']}")
+    print(f"{'column':<36} {'missing':>8} {'imputed':>8}")
+    for col, n in s["missing_values"].items():
+        print(f"  {col:<34} {n:>8} {s['imputed_values'].get(col, 0):>8}")
+    print(f"{'feature':<36} {'lag-filled':>10} {'exposed (>= 0.5)':>17}")
+    for key, prev in s["exposure_prevalence"].items():
+        print(f"  {key:<34} {s['lag_filled_exposures'][key]:>10} {prev:>17.1%}")
+    if s["users_with_few_days"]:
+        print(f"few days   {len(s['users_with_few_days'])} user(s) with < {s['min_days']} days "
+              f"(kept; their weights stay near the population): "
+              f"{', '.join(s['users_with_few_days'][:10])}")
+    if s["ignored_columns"]:
+        print(f"ignored    columns not in the priors: {', '.join(s['ignored_columns'])}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    priors, diary = _load(args)
+    design = exposures(diary, priors)
+    summary = summarize(diary, design)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+        print("valid")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    priors = load_priors(args.priors)
+    cfg = SimulationConfig(
+        n_users=args.users,
+        n_days=args.days,
+        heterogeneity=args.heterogeneity,
+        seed=args.seed,
+        attack_rate=args.attack_rate,
+        sigma_a=args.sigma_a,
+        menstruating_share=args.menstruating_share,
+        n_locations=args.locations,
+        clustering=args.clustering,
+    )
+    cohort = simulate(priors, cfg)
+    out = io.write_cohort(args.out, cohort.diary.data, cohort.truth)
+    print(f"wrote {out} ({cohort.diary.report.n_rows} rows, {cfg.n_users} users, attack rate "
+          f"{cohort.diary.data['migraine'].mean():.1%}) and {io.truth_path(out)}")
+    return 0
+
+
+def _fit_and_export(args: argparse.Namespace, out: Path) -> tuple[int, dict[str, Any]]:
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    priors, diary = _load(args)
+    design = exposures(diary, priors)
+    summary = summarize(diary, design)
+    t_load = time.perf_counter() - t0
+    print(f"fitting {summary['users']} users x {summary['rows']} days x {len(priors.keys)} "
+          f"features with {args.backend} ({args.chains} chains, {args.tune} tune + {args.draws} "
+          "draws)...", flush=True)
+    cfg = SamplerConfig(
+        backend=args.backend,
+        chains=args.chains,
+        tune=args.tune,
+        draws=args.draws,
+        target_accept=args.target_accept,
+        seed=args.seed,
+        progressbar=not args.no_progress,
+    )
+    result = fit(design, priors, cfg, args.pooling, args.parameterization, diary.sha256)
+    t_exp = time.perf_counter()
+    exports = build_exports(result, args.ci_prob, args.ci_kind, args.min_days)
+    timings = {"load_validate_s": t_load, **result.timings}
+    run_info = {
+        "command": shlex.join(["hbm", *sys.argv[1:]]),
+        "started": started,
+        "priors": {"path": priors.path, "sha256": priors.sha256},
+        "diary": summary,
+        "sampler": json.loads(result.tree.attrs["sampler_config"]),
+        "nuts_sampler": cfg.backend,
+        "seed": cfg.seed,
+        "pooling": args.pooling,
+        "parameterization": args.parameterization,
+        "centring": result.centring.summary(),
+        "ci_prob": args.ci_prob,
+        "ci_kind": args.ci_kind,
+        "reliable": result.diagnostics.reliable,
+        "reliability_reasons": list(result.diagnostics.reasons),
+        "versions": json.loads(result.tree.attrs["versions"]),
+        "timings": timings,
+    }
+    io.write_run(out, result.tree, exports, run_info)
+    timings["export_s"] = time.perf_counter() - t_exp
+    timings["total_s"] = time.perf_counter() - t0
+    run_info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    io.write_json(out / io.RUN_FILE, run_info)
+    d = result.diagnostics
+    verdict = "reliable" if d.reliable else "NOT RELIABLE: " + "; ".join(d.reasons)
+    print(f"fit {verdict}")
+    print(f"max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, min tail ESS "
+          f"{d.min_ess_tail:.0f}, divergences {d.divergences}, min E-BFMI {min(d.ebfmi):.2f}")
+    print(f"wrote {out}/ ({', '.join(io.RUN_FILES)}) in {timings['total_s']:.0f} s")
+    code = 3 if (args.strict and not d.reliable) else 0
+    return code, run_info
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    code, _ = _fit_and_export(args, Path(args.out))
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    print(f"[1/2] validate {args.diary}")
+    priors, diary = _load(args)
+    _print_summary(summarize(diary, exposures(diary, priors)))
+    print(f"[2/2] fit and export to {args.out}")
+    code, _ = _fit_and_export(args, Path(args.out))
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; profiles: {args.out}/profiles.json")
+    return code
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    d = io.check_run_dir(args.run_dir)
+    profiles = io.read_json(d / io.PROFILES_FILE)
+    for p in profiles:
+        if p["user_id"] == args.user_id:
+            print(json.dumps(p, indent=2))
+            return 0
+    ids = [p["user_id"] for p in profiles]
+    raise HBMError(
+        f"user '{args.user_id}' is not in {d / io.PROFILES_FILE} ({len(ids)} users, e.g. "
+        f"{', '.join(ids[:5])})"
+    )
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    import arviz as az
+
+    from hbm.plots import DIAGNOSTIC_FIGURES
+
+    d = io.check_run_dir(args.run_dir)
+    diag = io.read_json(d / io.DIAGNOSTICS_FILE)
+    tree = io.load_fit(d / io.FIT_FILE)
+    print("reliable" if diag["reliable"] else "NOT RELIABLE: " + "; ".join(diag["reasons"]))
+    print(f"{'variable':<10} {'max R-hat':>10} {'min ESS bulk':>13} {'min ESS tail':>13}")
+    for name, v in diag["per_variable"].items():
+        print(f"{name:<10} {v['max_rhat']:>10.3f} {v['min_ess_bulk']:>13.0f} "
+              f"{v['min_ess_tail']:>13.0f}")
+    print(f"divergences {diag['divergences']}; E-BFMI per chain "
+          f"{', '.join(f'{e:.2f}' for e in diag['ebfmi'])}")
+    names = [n for n in ("a0", "sigma_a", "mu", "tau") if n in tree["posterior"].data_vars]
+    table = az.summary(tree, var_names=names, kind="diagnostics", round_to="none")
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    fig_dir = d / "figures"
+    for fname, plot in DIAGNOSTIC_FIGURES.items():
+        pc = plot(tree)
+        with io.atomic_path(fig_dir / fname) as tmp:
+            pc.savefig(tmp, format="png", dpi=90)
+        print(f"wrote {fig_dir / fname}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from hbm.predict import fit_priors, predict
+
+    d = io.check_run_dir(args.run_dir)
+    tree = io.load_fit(d / io.FIT_FILE)
+    priors = fit_priors(tree)
+    diary = load_diary(args.diary, priors, column_map=_column_map(args.map), missing=args.missing)
+    table = predict(tree, diary, ci_prob=args.ci_prob, seed=args.seed)
+    table["date"] = table["date"].dt.strftime("%Y-%m-%d")
+    io.write_csv(args.out, table)
+    n_new = int((~table["known_user"]).sum())
+    print(f"wrote {args.out} ({len(table)} days; {n_new} of unseen users, predicted from the "
+          "population)")
+    return 0
+
+
+def _add_diary_options(p: argparse.ArgumentParser, diary_default: Path | None = None) -> None:
+    if diary_default is None:
+        p.add_argument("diary", help="diary file (.csv or .parquet)")
+    else:
+        p.add_argument("--diary", default=str(diary_default), help="diary file")
+    p.add_argument("--priors", default=None, help="priors JSON (default: the shipped clinical one)")
+    p.add_argument("--map", action="append", metavar="FILE_COL=HBM_COL",
+                   help="rename a diary column (repeatable), e.g. --map patient=user_id")
+    p.add_argument("--missing", choices=MISSING_POLICIES, default="error",
+                   help="missing feature values: error (default), impute (user median) or drop")
+    p.add_argument("--min-days", type=int, default=DEFAULT_MIN_DAYS,
+                   help="report users with fewer logged days (default %(default)s)")
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    p.add_argument("--chains", type=int, default=SamplerConfig.chains)
+    p.add_argument("--tune", type=int, default=SamplerConfig.tune)
+    p.add_argument("--draws", type=int, default=SamplerConfig.draws)
+    p.add_argument("--target-accept", type=float, default=SamplerConfig.target_accept)
+    p.add_argument("--seed", type=int, default=SamplerConfig.seed)
+    p.add_argument("--pooling", choices=POOLINGS, default="partial")
+    p.add_argument("--parameterization", choices=PARAMETERIZATIONS, default="auto")
+    p.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB)
+    p.add_argument("--ci-kind", choices=CI_KINDS, default=DEFAULT_CI_KIND)
+    p.add_argument("--strict", action="store_true",
+                   help="exit 3 when the fit fails the diagnostics gate")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hbm", description="Hierarchical Bayesian migraine-trigger model."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a diary against a priors file and summarize it")
+    _add_diary_options(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("simulate", help="write a synthetic diary and its truth file")
+    p.add_argument("--users", type=int, default=SimulationConfig.n_users)
+    p.add_argument("--days", type=int, default=SimulationConfig.n_days)
+    p.add_argument("--heterogeneity", type=float, default=None,
+                   help="between-user SD of every weight (default: the priors' own SDs)")
+    p.add_argument("--seed", type=int, default=SimulationConfig.seed)
+    p.add_argument("--priors", default=None)
+    p.add_argument("--attack-rate", type=float, default=SimulationConfig.attack_rate)
+    p.add_argument("--sigma-a", type=float, default=SimulationConfig.sigma_a)
+    p.add_argument("--menstruating-share", type=float,
+                   default=SimulationConfig.menstruating_share)
+    p.add_argument("--locations", type=int, default=SimulationConfig.n_locations)
+    p.add_argument("--clustering", type=float, default=SimulationConfig.clustering,
+                   help="log-odds added the day after an attack (0 = off)")
+    p.add_argument("--out", required=True, help="diary path (.csv or .parquet)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("fit", help="fit the model and export tables into a run folder")
+    _add_diary_options(p)
+    _add_fit_options(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("demo", help="validate, fit and export the shipped example diary")
+    _add_diary_options(p, DEMO_DIARY)
+    _add_fit_options(p)
+    p.add_argument("--out", default=str(DEMO_OUT), help="run folder (default %(default)s)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("profile", help="print one user's trigger profile")
+    p.add_argument("run_dir")
+    p.add_argument("user_id")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("diagnose", help="print diagnostics and write rank, energy, forest plots")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("predict", help="risk for the days of a diary (known and unseen users)")
+    p.add_argument("run_dir")
+    p.add_argument("diary")
+    p.add_argument("--out", required=True, help="predictions CSV")
+    p.add_argument("--map", action="append", metavar="FILE_COL=HBM_COL")
+    p.add_argument("--missing", choices=MISSING_POLICIES, default="error")
+    p.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB)
+    p.add_argument("--seed", type=int, default=0, help="seed of unseen users' draws")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hbm`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except HBMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Fit a model by NUTS and gate the result on ArviZ diagnostics.
+
+Backends: ``nutpie`` (default, fastest on CPU), ``pymc`` (PyMC's own NUTS) and ``numpyro`` (JAX;
+for GPUs). The backend is always passed explicitly to ``pm.sample`` and recorded, since PyMC
+silently switches its default to nutpie when nutpie is installed.
+
+Gate (``GATE``): R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, E-BFMI >= 0.3 on every
+chain. A fit that fails is still returned and saved, with ``reliable = False`` and its reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from hbm.errors import FitError
+from hbm.features import Design
+from hbm.model import Centring, Parameterization, Pooling, build_model, choose_centring
+from hbm.priors import Priors
+
+BACKENDS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
+DEFAULT_BACKEND = "nutpie"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Thresholds a fit must meet to be called reliable."""
+
+    max_rhat: float = 1.01
+    min_ess_bulk: float = 400.0
+    min_ess_tail: float = 400.0
+    max_divergences: int = 0
+    min_ebfmi: float = 0.3
+
+
+GATE = Gate()
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """NUTS settings; defaults are sized for a 2-core machine (4 chains run two at a time)."""
+
+    backend: str = DEFAULT_BACKEND
+    chains: int = 4
+    tune: int = 1000
+    draws: int = 1000
+    target_accept: float = 0.9
+    seed: int = 2026
+    progressbar: bool = True
+    #: Pointwise log-likelihood and posterior predictive are kept for at most this many draws
+    #: (evenly thinned): enough for LOO and predictive checks, without a file of hundreds of MB.
+    predictive_draws: int = 1000
+
+    def check(self) -> None:
+        problems = []
+        if self.backend not in BACKENDS:
+            problems.append(f"backend '{self.backend}' is unknown; expected one of {BACKENDS}")
+        if self.chains < 1:
+            problems.append(f"chains must be >= 1, got {self.chains}")
+        if self.draws < 1 or self.tune < 0:
+            problems.append(f"draws must be >= 1 and tune >= 0, got {self.draws}, {self.tune}")
+        if not 0.5 <= self.target_accept < 1.0:
+            problems.append(f"target_accept must be in [0.5, 1), got {self.target_accept}")
+        if problems:
+            raise FitError("invalid sampler settings: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What the gate saw, per variable and overall."""
+
+    reliable: bool
+    reasons: tuple[str, ...]
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    ebfmi: tuple[float, ...]
+    per_variable: dict[str, dict[str, float]] = field(default_factory=dict)
+    gate: Gate = GATE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Sampled and derived variables whose convergence the gate checks (those present in a model).
+GATED_VARS = ("a0", "sigma_a", "mu", "tau", "a", "w")
+
+
+def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
+    """Compute R-hat, ESS, divergences and E-BFMI with ArviZ and apply the gate."""
+    post = dt["posterior"].to_dataset()
+    names = [v for v in GATED_VARS if v in post.data_vars]
+    rhat = az.rhat(dt, var_names=names)
+    ess_bulk = az.ess(dt, var_names=names, method="bulk")
+    ess_tail = az.ess(dt, var_names=names, method="tail")
+    per_var: dict[str, dict[str, float]] = {}
+    for name in names:
+        # A weight fixed by construction (complete pooling repeats mu) has NaN diagnostics per
+        # copy; nanmax/nanmin read the copies that vary.
+        per_var[name] = {
+            "max_rhat": float(np.nanmax(rhat[name].values)),
+            "min_ess_bulk": float(np.nanmin(ess_bulk[name].values)),
+            "min_ess_tail": float(np.nanmin(ess_tail[name].values)),
+        }
+    max_rhat = max(v["max_rhat"] for v in per_var.values())
+    min_bulk = min(v["min_ess_bulk"] for v in per_var.values())
+    min_tail = min(v["min_ess_tail"] for v in per_var.values())
+    stats = dt["sample_stats"].to_dataset()
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    ebfmi = tuple(float(v) for v in np.atleast_1d(az.bfmi(dt)["energy"].values))
+    reasons = []
+    if not max_rhat <= gate.max_rhat:
+        worst = max(per_var, key=lambda k: per_var[k]["max_rhat"])
+        reasons.append(f"max R-hat {max_rhat:.3f} > {gate.max_rhat} (worst: {worst})")
+    if not min_bulk >= gate.min_ess_bulk:
+        worst = min(per_var, key=lambda k: per_var[k]["min_ess_bulk"])
+        reasons.append(f"min bulk ESS {min_bulk:.0f} < {gate.min_ess_bulk:.0f} (worst: {worst})")
+    if not min_tail >= gate.min_ess_tail:
+        worst = min(per_var, key=lambda k: per_var[k]["min_ess_tail"])
+        reasons.append(f"min tail ESS {min_tail:.0f} < {gate.min_ess_tail:.0f} (worst: {worst})")
+    if divergences > gate.max_divergences:
+        reasons.append(f"{divergences} divergent transitions (allowed {gate.max_divergences})")
+    if ebfmi and min(ebfmi) < gate.min_ebfmi:
+        reasons.append(f"E-BFMI {min(ebfmi):.2f} < {gate.min_ebfmi} on some chain")
+    return Diagnostics(
+        reliable=not reasons,
+        reasons=tuple(reasons),
+        max_rhat=max_rhat,
+        min_ess_bulk=min_bulk,
+        min_ess_tail=min_tail,
+        divergences=divergences,
+        ebfmi=ebfmi,
+        per_variable=per_var,
+        gate=gate,
+    )
+
+
+def _thinned_posterior(dt: xr.DataTree, max_draws: int) -> xr.DataTree:
+    post = dt["posterior"].to_dataset()
+    total = post.sizes["chain"] * post.sizes["draw"]
+    step = max(1, int(np.ceil(total / max_draws)))
+    return xr.DataTree.from_dict({"posterior": post.isel(draw=slice(None, None, step))})
+
+
+def _backend_kwargs(cfg: SamplerConfig) -> dict[str, Any]:
+    # PyMC's own NUTS runs one process per core; this machine class has two.
+    return {"cores": min(cfg.chains, 2)} if cfg.backend == "pymc" else {}
+
+
+def sample(
+    model: pm.Model, config: SamplerConfig | None = None
+) -> tuple[xr.DataTree, dict[str, float]]:
+    """Sample a model with NUTS and add log-likelihood and posterior predictive draws.
+
+    Parameters
+    ----------
+    model
+        From ``hbm.model.build_model``.
+    config
+        Sampler settings; the backend is passed to ``pm.sample`` explicitly.
+
+    Returns
+    -------
+    (DataTree, timings)
+        Groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data``,
+        ``log_likelihood`` and ``posterior_predictive`` (the last two on at most
+        ``predictive_draws`` evenly thinned draws); timings in seconds.
+    """
+    cfg = config or SamplerConfig()
+    cfg.check()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    dt = pm.sample(
+        model=model,
+        nuts_sampler=cfg.backend,
+        draws=cfg.draws,
+        tune=cfg.tune,
+        chains=cfg.chains,
+        target_accept=cfg.target_accept,
+        random_seed=cfg.seed,
+        progressbar=cfg.progressbar,
+        **_backend_kwargs(cfg),
+    )
+    timings["sampling_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    thin = _thinned_posterior(dt, cfg.predictive_draws)
+    ll = pm.compute_log_likelihood(thin, model=model, extend_inferencedata=False, progressbar=False)
+    ll_ds = ll["log_likelihood"].to_dataset() if isinstance(ll, xr.DataTree) else ll
+    dt["log_likelihood"] = xr.DataTree(ll_ds.astype("float32"))
+    pp = pm.sample_posterior_predictive(
+        thin, model=model, random_seed=cfg.seed, progressbar=False, extend_inferencedata=False
+    )
+    pp_ds = pp["posterior_predictive"].to_dataset()
+    dt["posterior_predictive"] = xr.DataTree(pp_ds.astype("int8"))
+    timings["predictive_s"] = time.perf_counter() - t1
+    return dt, timings
+
+
+@dataclass(frozen=True)
+class PilotResult:
+    """Between-user spreads read off a short non-centred pilot fit."""
+
+    tau: np.ndarray  # (feature,) lower quantile of tau
+    sigma_a: float
+    quantile: float
+    seconds: float
+
+
+#: The pilot reports this quantile of each spread: a spread whose posterior reaches near zero must
+#: not be centred (that is the funnel), so the rule reads the spread's lower end, not its mean.
+PILOT_QUANTILE = 0.1
+
+
+def pilot_spreads(
+    design: Design, priors: Priors, config: SamplerConfig, pooling: Pooling = "partial"
+) -> PilotResult:
+    """Short non-centred fit (2 chains, 300 tune + 300 draws) to estimate the spreads."""
+    t0 = time.perf_counter()
+    model = build_model(design, priors, pooling, choose_centring(design, priors, "noncentred"))
+    dt = pm.sample(
+        model=model,
+        nuts_sampler=config.backend,
+        draws=300,
+        tune=300,
+        chains=2,
+        target_accept=config.target_accept,
+        random_seed=config.seed + 7919,
+        progressbar=False,
+        compute_convergence_checks=False,
+        **_backend_kwargs(config),
+    )
+    post = dt["posterior"].to_dataset()
+    q = PILOT_QUANTILE
+    tau = (
+        post["tau"].quantile(q, dim=("chain", "draw")).values
+        if "tau" in post
+        else np.zeros(len(design.features))
+    )
+    sigma_a = float(post["sigma_a"].quantile(q)) if "sigma_a" in post else 0.0
+    return PilotResult(tau=np.asarray(tau, dtype=float), sigma_a=sigma_a, quantile=q,
+                       seconds=time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted model with everything needed to export, predict and reproduce it."""
+
+    tree: xr.DataTree
+    design: Design
+    priors: Priors
+    diagnostics: Diagnostics
+    config: SamplerConfig
+    pooling: str
+    centring: Centring
+    timings: dict[str, float]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that determine a fit's numbers."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("hbm", "pymc", "pytensor", "arviz", "arviz-stats", "nutpie", "numpy", "numpyro"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def fit(
+    design: Design,
+    priors: Priors,
+    config: SamplerConfig | None = None,
+    pooling: Pooling = "partial",
+    parameterization: Parameterization = "auto",
+    data_sha256: str = "",
+) -> FitResult:
+    """Fit the hierarchical model to a design with NUTS.
+
+    With ``parameterization="auto"`` and partial pooling, a short non-centred pilot fit first
+    estimates the between-user spreads; each weight's degree of centring then follows
+    ``hbm.model.centring`` (see ARCHITECTURE.md, "Parameterization").
+
+    Parameters
+    ----------
+    design, priors
+        From ``hbm.features.exposures`` and ``hbm.priors.load_priors``.
+    config
+        Sampler settings (backend, chains, tune, draws, target_accept, seed).
+    pooling
+        ``"partial"``, ``"none"`` or ``"complete"``.
+    parameterization
+        ``"auto"``, ``"centred"`` or ``"noncentred"``.
+    data_sha256
+        Hash of the diary content, recorded in the attrs.
+
+    Returns
+    -------
+    FitResult
+        The DataTree (attrs hold priors, data hash, versions, seed, backend and configuration)
+        and its diagnostics.
+    """
+    cfg = config or SamplerConfig()
+    cfg.check()
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    pilot = None
+    if parameterization == "auto" and pooling == "partial":
+        pilot = pilot_spreads(design, priors, cfg, pooling)
+        timings["pilot_s"] = pilot.seconds
+        cen = choose_centring(design, priors, "auto", tau=pilot.tau, sigma_a=pilot.sigma_a)
+    else:
+        cen = choose_centring(design, priors, parameterization)
+    model = build_model(design, priors, pooling, cen)
+    tree, sample_timings = sample(model, cfg)
+    timings.update(sample_timings)
+    diagnostics = diagnose(tree)
+    timings["total_s"] = time.perf_counter() - t0
+    attrs = {
+        "hbm_schema": "hbm.fit/1",
+        "pooling": pooling,
+        "parameterization": parameterization,
+        "centring_rule": cen.rule,
+        "centring_summary": json.dumps(cen.summary()),
+        "pilot_tau_quantile": json.dumps(
+            None if pilot is None else dict(zip(design.features, pilot.tau.tolist(), strict=True))
+        ),
+        "nuts_sampler": cfg.backend,
+        "seed": cfg.seed,
+        "sampler_config": json.dumps(asdict(cfg)),
+        "priors_json": priors.document,
+        "priors_sha256": priors.sha256,
+        "priors_path": priors.path,
+        "data_sha256": data_sha256,
+        "n_obs": design.n_obs,
+        "centering": json.dumps(dict(zip(design.centering.features, design.centering.means,
+                                         strict=True))),
+        "versions": json.dumps(package_versions()),
+        "diagnostics": json.dumps(diagnostics.to_dict()),
+        "reliable": int(diagnostics.reliable),
+        "timings": json.dumps(timings),
+    }
+    tree.attrs.update(attrs)
+    return FitResult(
+        tree=tree,
+        design=design,
+        priors=priors,
+        diagnostics=diagnostics,
+        config=cfg,
+        pooling=pooling,
+        centring=cen,
+        timings=timings,
+    )

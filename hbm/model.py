@@ -1,0 +1,239 @@
+"""The hierarchical logistic model: ``build_model(design, priors, pooling)``.
+
+``logit P(migraine[u,t]) = a[u] + sum_k w[u,k] x[u,t,k]`` with ``x`` the centred exposures.
+
+* ``partial`` (default): ``w[u,k] ~ Normal(mu[k], tau[k])``, ``mu[k] ~ Normal(m_k, s_k)``,
+  ``tau[k] ~ HalfNormal(t_k)`` from the priors file; ``a[u] ~ Normal(a0, sigma_a)``.
+* ``none``: ``w[u,k] ~ Normal(m_k, NO_POOLING_SD)`` independently, ``a[u] ~ Normal(logit(base
+  rate), NO_POOLING_INTERCEPT_SD)``: each user alone with the prior means.
+* ``complete``: ``w[u,k] = mu[k]`` for every user (intercepts stay per user and pooled), the
+  one-size-fits-all model.
+
+Parameterization (partial pooling) is chosen per (user, feature) cell from the data, by the rule in
+``centred_mask``: a cell is written centred (``w = z``, ``z ~ Normal(mu, tau)``) when the user's own
+days pin the weight down more tightly than the between-user prior scale, else non-centred
+(``w = mu + tau z``, ``z ~ Normal(0, 1)``). Both forms are one random variable ``z[user, feature]``
+with a constant mask, so the sampler sees one vector whatever the mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from hbm.errors import FitError
+from hbm.features import Design
+from hbm.priors import Priors
+
+Pooling = Literal["partial", "none", "complete"]
+POOLINGS: tuple[str, ...] = ("partial", "none", "complete")
+Parameterization = Literal["auto", "centred", "noncentred"]
+PARAMETERIZATIONS: tuple[str, ...] = ("auto", "centred", "noncentred")
+NO_POOLING_SD = 1.0
+NO_POOLING_INTERCEPT_SD = 1.5
+
+
+def _user_rates(design: Design) -> tuple[np.ndarray, np.ndarray]:
+    """Days logged and a smoothed attack rate per user."""
+    n_users = len(design.users)
+    counts = np.bincount(design.user_index, minlength=n_users).astype(float)
+    attacks = np.bincount(design.user_index, weights=design.y, minlength=n_users)
+    return counts, (attacks + 0.5) / (counts + 1.0)
+
+
+def weight_standard_errors(design: Design) -> np.ndarray:
+    """Approximate SE of each user's own weight estimate, ``(user, feature)``.
+
+    The Fisher information of a logistic weight is ``sum_t p(1-p) (x - mean_u x)^2``, taken at the
+    user's smoothed attack rate ``p``. Cells with no exposure variation get an infinite SE.
+    """
+    n_users, n_feat = len(design.users), len(design.features)
+    counts, rate = _user_rates(design)
+    sums = np.zeros((n_users, n_feat))
+    np.add.at(sums, design.user_index, design.x)
+    means = sums / np.maximum(counts, 1.0)[:, None]
+    dev2 = np.zeros((n_users, n_feat))
+    np.add.at(dev2, design.user_index, (design.x - means[design.user_index]) ** 2)
+    info = (rate * (1.0 - rate))[:, None] * dev2
+    with np.errstate(divide="ignore"):
+        se: np.ndarray = np.where(info > 0, 1.0 / np.sqrt(info), np.inf)
+    return se
+
+
+def intercept_standard_errors(design: Design) -> np.ndarray:
+    """Approximate SE of each user's own logit attack rate, ``(user,)``."""
+    counts, rate = _user_rates(design)
+    with np.errstate(divide="ignore"):
+        se: np.ndarray = np.where(counts > 0, 1.0 / np.sqrt(counts * rate * (1 - rate)), np.inf)
+    return se
+
+
+def centring(se: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Degree of centring ``lambda = spread^2 / (spread^2 + se^2)`` of each cell, in [0, 1].
+
+    This is the optimal partial centring of a normal hierarchy (Papaspiliopoulos, Roberts & Sköld
+    2007): 1 (centred) when the user's own data pin the cell down far more tightly than the
+    between-user spread, 0 (non-centred) when they say little next to it.
+    """
+    spread2 = np.square(spread)
+    lam: np.ndarray = spread2 / (spread2 + np.square(se))
+    return np.clip(np.nan_to_num(lam, nan=0.0), 0.0, 1.0)
+
+
+def _partially_centred(
+    name: str,
+    loc: pt.TensorVariable,
+    scale: pt.TensorVariable,
+    lam: np.ndarray,
+    dims: tuple[str, ...],
+) -> pt.TensorVariable:
+    """``loc + scale * eps`` written with centring ``lam`` per cell, from one RV ``name``.
+
+    ``raw ~ Normal(lam * loc, scale**lam)`` and ``value = loc + scale**(1 - lam) * (raw - lam * loc)``:
+    ``lam = 0`` is the non-centred form, ``lam = 1`` the centred one; the value's distribution is
+    ``Normal(loc, scale)`` for every ``lam``.
+    """
+    lam_t = pt.as_tensor_variable(lam)
+    raw = pm.Normal(name, mu=lam_t * loc, sigma=scale**lam_t, dims=dims)
+    out: pt.TensorVariable = loc + scale ** (1.0 - lam_t) * (raw - lam_t * loc)
+    return out
+
+
+@dataclass(frozen=True)
+class Centring:
+    """Degree of centring (0 = non-centred, 1 = centred) of each weight and intercept."""
+
+    weights: np.ndarray  # (user, feature)
+    intercepts: np.ndarray  # (user,)
+    rule: str
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "weights_mean_lambda": float(self.weights.mean()) if self.weights.size else 0.0,
+            "weights_share_mostly_centred": float((self.weights > 0.5).mean())
+            if self.weights.size
+            else 0.0,
+            "intercepts_mean_lambda": float(self.intercepts.mean()) if self.intercepts.size else 0.0,
+        }
+
+
+def choose_centring(
+    design: Design,
+    priors: Priors,
+    parameterization: Parameterization = "auto",
+    tau: np.ndarray | None = None,
+    sigma_a: float | None = None,
+) -> Centring:
+    """Centring of every cell from the data (see ``centring``).
+
+    Parameters
+    ----------
+    design, priors
+        The data and priors of the model.
+    parameterization
+        ``"auto"`` (the rule), ``"centred"`` (all 1) or ``"noncentred"`` (all 0).
+    tau, sigma_a
+        Estimates of the between-user spreads (a pilot fit's); ``None`` uses the prior scales.
+    """
+    shape = (len(design.users), len(design.features))
+    if parameterization not in PARAMETERIZATIONS:
+        raise FitError(
+            f"parameterization '{parameterization}' is unknown; expected one of {PARAMETERIZATIONS}"
+        )
+    if parameterization != "auto":
+        value = 1.0 if parameterization == "centred" else 0.0
+        return Centring(
+            np.full(shape, value), np.full(len(design.users), value), parameterization
+        )
+    spread = (
+        np.asarray(tau, dtype=float)
+        if tau is not None
+        else np.array([f.prior.between_user_sd for f in priors.features])
+    )
+    spread_a = sigma_a if sigma_a is not None else priors.intercept.sigma_a_scale
+    source = "pilot-fit spreads" if tau is not None else "prior scales"
+    return Centring(
+        weights=centring(weight_standard_errors(design), spread[None, :]),
+        intercepts=centring(intercept_standard_errors(design), np.asarray(spread_a)),
+        rule=f"lambda = spread^2 / (spread^2 + se^2) per cell, spreads from {source}",
+    )
+
+
+def build_model(
+    design: Design,
+    priors: Priors,
+    pooling: Pooling = "partial",
+    centring: Centring | None = None,
+) -> pm.Model:
+    """Build the PyMC model of a design.
+
+    Parameters
+    ----------
+    design
+        Centred exposures, user index and outcomes (``hbm.features.exposures``).
+    priors
+        Population priors; features must match ``design.features`` in order.
+    pooling
+        ``"partial"`` (hierarchical), ``"none"`` or ``"complete"``.
+    centring
+        Partial centring per cell (``choose_centring``); ``None`` applies the rule with the
+        priors' spreads.
+
+    Returns
+    -------
+    pm.Model
+        Variables ``a0, sigma_a, za, a, mu, tau, z, w`` (as the pooling has them) and ``y``, with
+        dims ``user``, ``feature``, ``obs``.
+    """
+    if pooling not in POOLINGS:
+        raise FitError(f"pooling '{pooling}' is unknown; expected one of {POOLINGS}")
+    if design.features != priors.keys:
+        raise FitError(
+            f"design features {list(design.features)} do not match the priors' "
+            f"{list(priors.keys)}"
+        )
+    if design.n_obs == 0:
+        raise FitError("the design has no observations to fit")
+    cen = centring if centring is not None else choose_centring(design, priors)
+    m = np.array([f.prior.mean for f in priors.features])
+    s = np.array([f.prior.sd for f in priors.features])
+    t = np.array([f.prior.between_user_sd for f in priors.features])
+    ip = priors.intercept
+    coords = {
+        "user": list(design.users),
+        "feature": list(design.features),
+        "obs": np.arange(design.n_obs),
+    }
+    with pm.Model(coords=coords) as model:
+        x = pm.Data("x", design.x, dims=("obs", "feature"))
+        uidx = pm.Data("user_index", design.user_index, dims="obs")
+        if pooling == "none":
+            a = pm.Normal("a", mu=ip.logit_base_rate, sigma=NO_POOLING_INTERCEPT_SD, dims="user")
+            w = pm.Normal("w", mu=m, sigma=NO_POOLING_SD, dims=("user", "feature"))
+        else:
+            a0 = pm.Normal("a0", mu=ip.logit_base_rate, sigma=ip.a0_sd)
+            sigma_a = pm.HalfNormal("sigma_a", sigma=ip.sigma_a_scale)
+            a = pm.Deterministic(
+                "a", _partially_centred("za", a0, sigma_a, cen.intercepts, ("user",)), dims="user"
+            )
+            mu = pm.Normal("mu", mu=m, sigma=s, dims="feature")
+            if pooling == "complete":
+                w = pm.Deterministic(
+                    "w",
+                    pt.broadcast_to(mu, (len(design.users), len(design.features))),
+                    dims=("user", "feature"),
+                )
+            else:
+                tau = pm.HalfNormal("tau", sigma=t, dims="feature")
+                w = pm.Deterministic(
+                    "w",
+                    _partially_centred("z", mu, tau, cen.weights, ("user", "feature")),
+                    dims=("user", "feature"),
+                )
+        eta = a[uidx] + (x * w[uidx]).sum(axis=-1)
+        pm.Bernoulli("y", logit_p=eta, observed=design.y, dims="obs")
+    return model

@@ -1,0 +1,313 @@
+"""Load and validate a priors file into frozen dataclasses.
+
+A priors file describes each feature (trigger) of the model: the diary column that holds its raw
+value, the dose-response ("impact pattern") that maps a raw value to an exposure in [0, 1], and the
+log-odds prior of its population weight and between-user spread. Nothing here knows the default
+feature list: every feature comes from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from hbm.errors import PriorsError
+
+#: The rule that fills in a missing ``log_odds_prior`` from ``weight_prior`` (documented in
+#: priors/README.md). L is the log of the pattern's risk ratio, highest over lowest level: the
+#: log-odds ratio the pattern itself claims. The clinical weight (0-1) says how much of it to
+#: believe for the population mean; the SD keeps the whole claimed effect within two SDs.
+DERIVATION_RULE = (
+    "L = ln(max(pattern) / min(pattern)); mean = weight_prior * L; sd = 0.1 + 0.5 * L; "
+    "between_user_sd = 0.3 + 0.3 * weight_prior"
+)
+
+TRANSFORMS = ("level", "change")
+
+
+@dataclass(frozen=True)
+class LogOddsPrior:
+    """Prior of a feature's weight: ``mu ~ Normal(mean, sd)``, ``tau ~ HalfNormal(between_user_sd)``."""
+
+    mean: float
+    sd: float
+    between_user_sd: float
+    derived: bool
+
+
+@dataclass(frozen=True)
+class InterceptPrior:
+    """Prior of the intercepts: ``a0 ~ Normal(logit(base_rate), a0_sd)``, ``sigma_a ~ HalfNormal``."""
+
+    base_rate: float = 0.15
+    a0_sd: float = 1.0
+    sigma_a_scale: float = 1.5
+
+    @property
+    def logit_base_rate(self) -> float:
+        return math.log(self.base_rate / (1.0 - self.base_rate))
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model feature, read from one variable of the priors file."""
+
+    key: str
+    name: str
+    category: str
+    group: str
+    column: str
+    unit: str
+    range: tuple[float, float]
+    levels: tuple[float, ...]
+    pattern: tuple[float, ...]
+    weight_prior: float
+    prior: LogOddsPrior
+    lag_days: int
+    transform: str
+    premonitory_confound: bool
+    source: str
+    simulation: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Priors:
+    """All features and the intercept prior of one priors file."""
+
+    features: tuple[Feature, ...]
+    intercept: InterceptPrior
+    path: str
+    document: str  # canonical JSON of the file, stored in every fit's attrs
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f.key for f in self.features)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Diary columns the features read, each once, in file order."""
+        return tuple(dict.fromkeys(f.column for f in self.features))
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.group for f in self.features))
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.document.encode()).hexdigest()
+
+    def feature(self, key: str) -> Feature:
+        for f in self.features:
+            if f.key == key:
+                return f
+        raise KeyError(key)
+
+    def column_range(self, column: str) -> tuple[float, float]:
+        return next(f.range for f in self.features if f.column == column)
+
+
+def default_priors_path() -> Path:
+    """Path of the shipped clinical priors file."""
+    return Path(str(resources.files("hbm") / "resources" / "migraine_features.json"))
+
+
+def _schema() -> dict[str, Any]:
+    text = (resources.files("hbm") / "resources" / "migraine_features.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def derive_log_odds_prior(pattern: tuple[float, ...], weight_prior: float) -> LogOddsPrior:
+    """Log-odds prior from the clinical weight and the impact pattern (see ``DERIVATION_RULE``)."""
+    span = math.log(max(pattern) / min(pattern))
+    return LogOddsPrior(
+        mean=weight_prior * span,
+        sd=0.1 + 0.5 * span,
+        between_user_sd=0.3 + 0.3 * weight_prior,
+        derived=True,
+    )
+
+
+def _where(path: str, doc: Any, location: list[str | int]) -> str:
+    """Human-readable place of a schema error: file, feature key and field."""
+    if len(location) >= 2 and location[0] == "variables" and isinstance(location[1], int):
+        idx = location[1]
+        key = "?"
+        variables = doc.get("variables") if isinstance(doc, dict) else None
+        if isinstance(variables, list) and idx < len(variables) and isinstance(variables[idx], dict):
+            key = str(variables[idx].get("key", "?"))
+        field = ".".join(str(p) for p in location[2:]) or "(the variable itself)"
+        return f"{path}: feature '{key}' (variables[{idx}]), field '{field}'"
+    field = ".".join(str(p) for p in location) or "(top level)"
+    return f"{path}: field '{field}'"
+
+
+def _schema_error_message(path: str, doc: Any, err: jsonschema.ValidationError) -> str:
+    location = list(err.absolute_path)
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = [r for r in err.validator_value if r not in err.instance]
+        where = _where(path, doc, [*location, missing[0]])
+        return f"{where}: required field is missing (required: {', '.join(err.validator_value)})"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed]
+        where = _where(path, doc, [*location, extra[0]])
+        return f"{where}: unknown field; allowed fields: {', '.join(allowed)}"
+    where = _where(path, doc, location)
+    if err.validator == "enum":
+        return f"{where}: {err.instance!r} is not allowed; allowed: {err.validator_value}"
+    described = err.schema.get("description") if isinstance(err.schema, dict) else None
+    extra = f" (expected: {described})" if described else ""
+    return f"{where}: {err.message}{extra}"
+
+
+def _check_variable(path: str, doc: Any, idx: int, var: dict[str, Any]) -> None:
+    def fail(field: str, msg: str) -> PriorsError:
+        return PriorsError(f"{_where(path, doc, ['variables', idx, field])}: {msg}")
+
+    levels, pattern = var["levels"], var["migraine_impact_pattern"]
+    if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+        raise fail("levels", f"levels must be strictly increasing, got {levels}")
+    if len(pattern) != len(levels):
+        raise fail(
+            "migraine_impact_pattern",
+            f"needs one relative risk per level ({len(levels)} levels), got {len(pattern)} values",
+        )
+    if max(pattern) == min(pattern):
+        raise fail(
+            "migraine_impact_pattern",
+            "the pattern is constant, so no level is riskier than another; give at least two "
+            "different relative risks",
+        )
+    lo, hi = var["range"]
+    if not lo < hi:
+        raise fail("range", f"range must be [low, high] with low < high, got {var['range']}")
+    if var["transform"] == "level" and (levels[-1] < lo or levels[0] > hi):
+        raise fail("levels", f"levels {levels} lie wholly outside the range {var['range']}")
+
+
+def load_priors(path: str | Path | None = None) -> Priors:
+    """Load and validate a priors file.
+
+    Parameters
+    ----------
+    path
+        JSON priors file; ``None`` loads the shipped clinical priors.
+
+    Returns
+    -------
+    Priors
+        Frozen dataclasses, one ``Feature`` per variable in file order.
+
+    Raises
+    ------
+    PriorsError
+        On an unreadable file, invalid JSON or any rule violation; the message names the file,
+        the feature key, the field and what is allowed.
+    """
+    p = Path(path) if path is not None else default_priors_path()
+    shown = str(path) if path is not None else str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PriorsError(f"{shown}: priors file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PriorsError(f"{shown}: cannot read priors file ({exc})") from None
+    return parse_priors(text, shown)
+
+
+def parse_priors(text: str, shown: str = "<priors>") -> Priors:
+    """Validate the text of a priors file; ``shown`` names it in error messages."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PriorsError(
+            f"{shown}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: [str(x) for x in e.absolute_path])
+    if errors:
+        raise PriorsError(_schema_error_message(shown, doc, errors[0]))
+
+    seen: dict[str, int] = {}
+    ranges: dict[str, tuple[tuple[float, float], str]] = {}
+    features = []
+    for idx, var in enumerate(doc["variables"]):
+        key = var["key"]
+        if key in seen:
+            raise PriorsError(
+                f"{_where(shown, doc, ['variables', idx, 'key'])}: duplicate key; '{key}' is "
+                f"already used by variables[{seen[key]}]; keys must be unique"
+            )
+        seen[key] = idx
+        _check_variable(shown, doc, idx, var)
+        column = var.get("column", key)
+        rng = (float(var["range"][0]), float(var["range"][1]))
+        if column in ranges and ranges[column][0] != rng:
+            other_range, other_key = ranges[column]
+            raise PriorsError(
+                f"{_where(shown, doc, ['variables', idx, 'range'])}: column '{column}' is also "
+                f"read by feature '{other_key}' with range {list(other_range)}; one column has "
+                "one range"
+            )
+        ranges.setdefault(column, (rng, key))
+        pattern = tuple(float(v) for v in var["migraine_impact_pattern"])
+        explicit = var.get("log_odds_prior")
+        prior = (
+            LogOddsPrior(
+                mean=float(explicit["mean"]),
+                sd=float(explicit["sd"]),
+                between_user_sd=float(explicit["between_user_sd"]),
+                derived=False,
+            )
+            if explicit is not None
+            else derive_log_odds_prior(pattern, float(var["weight_prior"]))
+        )
+        features.append(
+            Feature(
+                key=key,
+                name=var["name"],
+                category=var["category"],
+                group=var["group"],
+                column=column,
+                unit=var["unit"],
+                range=rng,
+                levels=tuple(float(v) for v in var["levels"]),
+                pattern=pattern,
+                weight_prior=float(var["weight_prior"]),
+                prior=prior,
+                lag_days=int(var["lag_days"]),
+                transform=var["transform"],
+                premonitory_confound=bool(var.get("premonitory_confound", False)),
+                source=var["source"],
+                simulation=var.get("simulation"),
+            )
+        )
+    reserved = {"user_id", "date", "migraine"}
+    for f in features:
+        if f.column in reserved:
+            raise PriorsError(
+                f"{_where(shown, doc, ['variables', seen[f.key], 'column'])}: column "
+                f"'{f.column}' is reserved for the diary's own fields {sorted(reserved)}"
+            )
+    icpt = doc.get("intercept", {})
+    intercept = InterceptPrior(
+        base_rate=float(icpt.get("base_rate", InterceptPrior.base_rate)),
+        a0_sd=float(icpt.get("a0_sd", InterceptPrior.a0_sd)),
+        sigma_a_scale=float(icpt.get("sigma_a_scale", InterceptPrior.sigma_a_scale)),
+    )
+    return Priors(
+        features=tuple(features),
+        intercept=intercept,
+        path=shown,
+        document=json.dumps(doc, sort_keys=True, ensure_ascii=False),
+    )
