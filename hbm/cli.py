@@ -158,7 +158,7 @@ def _fit_and_export(args: argparse.Namespace, out: Path) -> tuple[int, dict[str,
     exports = build_exports(result, args.ci_prob, args.ci_kind, args.min_days)
     timings = {"load_validate_s": t_load, **result.timings}
     run_info = {
-        "command": shlex.join(["hbm", *sys.argv[1:]]),
+        "command": shlex.join(["hbm", *args.argv]),
         "started": started,
         "priors": {"path": priors.path, "sha256": priors.sha256},
         "diary": summary,
@@ -357,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hbm`` command."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         code: int = args.func(args)
     except HBMError as exc:

@@ -11,6 +11,7 @@ chain. A fit that fails is still returned and saved, with ``reliable = False`` a
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -57,6 +58,8 @@ class SamplerConfig:
     #: Pointwise log-likelihood and posterior predictive are kept for at most this many draws
     #: (evenly thinned): enough for LOO and predictive checks, without a file of hundreds of MB.
     predictive_draws: int = 1000
+    #: Chains run in parallel on this many cores (None: every core this process may use).
+    cores: int | None = None
 
     def check(self) -> None:
         problems = []
@@ -150,9 +153,15 @@ def _thinned_posterior(dt: xr.DataTree, max_draws: int) -> xr.DataTree:
     return xr.DataTree.from_dict({"posterior": post.isel(draw=slice(None, None, step))})
 
 
+def available_cores() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _backend_kwargs(cfg: SamplerConfig) -> dict[str, Any]:
-    # PyMC's own NUTS runs one process per core; this machine class has two.
-    return {"cores": min(cfg.chains, 2)} if cfg.backend == "pymc" else {}
+    # PyMC's default halves the CPU count (it assumes hyperthreads), which on a 2-core machine
+    # runs every chain on one core; pass the real count.
+    return {"cores": min(cfg.chains, cfg.cores or available_cores())}
 
 
 def sample(

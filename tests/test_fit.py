@@ -1,0 +1,147 @@
+"""Small real NUTS fits: exports, confidence, prediction, save/load, gate flags."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from hbm import io
+from hbm.diary import Diary, split_by_time
+from hbm.features import exposures
+from hbm.fit import Gate, SamplerConfig, diagnose, fit
+from hbm.posterior import CLASSES, build_exports, classify
+from hbm.predict import predict
+from hbm.simulate import SimulationConfig, simulate
+
+DAYS = [5, 15, 30, 60, 100, 150, 200, 200]
+
+
+def _truncated_cohort(priors):
+    cohort = simulate(priors, SimulationConfig(n_users=8, n_days=200, heterogeneity=0.5, seed=2))
+    data = cohort.diary.data
+    rank = data.groupby("user_id").cumcount()
+    limit = data["user_id"].map(dict(zip(cohort.diary.users, DAYS, strict=True)))
+    kept = data[rank < limit].reset_index(drop=True)
+    return Diary(kept, cohort.diary.columns, "<test>", cohort.diary.report), cohort.truth
+
+
+@pytest.fixture(scope="module")
+def small_fit(small_priors_module):
+    diary, truth = _truncated_cohort(small_priors_module)
+    design = exposures(diary, small_priors_module)
+    cfg = SamplerConfig(chains=2, tune=300, draws=300, seed=5, progressbar=False)
+    return fit(design, small_priors_module, cfg, data_sha256=diary.sha256), diary
+
+
+@pytest.fixture(scope="module")
+def small_priors_module(tmp_path_factory):
+    from hbm.priors import load_priors
+
+    from .conftest import small_priors_doc, write_priors
+
+    return load_priors(write_priors(tmp_path_factory.mktemp("p"), small_priors_doc()))
+
+
+def test_fit_tree_has_groups_and_provenance(small_fit):
+    result, diary = small_fit
+    tree = result.tree
+    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood",
+                  "posterior_predictive"):
+        assert group in tree.children, group
+    attrs = tree.attrs
+    assert attrs["nuts_sampler"] == "nutpie"
+    assert attrs["seed"] == 5
+    assert attrs["data_sha256"] == diary.sha256
+    assert json.loads(attrs["priors_json"])["variables"][0]["key"] == "screen_hours"
+    assert "pymc" in json.loads(attrs["versions"])
+    assert set(json.loads(attrs["centering"])) == set(result.priors.keys)
+
+
+def test_exports_tables(small_fit):
+    result, _ = small_fit
+    ex = build_exports(result, ci_prob=0.8, ci_kind="hdi")
+    w = ex.weights
+    assert len(w) == 8 * 3
+    assert (w["ci_lb"] <= w["mean"]).all() and (w["mean"] <= w["ci_ub"]).all()
+    assert set(w["class"]) <= set(CLASSES)
+    assert (w["ci_prob"] == 0.8).all() and (w["ci_kind"] == "hdi").all()
+    np.testing.assert_allclose(w["odds_ratio_lb"], np.exp(w["ci_lb"]))
+    assert w["reliable"].eq(result.diagnostics.reliable).all()
+    pop = ex.population
+    assert list(pop["feature"]) == list(result.priors.keys)
+    assert {"mu_mean", "mu_ci_lb", "tau_mean", "tau_ci_ub", "p_tau_above_0.3"} <= set(pop.columns)
+    users = ex.users
+    assert list(users["days_logged"]) == DAYS
+    assert users["attacks"].sum() == int(result.design.y.sum())
+    assert len(ex.profiles) == 8
+    prof = ex.profiles[0]
+    assert set(prof) >= {"user_id", "trigger_weights", "top_triggers", "personalization_confidence",
+                         "reliable"}
+    assert set(prof["trigger_weights"]) == {"environmental", "lifestyle"}
+    assert {"name", "category", "weight", "odds_ratio", "odds_ratio_ci", "class"} <= set(
+        prof["top_triggers"][0]
+    )
+
+
+def test_confidence_rises_with_days_logged(small_fit):
+    result, _ = small_fit
+    users = build_exports(result).users
+    rho = stats.spearmanr(users["days_logged"], users["confidence"]).statistic
+    assert rho > 0.7, users[["days_logged", "confidence"]]
+    assert users["confidence"].iloc[0] < 0.15  # 5 days: barely more than a new user
+    assert users["confidence"].between(0, 1).all()
+
+
+def test_classify_against_rope():
+    lb = np.array([0.3, -0.9, -0.1, -0.5])
+    ub = np.array([0.9, -0.3, 0.1, 0.5])
+    assert list(classify(lb, ub, 0.2)) == ["trigger", "protector", "no association", "uncertain"]
+
+
+def test_predict_known_and_unseen_users(small_fit, small_priors_module):
+    result, diary = small_fit
+    new = simulate(small_priors_module, SimulationConfig(n_users=2, n_days=20, seed=99))
+    # rename the new users so one is known (u001) and one is not
+    data = new.diary.data.copy()
+    data["user_id"] = data["user_id"].map({"u001": "u001", "u002": "stranger"})
+    unseen = Diary(data, new.diary.columns, "<new>", new.diary.report)
+    table = predict(result.tree, unseen, seed=1)
+    assert len(table) == 40
+    assert table.groupby("user_id")["known_user"].first().to_dict() == {
+        "stranger": False, "u001": True
+    }
+    assert table["risk_mean"].between(0, 1).all()
+    assert (table["risk_lb"] <= table["risk_mean"]).all()
+    # a stranger's risk interval includes the between-user spread: wider than a known user's
+    width = (table["risk_ub"] - table["risk_lb"]).groupby(table["user_id"]).mean()
+    assert width["stranger"] > width["u001"]
+    again = predict(result.tree, unseen, seed=1)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_save_load_round_trip_keeps_attrs(tmp_path, small_fit):
+    result, _ = small_fit
+    path = io.save_fit(result.tree, tmp_path / "fit.nc")
+    loaded = io.load_fit(path)
+    assert loaded.attrs["priors_json"] == result.tree.attrs["priors_json"]
+    np.testing.assert_array_equal(loaded.posterior["w"].values, result.tree.posterior["w"].values)
+    assert not list(tmp_path.glob(".*tmp"))  # no temp file left behind
+
+
+def test_gate_flags_short_runs(small_fit):
+    result, _ = small_fit
+    strict = diagnose(result.tree, Gate(min_ess_bulk=1e9))
+    assert not strict.reliable
+    assert any("bulk ESS" in r for r in strict.reasons)
+
+
+def test_temporal_split_design_reuses_centering(small_fit, small_priors_module):
+    _, diary = small_fit
+    train, test = split_by_time(diary)
+    d_train = exposures(train, small_priors_module)
+    d_test = exposures(test, small_priors_module, centering=d_train.centering)
+    assert d_test.centering == d_train.centering
