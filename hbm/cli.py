@@ -83,8 +83,10 @@ def summarize(diary: Diary, design: Design) -> dict[str, Any]:
 def _print_summary(s: dict[str, Any]) -> None:
     d = s["days_per_user"]
     print(f"diary      {s['file']}")
-    print(f"rows       {s['rows']}  users {s['users']}  days/user min {d['min']} "
-          f"median {d['median']:g} max {d['max']}")
+    print(
+        f"rows       {s['rows']}  users {s['users']}  days/user min {d['min']} "
+        f"median {d['median']:g} max {d['max']}"
+    )
     print(f"attacks    {s['attack_rate']:.1%} of days")
     print(f"gaps       {s['missing_days_total']} missing day(s) inside users' date ranges")
     print(f"missing    policy '{s['missing_policy']}', dropped rows {s['dropped_rows']}")
@@ -95,9 +97,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     for key, prev in s["exposure_prevalence"].items():
         print(f"  {key:<34} {s['lag_filled_exposures'][key]:>10} {prev:>17.1%}")
     if s["users_with_few_days"]:
-        print(f"few days   {len(s['users_with_few_days'])} user(s) with < {s['min_days']} days "
-              f"(kept; their weights stay near the population): "
-              f"{', '.join(s['users_with_few_days'][:10])}")
+        print(
+            f"few days   {len(s['users_with_few_days'])} user(s) with < {s['min_days']} days "
+            f"(kept; their weights stay near the population): "
+            f"{', '.join(s['users_with_few_days'][:10])}"
+        )
     if s["ignored_columns"]:
         print(f"ignored    columns not in the priors: {', '.join(s['ignored_columns'])}")
 
@@ -129,8 +133,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     cohort = simulate(priors, cfg)
     out = io.write_cohort(args.out, cohort.diary.data, cohort.truth)
-    print(f"wrote {out} ({cohort.diary.report.n_rows} rows, {cfg.n_users} users, attack rate "
-          f"{cohort.diary.data['migraine'].mean():.1%}) and {io.truth_path(out)}")
+    print(
+        f"wrote {out} ({cohort.diary.report.n_rows} rows, {cfg.n_users} users, attack rate "
+        f"{cohort.diary.data['migraine'].mean():.1%}) and {io.truth_path(out)}"
+    )
     return 0
 
 
@@ -141,9 +147,12 @@ def _fit_and_export(args: argparse.Namespace, out: Path) -> tuple[int, dict[str,
     design = exposures(diary, priors)
     summary = summarize(diary, design)
     t_load = time.perf_counter() - t0
-    print(f"fitting {summary['users']} users x {summary['rows']} days x {len(priors.keys)} "
-          f"features with {args.backend} ({args.chains} chains, {args.tune} tune + {args.draws} "
-          "draws)...", flush=True)
+    print(
+        f"fitting {summary['users']} users x {summary['rows']} days x {len(priors.keys)} "
+        f"features with {args.backend} ({args.chains} chains, {args.tune} tune + {args.draws} "
+        "draws)...",
+        flush=True,
+    )
     cfg = SamplerConfig(
         backend=args.backend,
         chains=args.chains,
@@ -183,8 +192,10 @@ def _fit_and_export(args: argparse.Namespace, out: Path) -> tuple[int, dict[str,
     d = result.diagnostics
     verdict = "reliable" if d.reliable else "NOT RELIABLE: " + "; ".join(d.reasons)
     print(f"fit {verdict}")
-    print(f"max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, min tail ESS "
-          f"{d.min_ess_tail:.0f}, divergences {d.divergences}, min E-BFMI {min(d.ebfmi):.2f}")
+    print(
+        f"max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, min tail ESS "
+        f"{d.min_ess_tail:.0f}, divergences {d.divergences}, min E-BFMI {min(d.ebfmi):.2f}"
+    )
     print(f"wrote {out}/ ({', '.join(io.RUN_FILES)}) in {timings['total_s']:.0f} s")
     code = 3 if (args.strict and not d.reliable) else 0
     return code, run_info
@@ -231,10 +242,14 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     print("reliable" if diag["reliable"] else "NOT RELIABLE: " + "; ".join(diag["reasons"]))
     print(f"{'variable':<10} {'max R-hat':>10} {'min ESS bulk':>13} {'min ESS tail':>13}")
     for name, v in diag["per_variable"].items():
-        print(f"{name:<10} {v['max_rhat']:>10.3f} {v['min_ess_bulk']:>13.0f} "
-              f"{v['min_ess_tail']:>13.0f}")
-    print(f"divergences {diag['divergences']}; E-BFMI per chain "
-          f"{', '.join(f'{e:.2f}' for e in diag['ebfmi'])}")
+        print(
+            f"{name:<10} {v['max_rhat']:>10.3f} {v['min_ess_bulk']:>13.0f} "
+            f"{v['min_ess_tail']:>13.0f}"
+        )
+    print(
+        f"divergences {diag['divergences']}; E-BFMI per chain "
+        f"{', '.join(f'{e:.2f}' for e in diag['ebfmi'])}"
+    )
     names = [n for n in ("a0", "sigma_a", "mu", "tau") if n in tree["posterior"].data_vars]
     table = az.summary(tree, var_names=names, kind="diagnostics", round_to="none")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -258,8 +273,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table["date"] = table["date"].dt.strftime("%Y-%m-%d")
     io.write_csv(args.out, table)
     n_new = int((~table["known_user"]).sum())
-    print(f"wrote {args.out} ({len(table)} days; {n_new} of unseen users, predicted from the "
-          "population)")
+    print(
+        f"wrote {args.out} ({len(table)} days; {n_new} of unseen users, predicted from the "
+        "population)"
+    )
     return 0
 
 
@@ -269,12 +286,24 @@ def _add_diary_options(p: argparse.ArgumentParser, diary_default: Path | None = 
     else:
         p.add_argument("--diary", default=str(diary_default), help="diary file")
     p.add_argument("--priors", default=None, help="priors JSON (default: the shipped clinical one)")
-    p.add_argument("--map", action="append", metavar="FILE_COL=HBM_COL",
-                   help="rename a diary column (repeatable), e.g. --map patient=user_id")
-    p.add_argument("--missing", choices=MISSING_POLICIES, default="error",
-                   help="missing feature values: error (default), impute (user median) or drop")
-    p.add_argument("--min-days", type=int, default=DEFAULT_MIN_DAYS,
-                   help="report users with fewer logged days (default %(default)s)")
+    p.add_argument(
+        "--map",
+        action="append",
+        metavar="FILE_COL=HBM_COL",
+        help="rename a diary column (repeatable), e.g. --map patient=user_id",
+    )
+    p.add_argument(
+        "--missing",
+        choices=MISSING_POLICIES,
+        default="error",
+        help="missing feature values: error (default), impute (user median) or drop",
+    )
+    p.add_argument(
+        "--min-days",
+        type=int,
+        default=DEFAULT_MIN_DAYS,
+        help="report users with fewer logged days (default %(default)s)",
+    )
 
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
@@ -288,8 +317,9 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parameterization", choices=PARAMETERIZATIONS, default="auto")
     p.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB)
     p.add_argument("--ci-kind", choices=CI_KINDS, default=DEFAULT_CI_KIND)
-    p.add_argument("--strict", action="store_true",
-                   help="exit 3 when the fit fails the diagnostics gate")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 3 when the fit fails the diagnostics gate"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -307,17 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a synthetic diary and its truth file")
     p.add_argument("--users", type=int, default=SimulationConfig.n_users)
     p.add_argument("--days", type=int, default=SimulationConfig.n_days)
-    p.add_argument("--heterogeneity", type=float, default=None,
-                   help="between-user SD of every weight (default: the priors' own SDs)")
+    p.add_argument(
+        "--heterogeneity",
+        type=float,
+        default=None,
+        help="between-user SD of every weight (default: the priors' own SDs)",
+    )
     p.add_argument("--seed", type=int, default=SimulationConfig.seed)
     p.add_argument("--priors", default=None)
     p.add_argument("--attack-rate", type=float, default=SimulationConfig.attack_rate)
     p.add_argument("--sigma-a", type=float, default=SimulationConfig.sigma_a)
-    p.add_argument("--menstruating-share", type=float,
-                   default=SimulationConfig.menstruating_share)
+    p.add_argument("--menstruating-share", type=float, default=SimulationConfig.menstruating_share)
     p.add_argument("--locations", type=int, default=SimulationConfig.n_locations)
-    p.add_argument("--clustering", type=float, default=SimulationConfig.clustering,
-                   help="log-odds added the day after an attack (0 = off)")
+    p.add_argument(
+        "--clustering",
+        type=float,
+        default=SimulationConfig.clustering,
+        help="log-odds added the day after an attack (0 = off)",
+    )
     p.add_argument("--out", required=True, help="diary path (.csv or .parquet)")
     p.set_defaults(func=cmd_simulate)
 

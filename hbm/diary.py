@@ -105,7 +105,9 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, str]:
             # pandas renames a repeated header to 'name.1'; refuse it before it can hide.
             repeated = sorted({c for c in header if header.count(c) > 1})
             if repeated:
-                raise DiaryError(f"{path}: column(s) {repeated} appear more than once in the header")
+                raise DiaryError(
+                    f"{path}: column(s) {repeated} appear more than once in the header"
+                )
             # Strings first: numbers are parsed column by column so a bad cell can be named.
             frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
             return frame, "csv"
@@ -126,7 +128,9 @@ def validate_frame(
 ) -> Diary:
     """Validate a raw diary table (see ``load_diary``); ``kind`` sets the row numbering."""
     if missing not in MISSING_POLICIES:
-        raise DiaryError(f"missing policy '{missing}' is unknown; expected one of {MISSING_POLICIES}")
+        raise DiaryError(
+            f"missing policy '{missing}' is unknown; expected one of {MISSING_POLICIES}"
+        )
     frame = frame.reset_index(drop=True)
     if column_map:
         absent = [c for c in column_map if c not in frame.columns]

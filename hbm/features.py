@@ -106,9 +106,11 @@ def exposures(diary: Diary, priors: Priors, centering: Centering | None = None) 
     """
     data = diary.data
     keys = priors.keys
-    raw_exposure = np.column_stack(
-        [impact(f, transformed_values(diary, f)) for f in priors.features]
-    ) if len(data) else np.zeros((0, len(keys)))
+    raw_exposure = (
+        np.column_stack([impact(f, transformed_values(diary, f)) for f in priors.features])
+        if len(data)
+        else np.zeros((0, len(keys)))
+    )
     unknown = np.isnan(raw_exposure)
     if centering is None:
         with np.errstate(invalid="ignore"):
@@ -135,5 +137,7 @@ def exposures(diary: Diary, priors: Priors, centering: Centering | None = None) 
 
 def exposure_prevalence(design: Design) -> dict[str, float]:
     """Share of days on which each feature's exposure is at least 0.5 (nearer its high-risk end)."""
-    share = (design.exposure >= 0.5).mean(axis=0) if design.n_obs else np.zeros(len(design.features))
+    share = (
+        (design.exposure >= 0.5).mean(axis=0) if design.n_obs else np.zeros(len(design.features))
+    )
     return {k: float(v) for k, v in zip(design.features, share, strict=True)}

@@ -254,8 +254,12 @@ def pilot_spreads(
         else np.zeros(len(design.features))
     )
     sigma_a = float(post["sigma_a"].quantile(q)) if "sigma_a" in post else 0.0
-    return PilotResult(tau=np.asarray(tau, dtype=float), sigma_a=sigma_a, quantile=q,
-                       seconds=time.perf_counter() - t0)
+    return PilotResult(
+        tau=np.asarray(tau, dtype=float),
+        sigma_a=sigma_a,
+        quantile=q,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 @dataclass(frozen=True)
@@ -352,8 +356,9 @@ def fit(
         "priors_path": priors.path,
         "data_sha256": data_sha256,
         "n_obs": design.n_obs,
-        "centering": json.dumps(dict(zip(design.centering.features, design.centering.means,
-                                         strict=True))),
+        "centering": json.dumps(
+            dict(zip(design.centering.features, design.centering.means, strict=True))
+        ),
         "versions": json.dumps(package_versions()),
         "diagnostics": json.dumps(diagnostics.to_dict()),
         "reliable": int(diagnostics.reliable),

@@ -65,7 +65,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def _write(target: str | Path, writer: Callable[[Path], None]) -> Path:
+def _write(target: str | Path, writer: Callable[[Path], object]) -> Path:
     with atomic_path(target) as tmp:
         writer(tmp)
     return Path(target)
@@ -136,7 +136,9 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return d
 
 
-def write_run(run_dir: str | Path, tree: xr.DataTree, exports: Any, run_info: dict[str, Any]) -> Path:
+def write_run(
+    run_dir: str | Path, tree: xr.DataTree, exports: Any, run_info: dict[str, Any]
+) -> Path:
     """Write a fit and its exports (``hbm.posterior.Exports``) into a run folder."""
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ def _partially_centred(
 ) -> pt.TensorVariable:
     """``loc + scale * eps`` written with centring ``lam`` per cell, from one RV ``name``.
 
-    ``raw ~ Normal(lam * loc, scale**lam)`` and ``value = loc + scale**(1 - lam) * (raw - lam * loc)``:
+    ``raw ~ Normal(lam * loc, scale**lam)``, ``value = loc + scale**(1 - lam) * (raw - lam * loc)``:
     ``lam = 0`` is the non-centred form, ``lam = 1`` the centred one; the value's distribution is
     ``Normal(loc, scale)`` for every ``lam``.
     """
@@ -117,7 +117,9 @@ class Centring:
             "weights_share_mostly_centred": float((self.weights > 0.5).mean())
             if self.weights.size
             else 0.0,
-            "intercepts_mean_lambda": float(self.intercepts.mean()) if self.intercepts.size else 0.0,
+            "intercepts_mean_lambda": float(self.intercepts.mean())
+            if self.intercepts.size
+            else 0.0,
         }
 
 
@@ -146,9 +148,7 @@ def choose_centring(
         )
     if parameterization != "auto":
         value = 1.0 if parameterization == "centred" else 0.0
-        return Centring(
-            np.full(shape, value), np.full(len(design.users), value), parameterization
-        )
+        return Centring(np.full(shape, value), np.full(len(design.users), value), parameterization)
     spread = (
         np.asarray(tau, dtype=float)
         if tau is not None
@@ -193,8 +193,7 @@ def build_model(
         raise FitError(f"pooling '{pooling}' is unknown; expected one of {POOLINGS}")
     if design.features != priors.keys:
         raise FitError(
-            f"design features {list(design.features)} do not match the priors' "
-            f"{list(priors.keys)}"
+            f"design features {list(design.features)} do not match the priors' {list(priors.keys)}"
         )
     if design.n_obs == 0:
         raise FitError("the design has no observations to fit")

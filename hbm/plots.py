@@ -6,15 +6,17 @@ Functions return ``PlotCollection`` objects; callers (CLI, report) decide where 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import arviz_plots as azp
 import matplotlib
 import xarray as xr
 
+from hbm.posterior import DEFAULT_CI_KIND, DEFAULT_CI_PROB, CiKind
+
 matplotlib.use("Agg")  # files only; no display on the machines this runs on
 
-from hbm.posterior import DEFAULT_CI_KIND, DEFAULT_CI_PROB  # noqa: E402
+Backend = Literal["matplotlib", "bokeh", "plotly"]
 
 #: Population-level variables shown in rank/trace plots (per-user ones would be hundreds of panels).
 POPULATION_VARS = ("a0", "sigma_a", "mu", "tau")
@@ -25,12 +27,12 @@ def _present(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
     return [n for n in names if n in post.data_vars]
 
 
-def rank_plot(tree: xr.DataTree, backend: str = "matplotlib") -> Any:
+def rank_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
     """Rank plots of the population-level variables (chains should overlap uniformly)."""
     return azp.plot_rank(tree, var_names=_present(tree, POPULATION_VARS), backend=backend)
 
 
-def energy_plot(tree: xr.DataTree, backend: str = "matplotlib") -> Any:
+def energy_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
     """Marginal energy against energy transitions, with E-BFMI per chain."""
     return azp.plot_energy(tree, backend=backend)
 
@@ -39,8 +41,8 @@ def forest_plot(
     tree: xr.DataTree,
     var_names: tuple[str, ...] = ("mu", "tau"),
     ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
-    backend: str = "matplotlib",
+    ci_kind: CiKind = DEFAULT_CI_KIND,
+    backend: Literal["matplotlib", "bokeh"] = "matplotlib",
 ) -> Any:
     """Forest plot of the population weights and spreads with the run's interval choice."""
     return azp.plot_forest(

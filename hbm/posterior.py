@@ -13,8 +13,9 @@ in the evidence file except the weakest weather effects):
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import arviz as az
 import numpy as np
@@ -28,9 +29,10 @@ from hbm.fit import FitResult
 from hbm.model import NO_POOLING_SD
 from hbm.priors import Priors
 
+CiKind = Literal["eti", "hdi"]
 DEFAULT_CI_PROB = 0.90
-DEFAULT_CI_KIND = "eti"
-CI_KINDS = ("eti", "hdi")
+DEFAULT_CI_KIND: CiKind = "eti"
+CI_KINDS: tuple[CiKind, ...] = ("eti", "hdi")
 ROPE = 0.2
 CLASSES = ("trigger", "protector", "no association", "uncertain")
 TOP_TRIGGERS = 5
@@ -58,7 +60,10 @@ def classify(lb: np.ndarray, ub: np.ndarray, rope: float = ROPE) -> np.ndarray:
 
 
 def population_table(
-    dt: xr.DataTree, priors: Priors, ci_prob: float = DEFAULT_CI_PROB, ci_kind: str = DEFAULT_CI_KIND
+    dt: xr.DataTree,
+    priors: Priors,
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
 ) -> pd.DataFrame:
     """Per feature: posterior of the population weight ``mu`` and between-user SD ``tau``."""
     post = dt["posterior"].to_dataset()
@@ -98,7 +103,7 @@ def weights_table(
     rope: float = ROPE,
 ) -> pd.DataFrame:
     """Per (user, feature): posterior mean, sd, interval, odds ratio, P(w > 0) and class."""
-    w = dt["posterior"]["w"]
+    w = dt["posterior"].to_dataset()["w"]
     s = _summary(dt, "w", ci_prob, ci_kind)
     users = [str(u) for u in w["user"].values]
     index = pd.MultiIndex.from_product([users, list(priors.keys)], names=["user", "feature"])
@@ -169,9 +174,7 @@ def users_table(
     rate = xr.apply_ufunc(special.expit, a)
     rate_tree = xr.DataTree.from_dict({"posterior": rate.to_dataset(name="base_rate")})
     s = _summary(rate_tree, "base_rate", ci_prob, ci_kind).reindex(users)
-    counts = (
-        weights.groupby(["user_id", "class"]).size().unstack("class").reindex(users).fillna(0)
-    )
+    counts = weights.groupby(["user_id", "class"]).size().unstack("class").reindex(users).fillna(0)
     table = pd.DataFrame(
         {
             "user_id": users,
@@ -230,7 +233,7 @@ def profile_records(
     return out
 
 
-def _trigger(r: dict[str, Any]) -> dict[str, Any]:
+def _trigger(r: Mapping[Hashable, Any]) -> dict[str, Any]:
     return {
         "feature": r["feature"],
         "name": r["name"],
@@ -264,7 +267,7 @@ def build_exports(
     ci_kind: str = DEFAULT_CI_KIND,
     min_days: int = 30,
 ) -> Exports:
-    """Population, weights, users, profiles and diagnostics of a fit, each flagged reliable or not."""
+    """Population, weights, users, profiles and diagnostics, each flagged reliable or not."""
     if not 0.0 < ci_prob < 1.0:
         raise HBMError(f"ci_prob must be in (0, 1), got {ci_prob}")
     if ci_kind not in CI_KINDS:

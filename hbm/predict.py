@@ -80,7 +80,7 @@ def predict(
     pos = {u: i for i, u in enumerate(known)}
     a = _stacked(post, "a", max_draws)  # (S, U)
     w = _stacked(post, "w", max_draws)  # (S, U, K)
-    n_s, n_k = w.shape[0], w.shape[2]
+    n_s, n_k = int(w.shape[0]), int(w.shape[2])
     rng = np.random.default_rng(seed)
     lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
     rows = []
@@ -91,7 +91,10 @@ def predict(
             eta = a[:, pos[user], None] + w[:, pos[user], :] @ x.T
         else:
             if pooling == "none":
-                a_new = priors.intercept.logit_base_rate + NO_POOLING_INTERCEPT_SD * rng.standard_normal(n_s)
+                a_new: np.ndarray = (
+                    priors.intercept.logit_base_rate
+                    + NO_POOLING_INTERCEPT_SD * rng.standard_normal(n_s)
+                )
                 m = np.array([f.prior.mean for f in priors.features])
                 w_new = m[None, :] + NO_POOLING_SD * rng.standard_normal((n_s, n_k))
             else:

@@ -9,6 +9,7 @@ feature list: every feature comes from the file.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -35,7 +36,7 @@ TRANSFORMS = ("level", "change")
 
 @dataclass(frozen=True)
 class LogOddsPrior:
-    """Prior of a feature's weight: ``mu ~ Normal(mean, sd)``, ``tau ~ HalfNormal(between_user_sd)``."""
+    """Weight prior: ``mu ~ Normal(mean, sd)``, ``tau ~ HalfNormal(between_user_sd)``."""
 
     mean: float
     sd: float
@@ -45,7 +46,7 @@ class LogOddsPrior:
 
 @dataclass(frozen=True)
 class InterceptPrior:
-    """Prior of the intercepts: ``a0 ~ Normal(logit(base_rate), a0_sd)``, ``sigma_a ~ HalfNormal``."""
+    """Intercept prior: ``a0 ~ Normal(logit(base_rate), a0_sd)``, ``sigma_a ~ HalfNormal``."""
 
     base_rate: float = 0.15
     a0_sd: float = 1.0
@@ -142,7 +143,11 @@ def _where(path: str, doc: Any, location: list[str | int]) -> str:
         idx = location[1]
         key = "?"
         variables = doc.get("variables") if isinstance(doc, dict) else None
-        if isinstance(variables, list) and idx < len(variables) and isinstance(variables[idx], dict):
+        if (
+            isinstance(variables, list)
+            and idx < len(variables)
+            and isinstance(variables[idx], dict)
+        ):
             key = str(variables[idx].get("key", "?"))
         field = ".".join(str(p) for p in location[2:]) or "(the variable itself)"
         return f"{path}: feature '{key}' (variables[{idx}]), field '{field}'"
@@ -165,8 +170,8 @@ def _schema_error_message(path: str, doc: Any, err: jsonschema.ValidationError) 
     if err.validator == "enum":
         return f"{where}: {err.instance!r} is not allowed; allowed: {err.validator_value}"
     described = err.schema.get("description") if isinstance(err.schema, dict) else None
-    extra = f" (expected: {described})" if described else ""
-    return f"{where}: {err.message}{extra}"
+    hint = f" (expected: {described})" if described else ""
+    return f"{where}: {err.message}{hint}"
 
 
 def _check_variable(path: str, doc: Any, idx: int, var: dict[str, Any]) -> None:
@@ -174,7 +179,7 @@ def _check_variable(path: str, doc: Any, idx: int, var: dict[str, Any]) -> None:
         return PriorsError(f"{_where(path, doc, ['variables', idx, field])}: {msg}")
 
     levels, pattern = var["levels"], var["migraine_impact_pattern"]
-    if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(levels)):
         raise fail("levels", f"levels must be strictly increasing, got {levels}")
     if len(pattern) != len(levels):
         raise fail(

@@ -90,6 +90,7 @@ _GH_W = _GH_W / _GH_W.sum()
 
 def _logit_location(prevalence: float, spread: float) -> float:
     """m such that E[invlogit(m + spread * Z)] = prevalence, Z standard normal."""
+
     def gap(m: float) -> float:
         return float(np.sum(_GH_W * special.expit(m + spread * _GH_X)) - prevalence)
 
@@ -144,9 +145,9 @@ def _column(
     lo, hi = rng_range
     kind = spec["kind"]
     if kind == "continuous":
-        user_mean = spec.get("mean", (lo + hi) / 2) + spec.get("user_sd", 0.0) * rng.standard_normal(
-            (n, 1)
-        )
+        user_mean = spec.get("mean", (lo + hi) / 2) + spec.get(
+            "user_sd", 0.0
+        ) * rng.standard_normal((n, 1))
         noise = spec.get("sd", (hi - lo) / 6) * _ar1(rng, n, d, spec.get("autocorr", 0.5))
         x = user_mean + noise + spec.get("weekend_shift", 0.0) * weekend[None, :]
     elif kind == "count":
@@ -241,8 +242,9 @@ def simulate(priors: Priors, config: SimulationConfig | None = None) -> Cohort:
     eta_w = np.einsum("ok,ok->o", design.x, w[design.user_index])
 
     def rate_gap(a0: float) -> float:
-        return float(special.expit(a0 + cfg.sigma_a * za[design.user_index] + eta_w).mean()
-                     - cfg.attack_rate)
+        return float(
+            special.expit(a0 + cfg.sigma_a * za[design.user_index] + eta_w).mean() - cfg.attack_rate
+        )
 
     a0 = float(optimize.brentq(rate_gap, -15.0, 15.0))
     a = a0 + cfg.sigma_a * za
@@ -268,9 +270,7 @@ def simulate(priors: Priors, config: SimulationConfig | None = None) -> Cohort:
             "tau": dict(zip(keys, tau.tolist(), strict=True)),
         },
         "intercepts": dict(zip(users, a.tolist(), strict=True)),
-        "weights": {
-            u: dict(zip(keys, w[i].tolist(), strict=True)) for i, u in enumerate(users)
-        },
+        "weights": {u: dict(zip(keys, w[i].tolist(), strict=True)) for i, u in enumerate(users)},
         "clustering": cfg.clustering,
         "menstruating": dict(zip(users, cycle[2].tolist(), strict=True)),
         "location": dict(zip(users, location.tolist(), strict=True)),

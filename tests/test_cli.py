@@ -1,9 +1,8 @@
-"""The hbm command end to end on a small cohort: simulate, validate, fit, profile, diagnose, predict."""
+"""The hbm command end to end on a small cohort: simulate, validate, fit, profile, predict."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,8 +20,24 @@ def workspace(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     priors = write_priors(d, small_priors_doc(), "priors.json")
     diary = d / "diary.csv"
-    assert main(["simulate", "--users", "5", "--days", "60", "--seed", "4", "--priors",
-                 str(priors), "--out", str(diary)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--users",
+                "5",
+                "--days",
+                "60",
+                "--seed",
+                "4",
+                "--priors",
+                str(priors),
+                "--out",
+                str(diary),
+            ]
+        )
+        == 0
+    )
     run = d / "run"
     assert main(["fit", str(diary), "--priors", str(priors), "--out", str(run), *FIT_ARGS]) == 0
     return d, priors, diary, run
@@ -73,8 +88,20 @@ def test_fit_writes_every_export(workspace):
 
 def test_strict_exits_non_zero_when_unreliable(workspace, tmp_path):
     _, priors, diary, _ = workspace
-    code = main(["fit", str(diary), "--priors", str(priors), "--out", str(tmp_path / "r"),
-                 "--parameterization", "noncentred", "--strict", *FIT_ARGS])
+    code = main(
+        [
+            "fit",
+            str(diary),
+            "--priors",
+            str(priors),
+            "--out",
+            str(tmp_path / "r"),
+            "--parameterization",
+            "noncentred",
+            "--strict",
+            *FIT_ARGS,
+        ]
+    )
     assert code == 3
 
 
@@ -126,7 +153,14 @@ def test_bad_column_map(workspace, capsys):
 def test_shipped_example_validates():
     from .conftest import REPO
 
-    assert main(["validate", str(REPO / "data/example_diary.csv"), "--priors",
-                 str(REPO / "priors/migraine_features.json")]) == 0
-
-
+    assert (
+        main(
+            [
+                "validate",
+                str(REPO / "data/example_diary.csv"),
+                "--priors",
+                str(REPO / "priors/migraine_features.json"),
+            ]
+        )
+        == 0
+    )

@@ -26,15 +26,21 @@ def test_custom_priors_and_matching_diary_load(tmp_path, small_priors):
     assert diary.columns == ("screen_hours", "chocolate", "pressure")
     assert diary.report.n_rows == 10
     assert list(diary.data.columns) == [
-        "user_id", "date", "migraine", "screen_hours", "chocolate", "pressure"
+        "user_id",
+        "date",
+        "migraine",
+        "screen_hours",
+        "chocolate",
+        "pressure",
     ]
 
 
 def test_parquet_and_csv_give_the_same_content(tmp_path, small_priors):
     frame = small_diary_frame()
     csv = load_diary(write_csv(tmp_path, frame), small_priors)
-    typed = frame.astype({"migraine": int, "screen_hours": float, "chocolate": float,
-                          "pressure": float})
+    typed = frame.astype(
+        {"migraine": int, "screen_hours": float, "chocolate": float, "pressure": float}
+    )
     pq = tmp_path / "diary.parquet"
     typed.to_parquet(pq)
     assert load_diary(pq, small_priors).sha256 == csv.sha256
@@ -43,7 +49,9 @@ def test_parquet_and_csv_give_the_same_content(tmp_path, small_priors):
 def test_column_map_renames(tmp_path, small_priors):
     frame = small_diary_frame().rename(columns={"user_id": "patient", "pressure": "hpa"})
     diary = load_diary(
-        write_csv(tmp_path, frame), small_priors, column_map={"patient": "user_id", "hpa": "pressure"}
+        write_csv(tmp_path, frame),
+        small_priors,
+        column_map={"patient": "user_id", "hpa": "pressure"},
     )
     assert diary.users == ("p0", "p1")
 
@@ -85,9 +93,10 @@ def test_split_by_time_keeps_order_within_user(tmp_path, small_priors):
     train, test = split_by_time(diary, 0.25)
     assert train.report.n_rows == 12 and test.report.n_rows == 4
     for u in diary.users:
-        assert train.data[train.data.user_id == u].date.max() < test.data[
-            test.data.user_id == u
-        ].date.min()
+        assert (
+            train.data[train.data.user_id == u].date.max()
+            < test.data[test.data.user_id == u].date.min()
+        )
 
 
 Edit = Callable[[pd.DataFrame], pd.DataFrame]
@@ -109,18 +118,34 @@ MALFORMED: list[tuple[str, Edit, list[str]]] = [
     ("outcome empty", _set(4, "migraine", ""), ["'migraine'", "line 6"]),
     ("bad date", _set(2, "date", "03/03/2025"), ["'date'", "line 4", "YYYY-MM-DD"]),
     ("impossible date", _set(2, "date", "2025-02-30"), ["'date'", "line 4"]),
-    ("duplicate day", _set(1, "date", "2025-03-01"), ["duplicated (user_id, date)", "line 2",
-                                                      "line 3", "p0"]),
-    ("out of range", _set(6, "screen_hours", "30"), ["'screen_hours'", "range [0, 16]",
-                                                     "line 8", "30"]),
+    (
+        "duplicate day",
+        _set(1, "date", "2025-03-01"),
+        ["duplicated (user_id, date)", "line 2", "line 3", "p0"],
+    ),
+    (
+        "out of range",
+        _set(6, "screen_hours", "30"),
+        ["'screen_hours'", "range [0, 16]", "line 8", "30"],
+    ),
     ("negative", _set(8, "chocolate", "-1"), ["'chocolate'", "range [0, 1]", "line 10"]),
-    ("not a number", _set(5, "pressure", "high"), ["'pressure'", "not numeric", "line 7", "'high'"]),
-    ("nan value", _set(9, "screen_hours", ""), ["'screen_hours'", "missing value", "line 11",
-                                                "missing='impute'"]),
+    (
+        "not a number",
+        _set(5, "pressure", "high"),
+        ["'pressure'", "not numeric", "line 7", "'high'"],
+    ),
+    (
+        "nan value",
+        _set(9, "screen_hours", ""),
+        ["'screen_hours'", "missing value", "line 11", "missing='impute'"],
+    ),
     ("empty user", _set(0, "user_id", ""), ["'user_id'", "line 2"]),
     ("no rows", lambda f: f.iloc[0:0], ["no rows"]),
-    ("duplicate column", lambda f: pd.concat([f, f[["chocolate"]]], axis=1),
-     ["appear more than once", "chocolate"]),
+    (
+        "duplicate column",
+        lambda f: pd.concat([f, f[["chocolate"]]], axis=1),
+        ["appear more than once", "chocolate"],
+    ),
 ]
 
 
@@ -146,8 +171,11 @@ def test_diary_not_found_and_unknown_format(tmp_path, small_priors):
 
 def test_column_map_of_absent_column(tmp_path, small_priors):
     with pytest.raises(DiaryError, match=r"column map names \['patient'\]"):
-        load_diary(write_csv(tmp_path, small_diary_frame()), small_priors,
-                   column_map={"patient": "user_id"})
+        load_diary(
+            write_csv(tmp_path, small_diary_frame()),
+            small_priors,
+            column_map={"patient": "user_id"},
+        )
 
 
 def test_parquet_rows_are_numbered_from_zero(tmp_path, small_priors):

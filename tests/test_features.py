@@ -20,8 +20,9 @@ def test_impact_is_piecewise_linear_and_flat_outside(small_priors):
 
 def test_impact_of_a_decreasing_pattern(small_priors):
     f = small_priors.feature("pressure_drop")  # levels -8, 0 -> RR 1.4, 1.0: a fall is risky
-    np.testing.assert_allclose(impact(f, np.array([-12.0, -8.0, -2.0, 0.0, 5.0])),
-                               [1.0, 1.0, 0.25, 0.0, 0.0])
+    np.testing.assert_allclose(
+        impact(f, np.array([-12.0, -8.0, -2.0, 0.0, 5.0])), [1.0, 1.0, 0.25, 0.0, 0.0]
+    )
 
 
 def _diary(small_priors, frame: pd.DataFrame):

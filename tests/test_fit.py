@@ -31,7 +31,7 @@ def _truncated_cohort(priors):
 
 @pytest.fixture(scope="module")
 def small_fit(small_priors_module):
-    diary, truth = _truncated_cohort(small_priors_module)
+    diary, _ = _truncated_cohort(small_priors_module)
     design = exposures(diary, small_priors_module)
     cfg = SamplerConfig(chains=2, tune=300, draws=300, seed=5, progressbar=False)
     return fit(design, small_priors_module, cfg, data_sha256=diary.sha256), diary
@@ -49,8 +49,13 @@ def small_priors_module(tmp_path_factory):
 def test_fit_tree_has_groups_and_provenance(small_fit):
     result, diary = small_fit
     tree = result.tree
-    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood",
-                  "posterior_predictive"):
+    for group in (
+        "posterior",
+        "sample_stats",
+        "observed_data",
+        "log_likelihood",
+        "posterior_predictive",
+    ):
         assert group in tree.children, group
     attrs = tree.attrs
     assert attrs["nuts_sampler"] == "nutpie"
@@ -79,8 +84,13 @@ def test_exports_tables(small_fit):
     assert users["attacks"].sum() == int(result.design.y.sum())
     assert len(ex.profiles) == 8
     prof = ex.profiles[0]
-    assert set(prof) >= {"user_id", "trigger_weights", "top_triggers", "personalization_confidence",
-                         "reliable"}
+    assert set(prof) >= {
+        "user_id",
+        "trigger_weights",
+        "top_triggers",
+        "personalization_confidence",
+        "reliable",
+    }
     assert set(prof["trigger_weights"]) == {"environmental", "lifestyle"}
     assert {"name", "category", "weight", "odds_ratio", "odds_ratio_ci", "class"} <= set(
         prof["top_triggers"][0]
@@ -103,7 +113,7 @@ def test_classify_against_rope():
 
 
 def test_predict_known_and_unseen_users(small_fit, small_priors_module):
-    result, diary = small_fit
+    result, _ = small_fit
     new = simulate(small_priors_module, SimulationConfig(n_users=2, n_days=20, seed=99))
     # rename the new users so one is known (u001) and one is not
     data = new.diary.data.copy()
@@ -112,7 +122,8 @@ def test_predict_known_and_unseen_users(small_fit, small_priors_module):
     table = predict(result.tree, unseen, seed=1)
     assert len(table) == 40
     assert table.groupby("user_id")["known_user"].first().to_dict() == {
-        "stranger": False, "u001": True
+        "stranger": False,
+        "u001": True,
     }
     assert table["risk_mean"].between(0, 1).all()
     assert (table["risk_lb"] <= table["risk_mean"]).all()

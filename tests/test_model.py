@@ -70,7 +70,9 @@ def test_parameterizations_give_the_same_log_density_of_w(design, small_priors):
     """Every centring is a reparameterization: the prior of w is Normal(mu, tau) in each."""
     draws = {}
     for par in ("centred", "noncentred", "auto"):
-        model = build_model(design, small_priors, centring=choose_centring(design, small_priors, par))
+        model = build_model(
+            design, small_priors, centring=choose_centring(design, small_priors, par)
+        )
         w = pm.draw(model["w"], draws=4000, random_seed=1)
         draws[par] = w.std(axis=0).mean()
     assert draws["centred"] == pytest.approx(draws["noncentred"], rel=0.1)

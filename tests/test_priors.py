@@ -82,7 +82,11 @@ def _conflicting_range(doc):
 MALFORMED = [
     # (id, edit, expected substrings of the message)
     ("missing source", _delete("screen_hours", "source"), ["screen_hours", "'source'"]),
-    ("weight above 1", _set("chocolate", "weight_prior", 1.5), ["chocolate", "weight_prior", "1.5"]),
+    (
+        "weight above 1",
+        _set("chocolate", "weight_prior", 1.5),
+        ["chocolate", "weight_prior", "1.5"],
+    ),
     ("unknown transform", _set("screen_hours", "transform", "log"), ["transform", "allowed"]),
     ("levels not increasing", _set("screen_hours", "levels", [0, 10, 4]), ["levels", "increasing"]),
     (
@@ -106,8 +110,11 @@ MALFORMED = [
         ["screen_hours", "log_odds_prior.between_user_sd"],
     ),
     ("reserved column", _set("chocolate", "column", "migraine"), ["chocolate", "reserved"]),
-    ("negative relative risk", _set("chocolate", "migraine_impact_pattern", [1.0, -1]),
-     ["migraine_impact_pattern.1", "chocolate"]),
+    (
+        "negative relative risk",
+        _set("chocolate", "migraine_impact_pattern", [1.0, -1]),
+        ["migraine_impact_pattern.1", "chocolate"],
+    ),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The simulator: requested rates and spreads, heterogeneity 0, reproducibility, loader round trip."""
+"""The simulator: requested rates and spreads, heterogeneity 0, reproducibility, round trip."""
 
 from __future__ import annotations
 
