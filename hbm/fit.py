@@ -57,7 +57,7 @@ class SamplerConfig:
     progressbar: bool = True
     #: Pointwise log-likelihood and posterior predictive are kept for at most this many draws
     #: (evenly thinned): enough for LOO and predictive checks, without a file of hundreds of MB.
-    predictive_draws: int = 1000
+    predictive_draws: int = 500
     #: Chains run in parallel on this many cores (None: every core this process may use).
     cores: int | None = None
 

@@ -92,8 +92,15 @@ def write_parquet(target: str | Path, table: pd.DataFrame) -> Path:
 
 
 def save_fit(tree: xr.DataTree, target: str | Path) -> Path:
-    """Save a fit as netCDF (groups as netCDF groups; attrs survive the round trip)."""
-    return _write(target, lambda p: tree.to_netcdf(p, engine="netcdf4"))
+    """Save a fit as netCDF (groups as netCDF groups; attrs survive the round trip), compressed."""
+    encoding = {
+        f"/{name}": {
+            var: {"zlib": True, "complevel": 4, "shuffle": True}
+            for var in child.to_dataset().data_vars
+        }
+        for name, child in tree.children.items()
+    }
+    return _write(target, lambda p: tree.to_netcdf(p, engine="netcdf4", encoding=encoding))
 
 
 def load_fit(path: str | Path) -> xr.DataTree:
