@@ -25,10 +25,13 @@ from hbm.errors import PriorsError
 #: The rule that fills in a missing ``log_odds_prior`` from ``weight_prior`` (documented in
 #: priors/README.md). L is the log of the pattern's risk ratio, highest over lowest level: the
 #: log-odds ratio the pattern itself claims. The clinical weight (0-1) says how much of it to
-#: believe for the population mean; the SD keeps the whole claimed effect within two SDs.
+#: believe for the population mean; the SD keeps the whole claimed effect within two SDs. The
+#: between-user scale is neutral about personalization: under tau ~ HalfNormal(0.45),
+#: P(tau > 0.3) = 0.5, the earlier study's threshold.
+NEUTRAL_BETWEEN_USER_SD = 0.45
 DERIVATION_RULE = (
     "L = ln(max(pattern) / min(pattern)); mean = weight_prior * L; sd = 0.1 + 0.5 * L; "
-    "between_user_sd = 0.3 + 0.3 * weight_prior"
+    f"between_user_sd = {NEUTRAL_BETWEEN_USER_SD}"
 )
 
 TRANSFORMS = ("level", "change")
@@ -132,7 +135,7 @@ def derive_log_odds_prior(pattern: tuple[float, ...], weight_prior: float) -> Lo
     return LogOddsPrior(
         mean=weight_prior * span,
         sd=0.1 + 0.5 * span,
-        between_user_sd=0.3 + 0.3 * weight_prior,
+        between_user_sd=NEUTRAL_BETWEEN_USER_SD,
         derived=True,
     )
 

@@ -42,9 +42,10 @@ def test_missing_log_odds_prior_is_derived_by_the_documented_rule(small_priors):
     assert f.prior.derived
     expected = derive_log_odds_prior((1.0, 1.3), 0.2)
     assert f.prior == expected
-    # L = ln(1.3): mean = 0.2 L, sd = 0.1 + 0.5 L, between = 0.3 + 0.3 * 0.2
+    # L = ln(1.3): mean = 0.2 L, sd = 0.1 + 0.5 L, between = 0.45 (neutral)
     assert f.prior.mean == pytest.approx(0.2 * 0.262364, rel=1e-4)
-    assert f.prior.between_user_sd == pytest.approx(0.36)
+    assert f.prior.sd == pytest.approx(0.1 + 0.5 * 0.262364, rel=1e-4)
+    assert f.prior.between_user_sd == pytest.approx(0.45)
     assert "weight_prior" in DERIVATION_RULE
 
 
