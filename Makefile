@@ -21,8 +21,8 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck test-fast ci-stat
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hbm tests benchmarks
-	$(VENV)/bin/ruff format --check hbm tests benchmarks
+	$(VENV)/bin/ruff check hbm tests
+	$(VENV)/bin/ruff format --check hbm tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -14,7 +14,7 @@ import pandas as pd
 from hbm.posterior import ROPE
 
 
-def weight_recovery(weights: pd.DataFrame, truth: dict[str, Any]) -> dict[str, float]:
+def weight_recovery(weights: pd.DataFrame, truth: dict[str, Any]) -> dict[str, Any]:
     """How well per-user weights recover the simulated truth.
 
     Parameters
@@ -29,7 +29,8 @@ def weight_recovery(weights: pd.DataFrame, truth: dict[str, Any]) -> dict[str, f
     dict
         ``rmse`` of posterior means, ``coverage`` of the intervals (their probability is in the
         table), ``sign_accuracy`` where the true weight lies outside the ROPE, and
-        ``false_trigger_rate``: the share of cells called "trigger" whose true weight is <= ROPE.
+        ``false_trigger_rate``: the share of cells called "trigger" whose true weight is <= ROPE;
+        ``coverage_by_feature`` breaks the coverage down by feature.
     """
     true = np.array(
         [
@@ -51,4 +52,8 @@ def weight_recovery(weights: pd.DataFrame, truth: dict[str, Any]) -> dict[str, f
         else float("nan"),
         "false_trigger_rate": float((true[called] <= ROPE).mean()) if called.any() else 0.0,
         "n_triggers_called": float(called.sum()),
+        "coverage_by_feature": {
+            str(k): float(v)
+            for k, v in pd.Series(covered).groupby(weights["feature"].to_numpy()).mean().items()
+        },
     }

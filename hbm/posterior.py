@@ -150,11 +150,35 @@ def confidence(dt: xr.DataTree, pooling: str = "partial") -> pd.Series:
     users = [str(u) for u in post["user"].values]
     if pooling == "complete" or "w" not in post:
         return pd.Series(0.0, index=pd.Index(users, name="user_id"), name="confidence")
-    var_w = post["w"].var(("chain", "draw"))
-    ref = (post["tau"] ** 2).mean(("chain", "draw")) if "tau" in post else NO_POOLING_SD**2
-    ratio = (var_w / ref).mean("feature").values
-    conf = np.clip(1.0 - ratio, 0.0, 1.0)
+    conf = _confidence(post["w"], post.get("tau")).values
     return pd.Series(conf, index=pd.Index(users, name="user_id"), name="confidence")
+
+
+def _confidence(w: xr.DataArray, tau: xr.DataArray | None) -> xr.DataArray:
+    var_w = w.var(("chain", "draw"))
+    ref = (tau**2).mean(("chain", "draw")) if tau is not None else NO_POOLING_SD**2
+    return (1.0 - (var_w / ref).mean("feature")).clip(0.0, 1.0)
+
+
+def cold_start_weights(dt: xr.DataTree, seed: int = 0) -> xr.DataArray:
+    """Weights of a user the fit has never seen: one draw from the population per posterior draw.
+
+    ``w_new[k] = mu[k] + tau[k] * eps`` (``(chain, draw, feature)``); without ``tau`` (complete
+    pooling) the population weights themselves.
+    """
+    post = dt["posterior"].to_dataset()
+    mu = post["mu"]
+    if "tau" not in post:
+        return mu
+    eps = np.random.default_rng(seed).standard_normal(mu.shape)
+    return mu + post["tau"] * xr.DataArray(eps, dims=mu.dims, coords=mu.coords)
+
+
+def new_user_confidence(dt: xr.DataTree, seed: int = 0) -> float:
+    """Personalization confidence of a user with no days, from their cold-start weights."""
+    post = dt["posterior"].to_dataset()
+    w_new = cold_start_weights(dt, seed)
+    return float(_confidence(w_new, post.get("tau")))
 
 
 def users_table(

@@ -156,3 +156,12 @@ def test_temporal_split_design_reuses_centering(small_fit, small_priors_module):
     d_train = exposures(train, small_priors_module)
     d_test = exposures(test, small_priors_module, centering=d_train.centering)
     assert d_test.centering == d_train.centering
+
+
+def test_a_user_with_no_days_has_confidence_near_zero(small_fit):
+    from hbm.posterior import cold_start_weights, new_user_confidence
+
+    result, _ = small_fit
+    assert new_user_confidence(result.tree) < 0.1  # 0 up to Monte Carlo error of the variances
+    w_new = cold_start_weights(result.tree, seed=1)
+    assert set(w_new.dims) == {"chain", "draw", "feature"}
