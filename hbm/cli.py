@@ -52,6 +52,15 @@ def _load(args: argparse.Namespace) -> tuple[Priors, Diary]:
     return priors, diary
 
 
+def _validated(args: argparse.Namespace) -> tuple[Priors, Diary, Design, dict[str, Any]]:
+    t0 = time.perf_counter()
+    priors, diary = _load(args)
+    design = exposures(diary, priors)
+    summary = summarize(diary, design)
+    summary["load_validate_s"] = time.perf_counter() - t0
+    return priors, diary, design, summary
+
+
 def summarize(diary: Diary, design: Design) -> dict[str, Any]:
     """The numbers ``hbm validate`` prints (and ``run.json`` records)."""
     r = diary.report
@@ -107,9 +116,7 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    priors, diary = _load(args)
-    design = exposures(diary, priors)
-    summary = summarize(diary, design)
+    *_, summary = _validated(args)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -140,13 +147,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_and_export(args: argparse.Namespace, out: Path) -> tuple[int, dict[str, Any]]:
+def _fit_and_export(
+    args: argparse.Namespace,
+    out: Path,
+    loaded: tuple[Priors, Diary, Design, dict[str, Any]] | None = None,
+) -> tuple[int, dict[str, Any]]:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    priors, diary = _load(args)
-    design = exposures(diary, priors)
-    summary = summarize(diary, design)
-    t_load = time.perf_counter() - t0
+    priors, diary, design, summary = loaded if loaded is not None else _validated(args)
     print(
         f"fitting {summary['users']} users x {summary['rows']} days x {len(priors.keys)} "
         f"features with {args.backend} ({args.chains} chains, {args.tune} tune + {args.draws} "
@@ -165,7 +173,7 @@ def _fit_and_export(args: argparse.Namespace, out: Path) -> tuple[int, dict[str,
     result = fit(design, priors, cfg, args.pooling, args.parameterization, diary.sha256)
     t_exp = time.perf_counter()
     exports = build_exports(result, args.ci_prob, args.ci_kind, args.min_days)
-    timings = {"load_validate_s": t_load, **result.timings}
+    timings = {"load_validate_s": summary["load_validate_s"], **result.timings}
     run_info = {
         "command": shlex.join(["hbm", *args.argv]),
         "started": started,
@@ -209,10 +217,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print(f"[1/2] validate {args.diary}")
-    priors, diary = _load(args)
-    _print_summary(summarize(diary, exposures(diary, priors)))
+    loaded = _validated(args)
+    _print_summary(loaded[3])
     print(f"[2/2] fit and export to {args.out}")
-    code, _ = _fit_and_export(args, Path(args.out))
+    code, _ = _fit_and_export(args, Path(args.out), loaded)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; profiles: {args.out}/profiles.json")
     return code
 

@@ -75,10 +75,6 @@ def write_text(target: str | Path, text: str) -> Path:
     return _write(target, lambda p: p.write_text(text, encoding="utf-8"))
 
 
-def write_bytes(target: str | Path, data: bytes) -> Path:
-    return _write(target, lambda p: p.write_bytes(data))
-
-
 def write_json(target: str | Path, obj: Any) -> Path:
     return write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
@@ -123,13 +119,6 @@ def read_json(path: str | Path) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise RunError(f"{p}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    p = Path(path)
-    if not p.exists():
-        raise RunError(f"{p}: file not found")
-    return pd.read_csv(p, dtype={"user_id": str})
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
