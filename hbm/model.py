@@ -9,11 +9,13 @@
 * ``complete``: ``w[u,k] = mu[k]`` for every user (intercepts stay per user and pooled), the
   one-size-fits-all model.
 
-Parameterization (partial pooling) is chosen per (user, feature) cell from the data, by the rule in
-``centred_mask``: a cell is written centred (``w = z``, ``z ~ Normal(mu, tau)``) when the user's own
-days pin the weight down more tightly than the between-user prior scale, else non-centred
-(``w = mu + tau z``, ``z ~ Normal(0, 1)``). Both forms are one random variable ``z[user, feature]``
-with a constant mask, so the sampler sees one vector whatever the mix.
+Parameterization (partial pooling) is chosen per (user, feature) cell from the data
+(``choose_centring``): each cell gets a degree of centring ``lambda = spread^2 / (spread^2 + se^2)``
+in [0, 1], with ``se`` the user's own standard error of the weight and ``spread`` the between-user
+SD (from a pilot fit, see ``hbm.fit.fit``). ``lambda = 1`` is the centred form (``w = z``,
+``z ~ Normal(mu, tau)``), ``lambda = 0`` the non-centred one (``w = mu + tau z``, ``z ~ Normal(0,
+1)``). Every cell is one element of the random variable ``z[user, feature]``, so the sampler
+sees one vector whatever the mix.
 """
 
 from __future__ import annotations
