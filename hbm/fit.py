@@ -158,7 +158,8 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _backend_kwargs(cfg: SamplerConfig) -> dict[str, Any]:
+def backend_kwargs(cfg: SamplerConfig) -> dict[str, Any]:
+    """Extra ``pm.sample`` arguments every backend gets: the number of cores."""
     # PyMC's default halves the CPU count (it assumes hyperthreads), which on a 2-core machine
     # runs every chain on one core; pass the real count.
     return {"cores": min(cfg.chains, cfg.cores or available_cores())}
@@ -196,7 +197,7 @@ def sample(
         target_accept=cfg.target_accept,
         random_seed=cfg.seed,
         progressbar=cfg.progressbar,
-        **_backend_kwargs(cfg),
+        **backend_kwargs(cfg),
     )
     timings["sampling_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -244,7 +245,7 @@ def pilot_spreads(
         random_seed=config.seed + 7919,
         progressbar=False,
         compute_convergence_checks=False,
-        **_backend_kwargs(config),
+        **backend_kwargs(config),
     )
     post = dt["posterior"].to_dataset()
     q = PILOT_QUANTILE
