@@ -226,7 +226,7 @@ class PilotResult:
 
 #: The pilot reports this quantile of each spread: a spread whose posterior reaches near zero must
 #: not be centred (that is the funnel), so the rule reads the spread's lower end, not its mean.
-PILOT_QUANTILE = 0.1
+PILOT_QUANTILE = 0.05
 
 
 def pilot_spreads(
