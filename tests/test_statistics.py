@@ -59,21 +59,37 @@ def test_recovery_small():
     assert result.diagnostics.divergences == 0
 
 
-@pytest.mark.ci_stat
-def test_sbc_small():
+def _check_sbc(
+    name: str,
+    n_users: int,
+    n_days: int,
+    n_sims: int,
+    tune: int,
+    draws: int,
+    seed: int,
+    bins: int,
+    max_w: int,
+) -> None:
     priors = _small()
-    cohort = simulate(priors, SimulationConfig(n_users=5, n_days=40, seed=3))
+    cohort = simulate(priors, SimulationConfig(n_users=n_users, n_days=n_days, seed=3))
     res = run_sbc(
         exposures(cohort.diary, priors),
         priors,
-        n_simulations=30,
-        config=SamplerConfig(backend="pymc", chains=2, tune=200, draws=100, progressbar=False),
-        seed=4,
-        bins=5,
-        max_w=3,
+        n_simulations=n_sims,
+        config=SamplerConfig(backend="pymc", chains=2, tune=tune, draws=draws, progressbar=False),
+        seed=seed,
+        bins=bins,
+        max_w=max_w,
     )
-    _report("sbc-small", res.tests.set_index("parameter")["p_value"].to_dict())
+    _report(name, res.tests.set_index("parameter")["p_value"].to_dict())
     assert res.tests["p_value"].min() > SBC_MIN_P
+
+
+@pytest.mark.ci_stat
+def test_sbc_small():
+    _check_sbc(
+        "sbc-small", n_users=5, n_days=40, n_sims=30, tune=200, draws=100, seed=4, bins=5, max_w=3
+    )
 
 
 @pytest.mark.slow
@@ -114,19 +130,9 @@ def test_recovery_50_users_365_days():
 
 @pytest.mark.slow
 def test_sbc_100_simulations():
-    priors = _small()
-    cohort = simulate(priors, SimulationConfig(n_users=6, n_days=50, seed=3))
-    res = run_sbc(
-        exposures(cohort.diary, priors),
-        priors,
-        n_simulations=100,
-        config=SamplerConfig(backend="pymc", chains=2, tune=300, draws=200, progressbar=False),
-        seed=5,
-        bins=10,
-        max_w=6,
+    _check_sbc(
+        "sbc-100", n_users=6, n_days=50, n_sims=100, tune=300, draws=200, seed=5, bins=10, max_w=6
     )
-    _report("sbc-100", res.tests.set_index("parameter")["p_value"].to_dict())
-    assert res.tests["p_value"].min() > SBC_MIN_P
 
 
 @pytest.mark.slow
