@@ -346,6 +346,7 @@ def fit(
         "parameterization": parameterization,
         "centring_rule": cen.rule,
         "centring_summary": json.dumps(cen.summary()),
+        "pilot_quantile": PILOT_QUANTILE,
         "pilot_tau_quantile": json.dumps(
             None if pilot is None else dict(zip(design.features, pilot.tau.tolist(), strict=True))
         ),
