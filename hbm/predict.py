@@ -81,6 +81,17 @@ def predict(
     a = _stacked(post, "a", max_draws)  # (S, U)
     w = _stacked(post, "w", max_draws)  # (S, U, K)
     n_s, n_k = int(w.shape[0]), int(w.shape[2])
+    # A new user's intercept and weights per draw: loc + scale * standard normal. The population
+    # arrays are stacked once here, not once per unseen user.
+    if pooling == "none":
+        a_loc: np.ndarray | float = priors.intercept.logit_base_rate
+        a_scale: np.ndarray | float = NO_POOLING_INTERCEPT_SD
+        w_loc: np.ndarray = np.array([[f.prior.mean for f in priors.features]])
+        w_scale: np.ndarray | float = NO_POOLING_SD
+    else:
+        a_loc, a_scale = _stacked(post, "a0", max_draws), _stacked(post, "sigma_a", max_draws)
+        w_loc = _stacked(post, "mu", max_draws)
+        w_scale = _stacked(post, "tau", max_draws) if "tau" in post else np.zeros_like(w_loc)
     rng = np.random.default_rng(seed)
     lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
     rows = []
@@ -90,19 +101,8 @@ def predict(
         if user in pos:
             eta = a[:, pos[user], None] + w[:, pos[user], :] @ x.T
         else:
-            if pooling == "none":
-                a_new: np.ndarray = (
-                    priors.intercept.logit_base_rate
-                    + NO_POOLING_INTERCEPT_SD * rng.standard_normal(n_s)
-                )
-                m = np.array([f.prior.mean for f in priors.features])
-                w_new = m[None, :] + NO_POOLING_SD * rng.standard_normal((n_s, n_k))
-            else:
-                a0, sigma_a = _stacked(post, "a0", max_draws), _stacked(post, "sigma_a", max_draws)
-                a_new = a0 + sigma_a * rng.standard_normal(n_s)
-                mu = _stacked(post, "mu", max_draws)
-                tau = _stacked(post, "tau", max_draws) if "tau" in post else np.zeros_like(mu)
-                w_new = mu + tau * rng.standard_normal((n_s, n_k))
+            a_new = a_loc + a_scale * rng.standard_normal(n_s)
+            w_new = w_loc + w_scale * rng.standard_normal((n_s, n_k))
             eta = a_new[:, None] + w_new @ x.T
         p = special.expit(eta)  # (S, days)
         rows.append(
