@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow lint typecheck ci-stat example clean
+.PHONY: demo test test-fast test-slow lint typecheck ci-stat example serve-bench clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then PYTHON=$$(scripts/find-python.sh) && $$PYTHON -m venv $(VENV); fi
@@ -21,8 +21,8 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck test-fast ci-stat
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hbm tests
-	$(VENV)/bin/ruff format --check hbm tests
+	$(VENV)/bin/ruff check hbm tests benchmarks
+	$(VENV)/bin/ruff format --check hbm tests benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -41,6 +41,10 @@ test-slow: $(STAMP)
 ## example: regenerate the shipped example diary (documented in data/README.md)
 example: $(STAMP)
 	$(VENV)/bin/hbm simulate --users 40 --days 365 --seed 20261126 --out data/example_diary.csv
+
+## serve-bench: 1,000 loopback requests against `hbm serve reports/demo` (run `make demo` first)
+serve-bench: $(STAMP)
+	$(PY) -m benchmarks.service_latency reports/demo --out reports/demo/service_latency.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

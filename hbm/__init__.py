@@ -4,6 +4,14 @@ The public functions follow the data flow: priors -> diary -> exposures -> model
 posterior tables -> predictions.
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:
+    __version__ = _version("hbm")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
 from hbm.diary import Diary, load_diary, split_by_time
 from hbm.errors import DiaryError, FitError, HBMError, PriorsError, RunError
 from hbm.features import Design, exposures

@@ -239,6 +239,34 @@ def cmd_profile(args: argparse.Namespace) -> int:
     )
 
 
+def load_service_data(run_dir: str | Path) -> Any:
+    """Read and check a run folder for ``hbm serve`` (``hbm.service.ServiceData``)."""
+    from hbm import service
+
+    run = io.read_run(run_dir)
+    pooling = run.run_info.get("pooling", "partial")
+    draws = None
+    if pooling != "none":
+        names = ("mu", "tau") if pooling == "partial" else ("mu",)
+        draws = io.load_fit(run.path / io.FIT_FILE, posterior_vars=names)
+    return service.prepare(run, draws)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hbm.service import create_app
+
+    data = load_service_data(args.run_dir)
+    print(
+        f"serving run '{data.name}' ({len(data.users)} users, reliable={data.reliable}) on "
+        f"http://{args.host}:{args.port} (OpenAPI docs at /docs)",
+        file=sys.stderr,
+    )
+    uvicorn.run(create_app(data), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     import arviz as az
 
@@ -396,6 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB)
     p.add_argument("--seed", type=int, default=0, help="seed of unseen users' draws")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="read-only HTTP API over a run folder (FastAPI)")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info"))
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +100,26 @@ def save_fit(tree: xr.DataTree, target: str | Path) -> Path:
     return _write(target, lambda p: tree.to_netcdf(p, engine="netcdf4", encoding=encoding))
 
 
-def load_fit(path: str | Path) -> xr.DataTree:
-    """Load a saved fit fully into memory (the file is closed afterwards)."""
+def load_fit(path: str | Path, posterior_vars: tuple[str, ...] | None = None) -> xr.DataTree:
+    """Load a saved fit into memory (the file is closed afterwards).
+
+    With ``posterior_vars``, only those posterior variables (and the root attrs) are read: the
+    population draws of a 100 MB fit load in well under a second.
+    """
     p = Path(path)
     if not p.exists():
         raise RunError(f"{p}: fit file not found")
     try:
         with xr.open_datatree(p, engine="netcdf4") as tree:
-            return tree.load()
+            if posterior_vars is None:
+                return tree.load()
+            post = tree["posterior"].to_dataset()
+            missing = [v for v in posterior_vars if v not in post]
+            if missing:
+                raise RunError(f"{p}: the posterior holds no {missing}")
+            small = xr.DataTree.from_dict({"posterior": post[list(posterior_vars)].load()})
+            small.attrs.update(tree.attrs)
+            return small
     except (OSError, ValueError) as exc:
         raise RunError(f"{p}: cannot read fit ({exc})") from None
 
@@ -130,6 +143,60 @@ def check_run_dir(run_dir: str | Path) -> Path:
     if missing:
         raise RunError(f"{d}: run folder lacks {missing}; was `hbm fit` run with --out {d}?")
     return d
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The exports of a finished run, read back (``read_run``)."""
+
+    path: Path
+    population: pd.DataFrame
+    weights: pd.DataFrame
+    users: pd.DataFrame
+    profiles: list[dict[str, Any]]
+    diagnostics: dict[str, Any]
+    run_info: dict[str, Any]
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, dtype={"user_id": str})
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: cannot read ({exc})") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise RunError(f"{path}: lacks columns {missing}; expected an export of `hbm fit`")
+    return table
+
+
+def read_run(run_dir: str | Path) -> RunFolder:
+    """Read a run folder's tables and JSON exports, checking that they agree with each other.
+
+    Raises ``RunError`` naming the file and what is wrong: a missing export, missing columns,
+    or profiles and users tables that list different users.
+    """
+    d = check_run_dir(run_dir)
+    population = _read_csv(d / POPULATION_FILE, ("feature", "mu_mean", "ci_prob", "ci_kind"))
+    weights = _read_csv(d / WEIGHTS_CSV, ("user_id", "feature", "mean", "ci_lb", "ci_ub", "class"))
+    users = _read_csv(d / USERS_FILE, ("user_id", "days_logged", "confidence", "reliable"))
+    profiles = read_json(d / PROFILES_FILE)
+    if not isinstance(profiles, list) or not all(
+        isinstance(p, dict) and "user_id" in p for p in profiles
+    ):
+        raise RunError(f"{d / PROFILES_FILE}: expected a list of profiles with 'user_id'")
+    ids = [str(p["user_id"]) for p in profiles]
+    if ids != users["user_id"].tolist():
+        extra = sorted(set(ids) ^ set(users["user_id"]))[:5]
+        raise RunError(
+            f"{d}: {PROFILES_FILE} and {USERS_FILE} list different users (e.g. {extra}); "
+            "the folder mixes two runs"
+        )
+    diagnostics = read_json(d / DIAGNOSTICS_FILE)
+    run_info = read_json(d / RUN_FILE)
+    for name, obj in ((DIAGNOSTICS_FILE, diagnostics), (RUN_FILE, run_info)):
+        if not isinstance(obj, dict):
+            raise RunError(f"{d / name}: expected a JSON object")
+    return RunFolder(d, population, weights, users, profiles, diagnostics, run_info)
 
 
 def write_run(

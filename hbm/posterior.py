@@ -178,7 +178,7 @@ def new_user_confidence(dt: xr.DataTree, seed: int = 0) -> float:
     """Personalization confidence of a user with no days, from their cold-start weights."""
     post = dt["posterior"].to_dataset()
     w_new = cold_start_weights(dt, seed)
-    return float(_confidence(w_new, post.get("tau")))
+    return float(_confidence(w_new, post.get("tau")).item())
 
 
 def users_table(
@@ -255,6 +255,29 @@ def profile_records(
             }
         )
     return out
+
+
+def cold_start_profile(
+    dt: xr.DataTree,
+    priors: Priors,
+    reliable: bool,
+    reasons: tuple[str, ...] = (),
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+    user_id: str = "<new user>",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The trigger profile of a user the fit has never seen, marked ``cold_start: true``.
+
+    Its weights are the population-predictive draws of ``cold_start_weights`` summarised like any
+    user's, so its intervals carry the between-user spread and its confidence is near 0.
+    """
+    w_new = cold_start_weights(dt, seed).expand_dims(user=[user_id], axis=-2)
+    tree = xr.DataTree.from_dict({"posterior": w_new.to_dataset(name="w")})
+    weights = weights_table(tree, priors, ci_prob, ci_kind)
+    users = pd.DataFrame({"user_id": [user_id], "confidence": [new_user_confidence(dt, seed)]})
+    (profile,) = profile_records(weights, users, priors, reliable, reasons)
+    return {**profile, "cold_start": True}
 
 
 def _trigger(r: Mapping[Hashable, Any]) -> dict[str, Any]:

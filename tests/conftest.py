@@ -117,3 +117,37 @@ def write_csv(tmp_path: Path, frame: pd.DataFrame, name: str = "diary.csv") -> P
     p = tmp_path / name
     frame.to_csv(p, index=False)
     return p
+
+
+FIT_ARGS = ["--chains", "2", "--tune", "150", "--draws", "150", "--seed", "3", "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """5 users of the small priors, simulated and fitted by the CLI: (dir, priors, diary, run)."""
+    from hbm.cli import main
+
+    d = tmp_path_factory.mktemp("cli")
+    priors = write_priors(d, small_priors_doc(), "priors.json")
+    diary = d / "diary.csv"
+    assert (
+        main(
+            [
+                "simulate",
+                "--users",
+                "5",
+                "--days",
+                "60",
+                "--seed",
+                "4",
+                "--priors",
+                str(priors),
+                "--out",
+                str(diary),
+            ]
+        )
+        == 0
+    )
+    run = d / "run"
+    assert main(["fit", str(diary), "--priors", str(priors), "--out", str(run), *FIT_ARGS]) == 0
+    return d, priors, diary, run

@@ -5,42 +5,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from hbm import io
 from hbm.cli import main
 
-FIT_ARGS = ["--chains", "2", "--tune", "150", "--draws", "150", "--seed", "3", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    from .conftest import small_priors_doc, write_priors
-
-    d = tmp_path_factory.mktemp("cli")
-    priors = write_priors(d, small_priors_doc(), "priors.json")
-    diary = d / "diary.csv"
-    assert (
-        main(
-            [
-                "simulate",
-                "--users",
-                "5",
-                "--days",
-                "60",
-                "--seed",
-                "4",
-                "--priors",
-                str(priors),
-                "--out",
-                str(diary),
-            ]
-        )
-        == 0
-    )
-    run = d / "run"
-    assert main(["fit", str(diary), "--priors", str(priors), "--out", str(run), *FIT_ARGS]) == 0
-    return d, priors, diary, run
+from .conftest import FIT_ARGS
 
 
 def test_simulate_writes_diary_and_truth(workspace):
