@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow lint typecheck ci-stat example serve-bench clean
+.PHONY: browser demo test test-fast test-slow lint typecheck ci-stat example serve-bench clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then PYTHON=$$(scripts/find-python.sh) && $$PYTHON -m venv $(VENV); fi
@@ -18,7 +18,12 @@ demo: $(STAMP)
 	$(VENV)/bin/hbm demo --out reports/demo
 
 ## test: set up, lint, type-check, fast tests, then the small SBC and recovery checks CI runs
-test: $(STAMP) lint typecheck test-fast ci-stat
+test: $(STAMP) browser lint typecheck test-fast ci-stat
+
+## browser: Debian's chromium for the report test (as root, or through sudo)
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hbm tests benchmarks

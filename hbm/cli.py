@@ -216,12 +216,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    print(f"[1/2] validate {args.diary}")
+    print(f"[1/3] validate {args.diary}")
     loaded = _validated(args)
     _print_summary(loaded[3])
-    print(f"[2/2] fit and export to {args.out}")
+    print(f"[2/3] fit and export to {args.out}")
     code, _ = _fit_and_export(args, Path(args.out), loaded)
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s; profiles: {args.out}/profiles.json")
+    print("[3/3] report")
+    path = write_run_report(args.out, days_users=40, seed=0)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {path}")
     return code
 
 
@@ -250,6 +252,40 @@ def load_service_data(run_dir: str | Path) -> Any:
         names = ("mu", "tau") if pooling == "partial" else ("mu",)
         draws = io.load_fit(run.path / io.FIT_FILE, posterior_vars=names)
     return service.prepare(run, draws)
+
+
+def write_run_report(
+    run_dir: str | Path, days_users: int = 40, seed: int = 0, verbose: bool = False
+) -> Path:
+    """Build a run folder's report (with "days needed" for partial pooling) and write it."""
+    from hbm.days_needed import days_needed
+    from hbm.report import build_report
+
+    t0 = time.perf_counter()
+    run = io.read_run(run_dir)
+    tree = io.load_fit(run.path / io.FIT_FILE)
+    days = None
+    if run.run_info.get("pooling", "partial") == "partial":
+        days = days_needed(tree, n_users=days_users, seed=seed)
+    report = build_report(
+        run,
+        tree,
+        days,
+        io.read_optional_csv(run.path / io.COMPARISON_FILE),
+        io.read_optional_csv(run.path / io.PER_USER_METRICS_FILE),
+        progress=lambda name: print(f"figure {name}", file=sys.stderr) if verbose else None,
+    )
+    path = io.write_report(run.path, report.html, report.figures)
+    print(
+        f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, {len(report.figures)} figures, "
+        f"{time.perf_counter() - t0:.0f} s)"
+    )
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    write_run_report(args.run_dir, args.days_users, args.seed, args.verbose)
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -424,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB)
     p.add_argument("--seed", type=int, default=0, help="seed of unseen users' draws")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained) and figures")
+    p.add_argument("run_dir")
+    p.add_argument("--days-users", type=int, default=40, help="simulated users for days needed")
+    p.add_argument("--seed", type=int, default=0, help="seed of the days-needed simulation")
+    p.add_argument("--verbose", action="store_true", help="name each figure as it is drawn")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="read-only HTTP API over a run folder (FastAPI)")
     p.add_argument("run_dir")

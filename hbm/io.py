@@ -76,6 +76,10 @@ def write_text(target: str | Path, text: str) -> Path:
     return _write(target, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def write_bytes(target: str | Path, data: bytes) -> Path:
+    return _write(target, lambda p: p.write_bytes(data))
+
+
 def write_json(target: str | Path, obj: Any) -> Path:
     return write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
@@ -214,6 +218,25 @@ def write_run(
     write_json(d / DIAGNOSTICS_FILE, exports.diagnostics)
     write_json(d / RUN_FILE, run_info)
     return d
+
+
+REPORT_FILE = "report.html"
+COMPARISON_FILE = "comparison.csv"
+PER_USER_METRICS_FILE = "per_user_metrics.csv"
+
+
+def read_optional_csv(path: str | Path) -> pd.DataFrame | None:
+    """A table a folder may hold (``comparison.csv``); ``None`` when it is absent."""
+    p = Path(path)
+    return pd.read_csv(p, dtype={"user_id": str}) if p.exists() else None
+
+
+def write_report(run_dir: str | Path, page: str, figures: dict[str, bytes]) -> Path:
+    """Write ``report.html`` and ``figures/<name>.png`` into a run folder."""
+    d = Path(run_dir)
+    for name, png in figures.items():
+        write_bytes(d / "figures" / name, png)
+    return write_text(d / REPORT_FILE, page)
 
 
 def write_cohort(target: str | Path, diary_frame: pd.DataFrame, truth: dict[str, Any]) -> Path:
