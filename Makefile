@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: browser demo test test-fast test-slow lint typecheck ci-stat example serve-bench clean
+.PHONY: study study-quick browser demo test test-fast test-slow lint typecheck ci-stat example serve-bench clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then PYTHON=$$(scripts/find-python.sh) && $$PYTHON -m venv $(VENV); fi
@@ -46,6 +46,13 @@ test-slow: $(STAMP)
 ## example: regenerate the shipped example diary (documented in data/README.md)
 example: $(STAMP)
 	$(VENV)/bin/hbm simulate --users 40 --days 365 --seed 20261126 --out data/example_diary.csv
+
+## study: the full personalization study (50 users x {90, 365, 1000} days x heterogeneity {0, 0.3, 0.6})
+study: $(STAMP)
+	$(VENV)/bin/hbm study --out reports/study
+
+study-quick: $(STAMP)
+	$(VENV)/bin/hbm study --quick --out reports/study-quick
 
 ## serve-bench: 1,000 loopback requests against `hbm serve reports/demo` (run `make demo` first)
 serve-bench: $(STAMP)

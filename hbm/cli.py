@@ -18,7 +18,7 @@ from hbm import io
 from hbm.diary import DEFAULT_MIN_DAYS, MISSING_POLICIES, Diary, load_diary
 from hbm.errors import HBMError
 from hbm.features import Design, exposure_prevalence, exposures
-from hbm.fit import BACKENDS, DEFAULT_BACKEND, SamplerConfig, fit
+from hbm.fit import BACKENDS, DEFAULT_BACKEND, FitResult, SamplerConfig, fit
 from hbm.model import PARAMETERIZATIONS, POOLINGS
 from hbm.posterior import CI_KINDS, DEFAULT_CI_KIND, DEFAULT_CI_PROB, build_exports
 from hbm.priors import Priors, load_priors
@@ -147,6 +147,34 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_info_of(
+    result: FitResult,
+    summary: dict[str, Any],
+    args: argparse.Namespace,
+    started: str,
+    parameterization: str = "auto",
+) -> dict[str, Any]:
+    """``run.json`` of a fit: command, data summary, sampler, interval choice, versions."""
+    return {
+        "command": shlex.join(["hbm", *args.argv]),
+        "started": started,
+        "priors": {"path": result.priors.path, "sha256": result.priors.sha256},
+        "diary": summary,
+        "sampler": json.loads(result.tree.attrs["sampler_config"]),
+        "nuts_sampler": result.config.backend,
+        "seed": result.config.seed,
+        "pooling": result.pooling,
+        "parameterization": parameterization,
+        "centring": result.centring.summary(),
+        "ci_prob": args.ci_prob,
+        "ci_kind": args.ci_kind,
+        "reliable": result.diagnostics.reliable,
+        "reliability_reasons": list(result.diagnostics.reasons),
+        "versions": json.loads(result.tree.attrs["versions"]),
+        "timings": dict(result.timings),
+    }
+
+
 def _fit_and_export(
     args: argparse.Namespace,
     out: Path,
@@ -174,24 +202,8 @@ def _fit_and_export(
     t_exp = time.perf_counter()
     exports = build_exports(result, args.ci_prob, args.ci_kind, args.min_days)
     timings = {"load_validate_s": summary["load_validate_s"], **result.timings}
-    run_info = {
-        "command": shlex.join(["hbm", *args.argv]),
-        "started": started,
-        "priors": {"path": priors.path, "sha256": priors.sha256},
-        "diary": summary,
-        "sampler": json.loads(result.tree.attrs["sampler_config"]),
-        "nuts_sampler": cfg.backend,
-        "seed": cfg.seed,
-        "pooling": args.pooling,
-        "parameterization": args.parameterization,
-        "centring": result.centring.summary(),
-        "ci_prob": args.ci_prob,
-        "ci_kind": args.ci_kind,
-        "reliable": result.diagnostics.reliable,
-        "reliability_reasons": list(result.diagnostics.reasons),
-        "versions": json.loads(result.tree.attrs["versions"]),
-        "timings": timings,
-    }
+    run_info = run_info_of(result, summary, args, started, args.parameterization)
+    run_info["timings"] = timings
     io.write_run(out, result.tree, exports, run_info)
     timings["export_s"] = time.perf_counter() - t_exp
     timings["total_s"] = time.perf_counter() - t0
@@ -281,6 +293,112 @@ def write_run_report(
         f"{time.perf_counter() - t0:.0f} s)"
     )
     return path
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hbm.compare import compare
+
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    priors, diary, _, summary = _validated(args)
+    truth_file = io.truth_path(args.diary)
+    truth = io.read_json(truth_file) if truth_file.exists() else None
+    cfg = SamplerConfig(
+        backend=args.backend,
+        chains=args.chains,
+        tune=args.tune,
+        draws=args.draws,
+        target_accept=args.target_accept,
+        seed=args.seed,
+        progressbar=not args.no_progress,
+    )
+    result = compare(
+        diary,
+        priors,
+        args.models,
+        args.test_fraction,
+        args.split,
+        cfg,
+        truth,
+        stability=not args.no_stability,
+        seed=args.seed,
+        progress=lambda msg: print(msg, flush=True),
+    )
+    out = Path(args.out)
+    tables = {io.COMPARISON_FILE: result.table, io.PER_USER_METRICS_FILE: result.per_user}
+    if result.recovery is not None:
+        tables["recovery.csv"] = result.recovery
+    if result.stability is not None:
+        tables["stability.csv"] = result.stability
+    for name, table in tables.items():
+        io.write_csv(out / name, table)
+    info = {
+        "command": shlex.join(["hbm", *args.argv]),
+        "started": started,
+        "diary": summary,
+        "truth": str(truth_file) if truth else None,
+        **result.info,
+        "total_s": time.perf_counter() - t0,
+    }
+    io.write_json(out / "compare.json", info)
+    if "hbm" in result.fits and result.fits["hbm"].result is not None:
+        fitted = result.fits["hbm"].result
+        run_dir = out / "hbm"
+        exports = build_exports(fitted, args.ci_prob, args.ci_kind, args.min_days)
+        io.write_run(run_dir, fitted.tree, exports, run_info_of(fitted, summary, args, started))
+        for name in (io.COMPARISON_FILE, io.PER_USER_METRICS_FILE):
+            io.write_csv(run_dir / name, tables[name])
+    show = ["model", "within_auc_median", "pooled_auc", "brier", "ece"]
+    show += ["d_within_auc", "d_within_auc_lb", "d_within_auc_ub", "d_brier_lb", "d_brier_ub"]
+    print(result.table[show].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for name, extra in (("recovery", result.recovery), ("stability", result.stability)):
+        if extra is not None:
+            print(f"{name}:")
+            print(extra.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out}/ ({', '.join(tables)}, compare.json) in {info['total_s']:.0f} s")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from hbm.study import FULL, QUICK, study, summary_table
+
+    priors = load_priors(args.priors)
+    grid = QUICK if args.quick else FULL
+    t0 = time.perf_counter()
+    results = study(priors, grid, args.models, progress=lambda msg: print(msg, flush=True))
+    out = Path(args.out)
+    io.write_csv(out / "study.csv", results)
+    table = summary_table(results)
+    io.write_csv(out / "study_summary.csv", table)
+    io.write_json(
+        out / "study.json",
+        {
+            "command": shlex.join(["hbm", *args.argv]),
+            "grid": {k: getattr(grid, k) for k in grid.__dataclass_fields__},
+            "total_s": time.perf_counter() - t0,
+        },
+    )
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {out}/study.csv and study_summary.csv in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from hbm.decide import decide
+
+    d = Path(args.dir)
+    run_dir = d / "hbm" if (d / "hbm" / io.POPULATION_FILE).exists() else d
+    run = io.read_run(run_dir)
+    comparison = io.read_optional_csv(d / io.COMPARISON_FILE)
+    if comparison is None:
+        comparison = io.read_optional_csv(run_dir / io.COMPARISON_FILE)
+    decision = decide(run.population, run.users, comparison)
+    print("PERSONALIZE: yes" if decision.personalize else "PERSONALIZE: no")
+    for name, ok in decision.checks.items():
+        print(f"  [{'x' if ok else ' '}] {name}")
+    for reason in decision.reasons:
+        print(f"  - {reason}")
+    return 0 if decision.personalize else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -460,6 +578,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB)
     p.add_argument("--seed", type=int, default=0, help="seed of unseen users' draws")
     p.set_defaults(func=cmd_predict)
+
+    from hbm.baselines import MODELS
+
+    p = sub.add_parser("compare", help="held-out comparison of hbm with its baselines")
+    _add_diary_options(p)
+    _add_fit_options(p)
+    p.add_argument("--out", required=True, help="comparison folder")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--split", choices=("temporal", "users"), default="temporal")
+    p.add_argument("--no-stability", action="store_true", help="skip the half-data refits")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("study", help="the personalization study over simulated cohorts")
+    p.add_argument("--out", required=True)
+    p.add_argument("--priors", default=None)
+    p.add_argument("--quick", action="store_true", help="the small grid CI runs")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("decide", help="go / no-go for personalization (exit 0 yes, 1 no)")
+    p.add_argument("dir", help="an hbm run folder or an `hbm compare` folder")
+    p.set_defaults(func=cmd_decide)
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained) and figures")
     p.add_argument("run_dir")

@@ -20,7 +20,7 @@ stored in ``Centering`` and reused for prediction.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -132,6 +132,19 @@ def exposures(diary: Diary, priors: Priors, centering: Centering | None = None) 
         dates=data["date"].to_numpy(),
         centering=centering,
         lag_filled={k: int(n) for k, n in zip(keys, unknown.sum(axis=0), strict=True)},
+    )
+
+
+def select_rows(design: Design, keep: np.ndarray) -> Design:
+    """The rows of a design where ``keep`` is true (users, features and centring unchanged)."""
+    keep = np.asarray(keep, dtype=bool)
+    return replace(
+        design,
+        x=design.x[keep],
+        exposure=design.exposure[keep],
+        y=design.y[keep],
+        user_index=design.user_index[keep],
+        dates=design.dates[keep],
     )
 
 

@@ -17,7 +17,7 @@ from scipy import special
 
 from hbm.diary import Diary
 from hbm.errors import RunError
-from hbm.features import Centering, exposures
+from hbm.features import Centering, Design, exposures
 from hbm.model import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
 from hbm.posterior import DEFAULT_CI_PROB
 from hbm.priors import Priors, parse_priors
@@ -72,8 +72,22 @@ def predict(
         ``user_id, date, known_user, risk_mean, risk_lb, risk_ub, ci_prob, ci_kind`` and
         ``migraine`` when the diary has it.
     """
+    design = exposures(diary, fit_priors(tree), centering=fit_centering(tree))
+    return predict_design(tree, design, ci_prob, seed, max_draws)
+
+
+def predict_design(
+    tree: xr.DataTree,
+    design: Design,
+    ci_prob: float = DEFAULT_CI_PROB,
+    seed: int = 0,
+    max_draws: int = MAX_DRAWS,
+) -> pd.DataFrame:
+    """``predict`` for a design already built with the fit's centring (one row per obs, in order).
+
+    Unseen users in ``design.users`` get the population-predictive (cold-start) risk.
+    """
     priors = fit_priors(tree)
-    design = exposures(diary, priors, centering=fit_centering(tree))
     post = tree["posterior"].to_dataset()
     pooling = str(tree.attrs.get("pooling", "partial"))
     known = [str(u) for u in post["user"].values]
@@ -94,9 +108,11 @@ def predict(
         w_scale = _stacked(post, "tau", max_draws) if "tau" in post else np.zeros_like(w_loc)
     rng = np.random.default_rng(seed)
     lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
-    rows = []
+    risk = np.empty((3, design.n_obs))
     for ui, user in enumerate(design.users):
         sel = design.user_index == ui
+        if not sel.any():
+            continue
         x = design.x[sel]
         if user in pos:
             eta = a[:, pos[user], None] + w[:, pos[user], :] @ x.T
@@ -105,19 +121,18 @@ def predict(
             w_new = w_loc + w_scale * rng.standard_normal((n_s, n_k))
             eta = a_new[:, None] + w_new @ x.T
         p = special.expit(eta)  # (S, days)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "user_id": user,
-                    "date": design.dates[sel],
-                    "known_user": user in pos,
-                    "risk_mean": p.mean(axis=0),
-                    "risk_lb": np.quantile(p, lo_q, axis=0),
-                    "risk_ub": np.quantile(p, hi_q, axis=0),
-                }
-            )
-        )
-    out = pd.concat(rows, ignore_index=True)
+        risk[:, sel] = p.mean(axis=0), np.quantile(p, lo_q, axis=0), np.quantile(p, hi_q, axis=0)
+    users = np.asarray(design.users, dtype=object)
+    out = pd.DataFrame(
+        {
+            "user_id": users[design.user_index] if design.n_obs else [],
+            "date": design.dates,
+            "known_user": np.isin(users[design.user_index], known) if design.n_obs else [],
+            "risk_mean": risk[0],
+            "risk_lb": risk[1],
+            "risk_ub": risk[2],
+        }
+    )
     out["ci_prob"] = ci_prob
     out["ci_kind"] = "eti"
     out["migraine"] = design.y
