@@ -8,6 +8,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -325,7 +326,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         progress=lambda msg: print(msg, flush=True),
     )
     out = Path(args.out)
-    tables = {io.COMPARISON_FILE: result.table, io.PER_USER_METRICS_FILE: result.per_user}
+    tables = {
+        io.COMPARISON_FILE: result.table,
+        "differences.csv": result.differences,
+        io.PER_USER_METRICS_FILE: result.per_user,
+    }
     if result.recovery is not None:
         tables["recovery.csv"] = result.recovery
     if result.stability is not None:
@@ -364,6 +369,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     priors = load_priors(args.priors)
     grid = QUICK if args.quick else FULL
+    overrides = {k: getattr(args, k) for k in ("chains", "tune", "draws") if getattr(args, k)}
+    grid = replace(grid, **overrides)
     t0 = time.perf_counter()
     results = study(priors, grid, args.models, progress=lambda msg: print(msg, flush=True))
     out = Path(args.out)
@@ -595,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--priors", default=None)
     p.add_argument("--quick", action="store_true", help="the small grid CI runs")
+    p.add_argument("--chains", type=int, default=None, help="NUTS chains (default: the grid's)")
+    p.add_argument("--tune", type=int, default=None)
+    p.add_argument("--draws", type=int, default=None)
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.set_defaults(func=cmd_study)
 

@@ -9,7 +9,8 @@ Splits are never random over rows:
   out whole and predicted from the population (cold start).
 
 Metrics per model are those of ``hbm.evaluate.scores``, with a paired bootstrap over users of
-each model's difference to ``global``.
+each model's difference to ``global`` (in the table) and, in ``differences``, to ``global`` and to
+``hbm``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Comparison:
     """Tables of one comparison, and the fitted models (``fits``) for further use."""
 
     table: pd.DataFrame  # one row per model
+    differences: pd.DataFrame  # paired bootstrap of each model against global and against hbm
     per_user: pd.DataFrame  # model x user
     recovery: pd.DataFrame | None
     stability: pd.DataFrame | None
@@ -166,6 +168,19 @@ def compare(
         for name in names
     ]
     table = pd.concat([table, pd.DataFrame(diffs)], axis=1)
+    differences = pd.DataFrame(
+        [
+            {
+                "model": name,
+                "reference": ref,
+                **paired_bootstrap(per_user[name], per_user[ref], seed=seed),
+            }
+            for ref in dict.fromkeys([REFERENCE, "hbm"])
+            if ref in per_user
+            for name in names
+            if name != ref
+        ]
+    )
     table.insert(1, "reference", REFERENCE)
     table["split"] = split
     table["test_fraction"] = test_fraction
@@ -216,4 +231,4 @@ def compare(
         },
         "timings_s": timings,
     }
-    return Comparison(table, per_user_table, recovery, stab, fits, info)
+    return Comparison(table, differences, per_user_table, recovery, stab, fits, info)

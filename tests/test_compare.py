@@ -210,3 +210,23 @@ def test_quick_study_runs_every_model_in_every_cell(tmp_path, capsys):
     hbm = results[results["model"] == "hbm"]
     assert hbm[["d_within_auc_lb", "d_brier_ub", "weights_coverage"]].notna().all().all()
     print("\n[study-quick]\n" + capsys.readouterr().out.split("\n", 1)[-1][-4000:])
+
+
+def test_differences_against_global_and_hbm(workspace, tmp_path):
+    _, priors, diary, _ = workspace
+    out = tmp_path / "cmp"
+    args = ["compare", str(diary), "--priors", str(priors), "--out", str(out), *FIT_ARGS]
+    assert main([*args, "--models", "seed-fixed", "hbm", "--no-stability"]) == 0
+    diffs = pd.read_csv(out / "differences.csv")
+    pairs = set(zip(diffs["model"], diffs["reference"], strict=True))
+    assert pairs == {
+        ("seed-fixed", "global"),
+        ("hbm", "global"),
+        ("global", "hbm"),
+        ("seed-fixed", "hbm"),
+    }
+    table = pd.read_csv(out / io.COMPARISON_FILE).set_index("model")
+    row = diffs[(diffs["model"] == "hbm") & (diffs["reference"] == "global")].iloc[0]
+    assert row["d_brier"] == pytest.approx(table.loc["hbm", "d_brier"])
+    back = diffs[(diffs["model"] == "global") & (diffs["reference"] == "hbm")].iloc[0]
+    assert back["d_brier"] == pytest.approx(-row["d_brier"])
