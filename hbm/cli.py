@@ -176,6 +176,19 @@ def run_info_of(
     }
 
 
+def sampler_config(args: argparse.Namespace) -> SamplerConfig:
+    """The sampler settings of the fit options (``_add_fit_options``)."""
+    return SamplerConfig(
+        backend=args.backend,
+        chains=args.chains,
+        tune=args.tune,
+        draws=args.draws,
+        target_accept=args.target_accept,
+        seed=args.seed,
+        progressbar=not args.no_progress,
+    )
+
+
 def _fit_and_export(
     args: argparse.Namespace,
     out: Path,
@@ -190,15 +203,7 @@ def _fit_and_export(
         "draws)...",
         flush=True,
     )
-    cfg = SamplerConfig(
-        backend=args.backend,
-        chains=args.chains,
-        tune=args.tune,
-        draws=args.draws,
-        target_accept=args.target_accept,
-        seed=args.seed,
-        progressbar=not args.no_progress,
-    )
+    cfg = sampler_config(args)
     result = fit(design, priors, cfg, args.pooling, args.parameterization, diary.sha256)
     t_exp = time.perf_counter()
     exports = build_exports(result, args.ci_prob, args.ci_kind, args.min_days)
@@ -304,15 +309,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     priors, diary, _, summary = _validated(args)
     truth_file = io.truth_path(args.diary)
     truth = io.read_json(truth_file) if truth_file.exists() else None
-    cfg = SamplerConfig(
-        backend=args.backend,
-        chains=args.chains,
-        tune=args.tune,
-        draws=args.draws,
-        target_accept=args.target_accept,
-        seed=args.seed,
-        progressbar=not args.no_progress,
-    )
+    cfg = sampler_config(args)
     result = compare(
         diary,
         priors,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -162,7 +163,12 @@ def backend_kwargs(cfg: SamplerConfig) -> dict[str, Any]:
     """Extra ``pm.sample`` arguments every backend gets: the number of cores."""
     # PyMC's default halves the CPU count (it assumes hyperthreads), which on a 2-core machine
     # runs every chain on one core; pass the real count.
-    return {"cores": min(cfg.chains, cfg.cores or available_cores())}
+    kwargs: dict[str, Any] = {"cores": min(cfg.chains, cfg.cores or available_cores())}
+    if cfg.backend == "pymc" and kwargs["cores"] > 1 and "jax" in sys.modules:
+        # PyMC forks a process per chain; forking after JAX has started its threads (the neural
+        # baseline in the same process) can deadlock, so start the chain workers fresh instead.
+        kwargs["mp_ctx"] = "forkserver"
+    return kwargs
 
 
 def sample(
