@@ -179,6 +179,9 @@ def test_compare_and_decide_commands(workspace, tmp_path, capsys):
     assert stability["model"].tolist() == ["hbm"]
     assert json.loads((out / "compare.json").read_text())["test_rows"] == 5 * 15
     io.check_run_dir(out / "hbm")
+    assert main(["report", str(out / "hbm"), "--days-users", "4"]) == 0
+    page = (out / "hbm" / io.REPORT_FILE).read_text()
+    assert 'id="comparison-table"' in page and 'data-name="auc_by_model.png"' in page
     capsys.readouterr()
     code = main(["decide", str(out)])
     printed = capsys.readouterr().out
