@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from benchmarks.fit_speed import main, size_priors
+from benchmarks.table import markdown
 
 
 def test_large_size_has_24_distinct_features():
@@ -23,3 +24,5 @@ def test_fit_speed_harness_smoke(tmp_path):
         assert run[key] > 0
     assert run["leapfrog_steps"] > 0 and run["divergences"] >= 0
     assert doc["versions"]["pymc"]
+    table = markdown(doc).splitlines()
+    assert len(table) == 3 and table[2].startswith("| tiny | 240 | nutpie |")
