@@ -159,9 +159,10 @@ def _user_rates(tree: xr.DataTree) -> xr.DataTree:
     )
 
 
-def _table(frame: pd.DataFrame, table_id: str, digits: int = 3) -> str:
+def _table(frame: pd.DataFrame, table_id: str, digits: int = 3, escape: bool = True) -> str:
     return frame.to_html(
         index=False,
+        escape=escape,
         table_id=table_id,
         float_format=lambda v: f"{v:.{digits}f}",
         na_rep="",
@@ -358,7 +359,7 @@ def build_report(
         '<p>Find a user: <select id="user-select" onchange="goUser(this)">'
         f'<option value="">choose</option>{options}</select></p>'
         f"{_img('confidence_days.png', figs['confidence_days.png'], 'confidence vs days')}"
-        f"{_table(user_table, 'users-table').replace('&lt;', '<').replace('&gt;', '>')}"
+        f"{_table(user_table, 'users-table', escape=False)}"
         f"{''.join(user_sections)}</section>",
         '<section id="calibration"><h2>Calibration</h2>'
         + (
