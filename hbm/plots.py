@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import arviz_plots as azp
 import matplotlib
+import numpy as np
 import xarray as xr
 
 from hbm.posterior import DEFAULT_CI_KIND, DEFAULT_CI_PROB, CiKind
@@ -29,7 +30,17 @@ def _present(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
 
 def rank_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
     """Rank plots of the population-level variables (chains should overlap uniformly)."""
-    return azp.plot_rank(tree, var_names=_present(tree, POPULATION_VARS), backend=backend)
+    names = _present(tree, POPULATION_VARS)
+    post = tree["posterior"]
+    panels = sum(
+        int(np.prod([n for d, n in post[v].sizes.items() if d not in ("chain", "draw")]))
+        for v in names
+    )
+    kwargs: dict[str, Any] = {}
+    if backend == "matplotlib":
+        # four panels a row, tall enough that two-line titles do not overlap the row above
+        kwargs["figure_kwargs"] = {"figsize": (13, 2.1 * -(-panels // 4)), "layout": "constrained"}
+    return azp.plot_rank(tree, var_names=names, backend=backend, **kwargs)
 
 
 def energy_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
