@@ -11,8 +11,11 @@ shipped file has 19. Cohorts come from ``hbm.simulate`` (heterogeneity 0.5, seed
 Per run: wall time of ``hbm.fit`` (pilot, compilation and sampling included), the sampling part,
 minimum bulk and tail ESS over all parameters (``a0, sigma_a, mu, tau, a, w``), ESS per second of
 wall time, maximum R-hat, divergences, leapfrog steps, and the time of one log-density-and-gradient
-evaluation of the same model with PyTensor's numba and C backends (median of repeated calls). The
-gradient floor is ``gradient time x leapfrog steps / chains run in parallel``.
+evaluation of the model with PyTensor's numba (nutpie's), C (``cvm`` linker) and JAX backends
+(median of repeated calls at the initial point, non-centred form: the graph has the same size for
+every centring). The gradient floor is ``numba gradient time x leapfrog steps / chains run in
+parallel``. ``--gradients-only`` re-measures the gradient columns of the stored runs of the given
+sizes without refitting.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ import numpy as np
 
 from hbm.features import exposures
 from hbm.fit import BACKENDS, SamplerConfig, available_cores, fit, package_versions
-from hbm.model import build_model
+from hbm.model import build_model, choose_centring
 from hbm.priors import Priors, default_priors_path, parse_priors
 from hbm.simulate import SimulationConfig, simulate
+
+SEED = 7
 
 
 @dataclass(frozen=True)
@@ -81,14 +86,44 @@ def gradient_seconds(model: Any, mode: str, repeats: int = 200) -> float:
     return float(np.median(times))
 
 
-def run_one(size_name: str, backend: str, seed: int = 7) -> dict[str, Any]:
+def _cohort(size_name: str, seed: int) -> tuple[Priors, Any, Any]:
     size = SIZES[size_name]
     priors = size_priors(size.features)
     cohort = simulate(
         priors,
         SimulationConfig(n_users=size.users, n_days=size.days, heterogeneity=0.5, seed=seed),
     )
-    design = exposures(cohort.diary, priors)
+    return priors, cohort, exposures(cohort.diary, priors)
+
+
+def gradients(size_name: str, seed: int = SEED) -> dict[str, float]:
+    """Milliseconds per log-density-and-gradient evaluation, per PyTensor backend."""
+    from pytensor.compile.mode import Mode
+
+    priors, _, design = _cohort(size_name, seed)
+    model = build_model(design, priors, "partial", choose_centring(design, priors, "noncentred"))
+    modes: dict[str, Any] = {
+        "numba": "NUMBA",
+        "c": Mode(linker="cvm", optimizer="fast_run"),
+        "jax": "JAX",
+    }
+    return {f"grad_{k}_ms": gradient_seconds(model, m) * 1000 for k, m in modes.items()}
+
+
+def _with_floor(run: dict[str, Any], grads: dict[str, float]) -> dict[str, Any]:
+    parallel = min(run["chains"], available_cores())
+    floor = grads["grad_numba_ms"] / 1000 * run["leapfrog_steps"] / parallel
+    return {
+        **run,
+        **grads,
+        "gradient_floor_s": floor,
+        "wall_over_floor": run["wall_s"] / floor if floor > 0 else float("nan"),
+    }
+
+
+def run_one(size_name: str, backend: str, grads: dict[str, float], seed: int = SEED) -> dict:
+    size = SIZES[size_name]
+    priors, cohort, design = _cohort(size_name, seed)
     cfg = SamplerConfig(backend=backend, seed=seed, progressbar=False)
     if size_name == "tiny":
         cfg = SamplerConfig(
@@ -101,11 +136,7 @@ def run_one(size_name: str, backend: str, seed: int = 7) -> dict[str, Any]:
     stats = result.tree["sample_stats"]
     steps_var = "n_steps" if "n_steps" in stats.data_vars else "tree_size"
     leapfrog = int(stats[steps_var].sum()) if steps_var in stats.data_vars else -1
-    model = build_model(design, priors, "partial", result.centring)
-    grad = {m: gradient_seconds(model, m) for m in ("NUMBA", "FAST_RUN")}
-    parallel = min(cfg.chains, available_cores())
-    floor = grad["NUMBA"] * leapfrog / parallel if leapfrog > 0 else float("nan")
-    return {
+    run = {
         "size": size_name,
         "users": size.users,
         "days": size.days,
@@ -125,12 +156,9 @@ def run_one(size_name: str, backend: str, seed: int = 7) -> dict[str, Any]:
         "divergences": d.divergences,
         "reliable": d.reliable,
         "leapfrog_steps": leapfrog,
-        "grad_numba_ms": grad["NUMBA"] * 1000,
-        "grad_c_ms": grad["FAST_RUN"] * 1000,
-        "gradient_floor_s": floor,
-        "wall_over_floor": wall / floor if floor == floor else float("nan"),
         "centring": result.centring.summary(),
     }
+    return _with_floor(run, grads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,31 +166,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["small", "medium"])
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
+    parser.add_argument("--gradients-only", action="store_true", help="re-measure gradients")
     args = parser.parse_args(argv)
-    results = []
-    if args.out.exists():
-        results = [
-            r
-            for r in json.loads(args.out.read_text())["runs"]
-            if not (r["size"] in args.sizes and r["backend"] in args.backends)
-        ]
+    stored = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+    command = "python -m benchmarks.fit_speed " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+
+    def save(runs: list[dict[str, Any]]) -> None:
+        from hbm.io import write_json
+
+        write_json(
+            args.out,
+            {
+                "command": command,
+                "machine": {"cores": available_cores()},
+                "versions": package_versions(),
+                "runs": runs,
+            },
+        )
+
+    if args.gradients_only:
+        for size in args.sizes:
+            grads = gradients(size)
+            stored = [_with_floor(r, grads) if r["size"] == size else r for r in stored]
+        save(stored)
+        return 0
+    results = [r for r in stored if not (r["size"] in args.sizes and r["backend"] in args.backends)]
     for size in args.sizes:
+        grads = gradients(size)
         for backend in args.backends:
             print(f"{size} x {backend} ...", file=sys.stderr, flush=True)
-            r = run_one(size, backend)
+            r = run_one(size, backend, grads)
             print(json.dumps(r, default=str), flush=True)
             results.append(r)
-            from hbm.io import write_json
-
-            write_json(
-                args.out,
-                {
-                    "command": "python -m benchmarks.fit_speed " + " ".join(argv or sys.argv[1:]),
-                    "machine": {"cores": available_cores()},
-                    "versions": package_versions(),
-                    "runs": results,
-                },
-            )
+            save(results)
     return 0
 
 

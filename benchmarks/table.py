@@ -21,6 +21,7 @@ COLUMNS = [
     ("leapfrog_steps", "leapfrog steps", "{:,}"),
     ("grad_numba_ms", "grad ms (numba)", "{:.3f}"),
     ("grad_c_ms", "grad ms (C)", "{:.3f}"),
+    ("grad_jax_ms", "grad ms (JAX)", "{:.3f}"),
     ("gradient_floor_s", "gradient floor s", "{:.1f}"),
     ("wall_over_floor", "wall / floor", "{:.1f}"),
 ]
