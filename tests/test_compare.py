@@ -11,7 +11,7 @@ from scipy import special
 from sklearn.metrics import roc_auc_score
 
 from hbm import io
-from hbm.baselines import SEED_FIXED_BIAS, fit_model, seed_fixed_logit
+from hbm.baselines import MODELS, SEED_FIXED_BIAS, fit_model, seed_fixed_logit
 from hbm.cli import main
 from hbm.compare import first_part, temporal_designs, users_designs
 from hbm.decide import decide
@@ -200,15 +200,7 @@ def test_quick_study_runs_every_model_in_every_cell(tmp_path, capsys):
     assert main(["study", "--quick", "--out", str(tmp_path)]) == 0
     results = pd.read_csv(tmp_path / "study.csv")
     assert len(results) == 2 * 2 * 7
-    assert set(results["model"]) == {
-        "seed-fixed",
-        "global",
-        "no-pooling",
-        "hbm",
-        "embedding",
-        "embedding-reg",
-        "embedding-prior-init",
-    }
+    assert set(results["model"]) == set(MODELS) and len(MODELS) == 7
     assert results[["brier", "pooled_auc", "ece"]].notna().all().all()
     hbm = results[results["model"] == "hbm"]
     assert hbm[["d_within_auc_lb", "d_brier_ub", "weights_coverage"]].notna().all().all()
