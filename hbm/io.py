@@ -180,7 +180,7 @@ def read_run(run_dir: str | Path) -> RunFolder:
     or profiles and users tables that list different users.
     """
     d = check_run_dir(run_dir)
-    population = _read_csv(d / POPULATION_FILE, ("feature", "mu_mean", "ci_prob", "ci_kind"))
+    population = _read_csv(d / POPULATION_FILE, ("feature", "ci_prob", "ci_kind"))
     weights = _read_csv(d / WEIGHTS_CSV, ("user_id", "feature", "mean", "ci_lb", "ci_ub", "class"))
     users = _read_csv(d / USERS_FILE, ("user_id", "days_logged", "confidence", "reliable"))
     profiles = read_json(d / PROFILES_FILE)

@@ -246,12 +246,15 @@ def build_report(
         say(name)
         figs[name] = make()
 
-    add("rank.png", lambda: _pc_png(rank_plot(tree)))
+    has_population = "mu" in tree["posterior"].data_vars  # absent without pooling
+    if has_population:
+        add("rank.png", lambda: _pc_png(rank_plot(tree)))
     add("energy.png", lambda: _pc_png(energy_plot(tree)))
-    add(
-        "forest.png",
-        lambda: _pc_png(forest_plot(tree, ci_prob=ci_prob, ci_kind=ci_kind)),  # type: ignore[arg-type]
-    )
+    if has_population:
+        add(
+            "forest.png",
+            lambda: _pc_png(forest_plot(tree, ci_prob=ci_prob, ci_kind=ci_kind)),  # type: ignore[arg-type]
+        )
     add("heatmap.png", lambda: heatmap(run.weights))
     add("confidence_days.png", lambda: confidence_vs_days(run.users))
     has_ppc = {"posterior_predictive", "observed_data", "constant_data"} <= set(tree.children)
@@ -347,12 +350,18 @@ def build_report(
         f"{diag.get('divergences')}; E-BFMI per chain "
         f"{', '.join(f'{e:.2f}' for e in diag.get('ebfmi', []))}.</p>"
         f"{_table(diag_rows, 'diagnostics-table')}"
-        f"<h3>Rank plots (population variables)</h3>{_img('rank.png', figs['rank.png'], 'rank')}"
-        f"<h3>Energy</h3>{_img('energy.png', figs['energy.png'], 'energy')}</section>",
+        + (
+            "<h3>Rank plots (population variables)</h3>"
+            + _img("rank.png", figs["rank.png"], "rank")
+            if "rank.png" in figs
+            else "<p>No population variables (pooling none): no rank plots.</p>"
+        )
+        + f"<h3>Energy</h3>{_img('energy.png', figs['energy.png'], 'energy')}</section>",
         '<section id="population"><h2>Population</h2>'
         f"<p>Population weights <code>mu</code> and between-user SDs <code>tau</code>, {ci_prob:g} "
-        f"{ci_kind} intervals (50% inner).</p>{_img('forest.png', figs['forest.png'], 'forest')}"
-        f"{_table(pop, 'population-table', digits=4)}</section>",
+        f"{ci_kind} intervals (50% inner).</p>"
+        + (_img("forest.png", figs["forest.png"], "forest") if "forest.png" in figs else "")
+        + f"{_table(pop, 'population-table', digits=4)}</section>",
         '<section id="heatmap"><h2>Trigger heatmap</h2>'
         f"{_img('heatmap.png', figs['heatmap.png'], 'heatmap')}</section>",
         '<section id="users"><h2>Users</h2>'

@@ -151,3 +151,15 @@ def workspace(tmp_path_factory):
     run = d / "run"
     assert main(["fit", str(diary), "--priors", str(priors), "--out", str(run), *FIT_ARGS]) == 0
     return d, priors, diary, run
+
+
+@pytest.fixture(scope="session")
+def no_pooling_run(workspace, tmp_path_factory):
+    """The workspace cohort fitted without pooling (no mu, tau): a run folder."""
+    from hbm.cli import main
+
+    _, priors, diary, _ = workspace
+    run = tmp_path_factory.mktemp("nopool") / "run"
+    args = ["fit", str(diary), "--priors", str(priors), "--out", str(run), "--pooling", "none"]
+    assert main([*args, *FIT_ARGS]) == 0
+    return run

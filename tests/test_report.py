@@ -176,3 +176,10 @@ def test_demo_sized_report_in_headless_chromium(tmp_path):
     assert errors == []
     assert opened
     assert shot.stat().st_size > 10_000
+
+
+def test_report_of_a_no_pooling_run(no_pooling_run):
+    assert main(["report", str(no_pooling_run)]) == 0
+    page = (no_pooling_run / io.REPORT_FILE).read_text()
+    assert "no rank plots" in page and 'id="population-table"' in page
+    assert not (no_pooling_run / "figures" / "days_needed.png").exists()

@@ -205,3 +205,12 @@ def test_latency_harness_smoke(run_dir):
     result = run(str(run_dir), 40)
     assert result["requests"] == 40 and result["errors"] == 0
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+def test_no_pooling_run_serves_without_cold_start(no_pooling_run):
+    c = TestClient(create_app(load_service_data(no_pooling_run)))
+    assert c.get("/population").status_code == 200
+    r = c.get("/users/newcomer/trigger_profile", params={"cold_start": "true"})
+    assert r.status_code == 404 and "pooling 'none'" in r.json()["detail"]
+    uid = c.get("/users").json()["users"][0]["user_id"]
+    assert c.get(f"/users/{uid}/trigger_profile").status_code == 200
