@@ -37,6 +37,7 @@ from scipy import special
 from hbm.errors import HBMError
 from hbm.features import Design
 from hbm.fit import FitResult, SamplerConfig, fit
+from hbm.model import Pooling
 from hbm.priors import Priors
 
 MODELS = (
@@ -48,7 +49,7 @@ MODELS = (
     "embedding-reg",
     "embedding-prior-init",
 )
-NUTS_POOLING = {"global": "complete", "no-pooling": "none", "hbm": "partial"}
+NUTS_POOLING: dict[str, Pooling] = {"global": "complete", "no-pooling": "none", "hbm": "partial"}
 SEED_FIXED_WEIGHTS = {"stress": 0.5, "sleep_debt": 0.4, "hormonal": 0.45, "environmental": 0.35}
 SEED_FIXED_BIAS = -1.8
 EMBED_DIM, HIDDEN, DROPOUT = 16, 32, 0.2
@@ -108,7 +109,7 @@ def fit_model(
     if name in NUTS_POOLING:
         from hbm.predict import predict_design
 
-        result = fit(train, priors, sampler or SamplerConfig(), pooling=NUTS_POOLING[name])  # type: ignore[arg-type]
+        result = fit(train, priors, sampler or SamplerConfig(), pooling=NUTS_POOLING[name])
         tree = result.tree
 
         def predict_nuts(d: Design) -> np.ndarray:

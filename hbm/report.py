@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hbm.errors import RunError
 from hbm.io import RunFolder
 from hbm.plots import energy_plot, forest_plot, rank_plot
+from hbm.posterior import CI_KINDS, CiKind
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -240,6 +242,9 @@ def build_report(
     say = progress or (lambda _name: None)
     info, diag = run.run_info, run.diagnostics
     ci_prob, ci_kind = float(info["ci_prob"]), str(info["ci_kind"])
+    if ci_kind not in CI_KINDS:
+        raise RunError(f"{run.path}: run.json has ci_kind '{ci_kind}'; expected one of {CI_KINDS}")
+    kind: CiKind = "hdi" if ci_kind == "hdi" else "eti"
     figs: dict[str, bytes] = {}
 
     def add(name: str, make: Callable[[], bytes]) -> None:  # one place to report progress
@@ -253,7 +258,7 @@ def build_report(
     if has_population:
         add(
             "forest.png",
-            lambda: _pc_png(forest_plot(tree, ci_prob=ci_prob, ci_kind=ci_kind)),  # type: ignore[arg-type]
+            lambda: _pc_png(forest_plot(tree, ci_prob=ci_prob, ci_kind=kind)),
         )
     add("heatmap.png", lambda: heatmap(run.weights))
     add("confidence_days.png", lambda: confidence_vs_days(run.users))
