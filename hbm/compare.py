@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hbm.baselines import MODELS, Fitted, fit_model, weights_of
-from hbm.diary import Diary, split_by_time, subset_users
+from hbm.diary import Diary, split_by_time, subset_users, train_mask
 from hbm.errors import HBMError
 from hbm.evaluate import (
     paired_bootstrap,
@@ -33,7 +33,7 @@ from hbm.evaluate import (
     weight_recovery,
     weight_stability,
 )
-from hbm.features import Design, exposures, select_rows
+from hbm.features import Design, day_rank, exposures, select_rows
 from hbm.fit import SamplerConfig
 from hbm.priors import Priors
 
@@ -55,30 +55,19 @@ class Comparison:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _rank_in_user(design: Design) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's position among its user's days (by date) and the user's number of days."""
-    frame = pd.DataFrame({"u": design.user_index, "d": design.dates})
-    rank = frame.groupby("u")["d"].rank(method="first").to_numpy() - 1
-    size = frame.groupby("u")["d"].transform("size").to_numpy()
-    return rank, size
-
-
 def temporal_designs(
     diary: Diary, priors: Priors, test_fraction: float = 0.25
 ) -> tuple[Design, Design]:
     """Train and test designs of the temporal split (module doc)."""
-    if not 0.0 < test_fraction < 1.0:
-        raise HBMError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    is_train = train_mask(diary, test_fraction)
     centering = exposures(split_by_time(diary, test_fraction)[0], priors).centering
-    full = exposures(diary, priors, centering=centering)
-    rank, size = _rank_in_user(full)
-    is_train = rank < np.floor(size * (1.0 - test_fraction))
+    full = exposures(diary, priors, centering=centering)  # rows in diary.data order
     return select_rows(full, is_train), select_rows(full, ~is_train)
 
 
 def first_part(design: Design, fraction: float) -> Design:
     """The first ``fraction`` of each user's days of a design (for weight stability)."""
-    rank, size = _rank_in_user(design)
+    rank, size = day_rank(design)
     return select_rows(design, rank < np.maximum(np.floor(size * fraction), 1))
 
 
@@ -160,14 +149,6 @@ def compare(
         rows.append(
             {"model": name, **scores(test.y.astype(float), p, test.user_index), **fitted.info}
         )
-    table = pd.DataFrame(rows)
-    diffs = [
-        paired_bootstrap(per_user[name], per_user[REFERENCE], seed=seed)
-        if name != REFERENCE
-        else {}
-        for name in names
-    ]
-    table = pd.concat([table, pd.DataFrame(diffs)], axis=1)
     differences = pd.DataFrame(
         [
             {
@@ -181,6 +162,8 @@ def compare(
             if name != ref
         ]
     )
+    against_reference = differences[differences["reference"] == REFERENCE].drop(columns="reference")
+    table = pd.DataFrame(rows).merge(against_reference, on="model", how="left")
     table.insert(1, "reference", REFERENCE)
     table["split"] = split
     table["test_fraction"] = test_fraction

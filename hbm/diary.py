@@ -337,18 +337,24 @@ def subset_users(diary: Diary, users: Sequence[str]) -> Diary:
     return _with_data(diary, diary.data[keep].reset_index(drop=True))
 
 
-def split_by_time(diary: Diary, test_fraction: float = 0.25) -> tuple[Diary, Diary]:
-    """Temporal split within each user: the first ``1 - test_fraction`` of days train.
-
-    Rows are never split at random: a user's test days all come after their training days.
-    """
+def train_mask(diary: Diary, test_fraction: float = 0.25) -> np.ndarray:
+    """True for the rows of ``diary.data`` that ``split_by_time`` puts in training: the first
+    ``floor(n * (1 - test_fraction))`` of each user's ``n`` days (rows are sorted by date)."""
     if not 0.0 < test_fraction < 1.0:
         raise DiaryError(f"test_fraction must be in (0, 1), got {test_fraction}")
     data = diary.data
     rank = data.groupby("user_id", sort=False).cumcount()
     size = data.groupby("user_id", sort=False)["date"].transform("size")
-    n_train = np.floor(size * (1.0 - test_fraction)).astype(int)
-    is_train = rank < n_train
+    return np.asarray(rank < np.floor(size * (1.0 - test_fraction)).astype(int))
+
+
+def split_by_time(diary: Diary, test_fraction: float = 0.25) -> tuple[Diary, Diary]:
+    """Temporal split within each user: the first ``1 - test_fraction`` of days train.
+
+    Rows are never split at random: a user's test days all come after their training days.
+    """
+    data = diary.data
+    is_train = train_mask(diary, test_fraction)
     return (
         _with_data(diary, data[is_train].reset_index(drop=True)),
         _with_data(diary, data[~is_train].reset_index(drop=True)),

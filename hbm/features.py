@@ -148,6 +148,14 @@ def select_rows(design: Design, keep: np.ndarray) -> Design:
     )
 
 
+def day_rank(design: Design) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's position (0-based, by date) among its user's rows, and that user's row count."""
+    frame = pd.DataFrame({"u": design.user_index, "d": design.dates})
+    rank = frame.groupby("u")["d"].rank(method="first").to_numpy() - 1
+    size = frame.groupby("u")["d"].transform("size").to_numpy()
+    return rank, size
+
+
 def exposure_prevalence(design: Design) -> dict[str, float]:
     """Share of days on which each feature's exposure is at least 0.5 (nearer its high-risk end)."""
     share = (

@@ -228,7 +228,7 @@ PER_USER_METRICS_FILE = "per_user_metrics.csv"
 def read_optional_csv(path: str | Path) -> pd.DataFrame | None:
     """A table a folder may hold (``comparison.csv``); ``None`` when it is absent."""
     p = Path(path)
-    return pd.read_csv(p, dtype={"user_id": str}) if p.exists() else None
+    return _read_csv(p, ()) if p.exists() else None
 
 
 def write_report(run_dir: str | Path, page: str, figures: dict[str, bytes]) -> Path:

@@ -20,7 +20,7 @@ from hbm.baselines import (
     VALIDATION_FRACTION,
     Fitted,
 )
-from hbm.features import Design
+from hbm.features import Design, day_rank
 
 
 class EmbeddingMLP(nnx.Module):
@@ -41,15 +41,9 @@ class EmbeddingMLP(nnx.Module):
 
 
 def _validation_mask(design: Design, fraction: float) -> np.ndarray:
-    """The last ``fraction`` of each user's (time-ordered) training rows."""
-    out = np.zeros(design.n_obs, dtype=bool)
-    for u in np.unique(design.user_index):
-        rows = np.flatnonzero(design.user_index == u)
-        rows = rows[np.argsort(design.dates[rows], kind="stable")]
-        n_val = int(np.floor(len(rows) * fraction))
-        if n_val and len(rows) - n_val >= 1:
-            out[rows[-n_val:]] = True
-    return out
+    """The last ``floor(n * fraction)`` of each user's ``n`` (time-ordered) training rows."""
+    rank, size = day_rank(design)
+    return np.asarray(rank >= size - np.floor(size * fraction))
 
 
 def fit_embedding(

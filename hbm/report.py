@@ -144,12 +144,16 @@ def _user_rates(tree: xr.DataTree) -> xr.DataTree:
     users = np.asarray(tree["posterior"]["user"].values)
     y = np.asarray(tree["observed_data"]["y"].values, dtype=float)
     yrep = tree["posterior_predictive"]["y"]
-    days = np.bincount(idx, minlength=len(users))
-    onehot = np.zeros((len(y), len(users)))
-    onehot[np.arange(len(y)), idx] = 1.0 / days[idx]
-    obs = xr.DataArray(y @ onehot, dims=["user"], coords={"user": users})
+    days = np.maximum(np.bincount(idx, minlength=len(users)), 1)
+    draws = np.asarray(yrep.values, dtype=float)
+
+    def rates(y_obs: np.ndarray) -> np.ndarray:
+        return np.asarray(np.bincount(idx, weights=y_obs, minlength=len(users)) / days)
+
+    obs = xr.DataArray(rates(y), dims=["user"], coords={"user": users})
+    per_draw = np.stack([rates(row) for row in draws.reshape(-1, draws.shape[-1])])
     rep = xr.DataArray(
-        np.asarray(yrep.values, dtype=float) @ onehot,
+        per_draw.reshape(*draws.shape[:-1], len(users)),
         dims=["chain", "draw", "user"],
         coords={"chain": yrep["chain"], "draw": yrep["draw"], "user": users},
     )
