@@ -366,7 +366,9 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     priors = load_priors(args.priors)
     grid = QUICK if args.quick else FULL
-    overrides = {k: getattr(args, k) for k in ("chains", "tune", "draws") if getattr(args, k)}
+    overrides = {
+        k: getattr(args, k) for k in ("chains", "tune", "draws") if getattr(args, k) is not None
+    }
     grid = replace(grid, **overrides)
     t0 = time.perf_counter()
     results = study(priors, grid, args.models, progress=lambda msg: print(msg, flush=True))
