@@ -8,14 +8,17 @@ Sizes (users x days x features): small 20 x 200 x 6, medium 50 x 1000 x 12, larg
 large adds five copies of shipped features lagged by two more days (keys ``<key>_lag2``), since the
 shipped file has 19. Cohorts come from ``hbm.simulate`` (heterogeneity 0.5, seed 7).
 
-Per run: wall time of ``hbm.fit`` (pilot, compilation and sampling included), the sampling part,
-minimum bulk and tail ESS over all parameters (``a0, sigma_a, mu, tau, a, w``), ESS per second of
-wall time, maximum R-hat, divergences, leapfrog steps, and the time of one log-density-and-gradient
-evaluation of the model with PyTensor's numba (nutpie's), C (``cvm`` linker) and JAX backends
-(median of repeated calls at the initial point, non-centred form: the graph has the same size for
-every centring). The gradient floor is ``numba gradient time x leapfrog steps / chains run in
-parallel``. ``--gradients-only`` re-measures the gradient columns of the stored runs of the given
-sizes without refitting.
+Per run: wall time of ``hbm.fit`` (compilation, pilot, sampling and predictive draws included),
+its parts, minimum bulk and tail ESS over all parameters (``a0, sigma_a, mu, tau, a, w``), ESS
+per second of wall time, maximum R-hat, divergences, leapfrog steps of the pilot, warm-up and
+draws, posterior means with their Monte Carlo errors (``agreement`` compares backends), and the
+time of one log-density-and-gradient evaluation under PyTensor's numba (nutpie's and PyMC's
+default), C (``cvm`` linker) and JAX (numpyro's) backends: median of repeated calls at the initial
+point. ``_gathered``, ``_x32`` and ``_plain`` gradient columns time the same density with weights
+gathered per row, with float32 exposures, and the model as first written (``plain_model``). The
+gradient floor is ``gradient time x gradient evaluations / chains run in parallel``
+(``_with_floor``). ``--gradients-only`` re-measures the gradient columns of the stored runs of the
+given sizes without refitting.
 """
 
 from __future__ import annotations
@@ -24,15 +27,15 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hbm.features import exposures
+from hbm.features import Design, exposures
 from hbm.fit import BACKENDS, SamplerConfig, available_cores, fit, package_versions
-from hbm.model import build_model, choose_centring
+from hbm.model import build_model, choose_centring, likelihood_layout
 from hbm.priors import Priors, default_priors_path, parse_priors
 from hbm.simulate import SimulationConfig, simulate
 
@@ -70,14 +73,19 @@ def size_priors(n_features: int) -> Priors:
     return parse_priors(json.dumps(doc), f"<shipped priors, {n_features} features>")
 
 
-def gradient_seconds(model: Any, mode: str, repeats: int = 200) -> float:
-    """Median time of one log-density-and-gradient evaluation at the initial point."""
+def gradient_seconds(model: Any, mode: str, repeats: int = 300, warmup: int = 100) -> float:
+    """Median time of one log-density-and-gradient evaluation at the initial point.
+
+    ``warmup`` untimed calls first: the first calls after compiling run slower (memory first
+    touched), which otherwise bias whichever variant is timed first.
+    """
     from pymc.blocking import DictToArrayBijection
 
     f = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
     f.set_extra_values({})
     x0 = DictToArrayBijection.map(model.initial_point()).data
-    f(x0)  # compile and warm
+    for _ in range(warmup):
+        f(x0)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -96,29 +104,136 @@ def _cohort(size_name: str, seed: int) -> tuple[Priors, Any, Any]:
     return priors, cohort, exposures(cohort.diary, priors)
 
 
+def plain_model(design: Design, priors: Priors) -> Any:
+    """The model as first written, for reference: non-centred, weights gathered per row, PyMC's
+    ``Bernoulli(logit_p)``. Same log density as ``hbm.model.build_model``."""
+    import pymc as pm
+
+    m = np.array([f.prior.mean for f in priors.features])
+    s = np.array([f.prior.sd for f in priors.features])
+    t = np.array([f.prior.between_user_sd for f in priors.features])
+    ip = priors.intercept
+    coords = {"user": list(design.users), "feature": list(design.features)}
+    with pm.Model(coords=coords) as model:
+        a0 = pm.Normal("a0", mu=ip.logit_base_rate, sigma=ip.a0_sd)
+        sigma_a = pm.HalfNormal("sigma_a", sigma=ip.sigma_a_scale)
+        a = a0 + sigma_a * pm.Normal("za", 0.0, 1.0, dims="user")
+        mu = pm.Normal("mu", mu=m, sigma=s, dims="feature")
+        tau = pm.HalfNormal("tau", sigma=t, dims="feature")
+        w = mu + tau * pm.Normal("z", 0.0, 1.0, dims=("user", "feature"))
+        u = design.user_index
+        pm.Bernoulli("y", logit_p=a[u] + (design.x * w[u]).sum(axis=-1), observed=design.y)
+    return model
+
+
 def gradients(size_name: str, seed: int = SEED) -> dict[str, float]:
-    """Milliseconds per log-density-and-gradient evaluation, per PyTensor backend."""
+    """Milliseconds per log-density-and-gradient evaluation, per PyTensor backend and layout.
+
+    ``grad_<backend>_ms`` is hbm's model as fitted (its layout chosen from the data); the
+    ``_gathered``, ``_x32`` and ``_plain`` columns are the same density with weights gathered per
+    row, with float32 exposures, and the plain first version (``plain_model``), under numba, to
+    show what each change gained.
+    """
     from pytensor.compile.mode import Mode
 
     priors, _, design = _cohort(size_name, seed)
-    model = build_model(design, priors, "partial", choose_centring(design, priors, "noncentred"))
+    cen = choose_centring(design, priors, "noncentred")
+    model = build_model(design, priors, "partial", cen)
     modes: dict[str, Any] = {
         "numba": "NUMBA",
         "c": Mode(linker="cvm", optimizer="fast_run"),
         "jax": "JAX",
     }
-    return {f"grad_{k}_ms": gradient_seconds(model, m) * 1000 for k, m in modes.items()}
+    out = {f"grad_{k}_ms": gradient_seconds(model, m) * 1000 for k, m in modes.items()}
+    gathered = build_model(design, priors, "partial", cen, likelihood_layout(design, -1.0))
+    out["grad_numba_gathered_ms"] = gradient_seconds(gathered, "NUMBA") * 1000
+    out["grad_numba_plain_ms"] = gradient_seconds(plain_model(design, priors), "NUMBA") * 1000
+    # exposures stored as float32 (parameters and sums stay float64): less memory traffic
+    x32 = replace(design, x=design.x.astype(np.float32))
+    out["grad_numba_x32_ms"] = (
+        gradient_seconds(build_model(x32, priors, "partial", cen), "NUMBA") * 1000
+    )
+    out["layout"] = likelihood_layout(design).kind  # type: ignore[assignment]
+    return out
 
 
-def _with_floor(run: dict[str, Any], grads: dict[str, float]) -> dict[str, Any]:
+#: The PyTensor backend whose gradient each sampler evaluates.
+GRADIENT_OF = {"nutpie": "numba", "pymc": "numba", "numpyro": "jax"}
+
+
+def _with_floor(run: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
+    """Add the gradient floor: one gradient's time x every gradient the fit evaluated / cores.
+
+    Evaluations are the leapfrog steps of the pilot, the warm-up and the draws. numpyro does not
+    report its warm-up, so its floor counts its draws only (``floor_counts``).
+    """
     parallel = min(run["chains"], available_cores())
-    floor = grads["grad_numba_ms"] / 1000 * run["leapfrog_steps"] / parallel
+    steps = run["leapfrog"]
+    known = [steps[k] for k in ("pilot", "warmup", "draws") if steps[k] >= 0]
+    counts = "pilot+warmup+draws" if len(known) == 3 else "draws only"
+    evaluations = sum(known)
+    grad_ms = grads[f"grad_{GRADIENT_OF[run['backend']]}_ms"]
+    floor = grad_ms / 1000 * evaluations / parallel
     return {
         **run,
         **grads,
+        "gradient_evaluations": evaluations,
+        "floor_counts": counts,
         "gradient_floor_s": floor,
         "wall_over_floor": run["wall_s"] / floor if floor > 0 else float("nan"),
     }
+
+
+#: Parameters whose posterior means are compared between backends (every sampled and derived one).
+COMPARED_VARS = ("a0", "sigma_a", "mu", "tau", "a", "w")
+
+
+def posterior_summary(tree: Any) -> dict[str, list[float]]:
+    """Posterior mean and its Monte Carlo standard error of every compared scalar, flattened."""
+    import arviz as az
+
+    post = tree["posterior"].to_dataset()
+    names = [v for v in COMPARED_VARS if v in post.data_vars]
+    mcse = az.mcse(tree, var_names=names, method="mean")
+    means = post[names].mean(("chain", "draw"))
+    return {
+        "names": [f"{v}[{i}]" for v in names for i in range(int(np.prod(post[v].shape[2:])))],
+        "mean": [float(x) for v in names for x in np.ravel(means[v].values)],
+        "mcse": [float(x) for v in names for x in np.ravel(mcse[v].values)],
+    }
+
+
+def agreement(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """z-scores of the difference in posterior means, ``(m_a - m_b) / sqrt(mcse_a^2 + mcse_b^2)``.
+
+    Equal posteriors give z ~ Normal(0, 1) per parameter: about 0.27% beyond 3 and a maximum near
+    3.3 over 676 parameters. MCSE comes from each run's own ESS, so a run that fails the gate (too
+    low an ESS estimate or unmixed chains) can show larger z than its real error.
+    """
+    sa, sb = a["posterior"], b["posterior"]
+    if sa["names"] != sb["names"]:
+        raise ValueError("runs of different models cannot be compared")
+    z = (np.array(sa["mean"]) - np.array(sb["mean"])) / np.hypot(sa["mcse"], sb["mcse"])
+    worst = int(np.argmax(np.abs(z)))
+    return {
+        "size": a["size"],
+        "backends": [a["backend"], b["backend"]],
+        "parameters": len(z),
+        "max_abs_z": float(np.abs(z).max()),
+        "worst": sa["names"][worst],
+        "share_abs_z_over_3": float((np.abs(z) > 3).mean()),
+        "rms_z": float(np.sqrt(np.mean(z**2))),
+    }
+
+
+def agreements(runs: list[dict[str, Any]], reference: str = "nutpie") -> list[dict[str, Any]]:
+    """``agreement`` of every backend with the reference backend, per size."""
+    out = []
+    for ref in (r for r in runs if r["backend"] == reference and "posterior" in r):
+        for other in runs:
+            if other["size"] == ref["size"] and other is not ref and "posterior" in other:
+                out.append(agreement(ref, other))
+    return out
 
 
 def run_one(size_name: str, backend: str, grads: dict[str, float], seed: int = SEED) -> dict:
@@ -133,9 +248,6 @@ def run_one(size_name: str, backend: str, grads: dict[str, float], seed: int = S
     result = fit(design, priors, cfg, data_sha256=cohort.diary.sha256)
     wall = time.perf_counter() - t0
     d = result.diagnostics
-    stats = result.tree["sample_stats"]
-    steps_var = "n_steps" if "n_steps" in stats.data_vars else "tree_size"
-    leapfrog = int(stats[steps_var].sum()) if steps_var in stats.data_vars else -1
     run = {
         "size": size_name,
         "users": size.users,
@@ -147,6 +259,7 @@ def run_one(size_name: str, backend: str, grads: dict[str, float], seed: int = S
         "tune": cfg.tune,
         "draws": cfg.draws,
         "wall_s": wall,
+        "compile_s": result.timings.get("compile_s", float("nan")),
         "pilot_s": result.timings.get("pilot_s", 0.0),
         "sampling_s": result.timings.get("sampling_s", float("nan")),
         "min_ess_bulk": d.min_ess_bulk,
@@ -155,8 +268,10 @@ def run_one(size_name: str, backend: str, grads: dict[str, float], seed: int = S
         "max_rhat": d.max_rhat,
         "divergences": d.divergences,
         "reliable": d.reliable,
-        "leapfrog_steps": leapfrog,
+        "leapfrog": dict(result.leapfrog_steps),
+        "leapfrog_steps": result.leapfrog_steps["draws"],
         "centring": result.centring.summary(),
+        "posterior": posterior_summary(result.tree),
     }
     return _with_floor(run, grads)
 
@@ -183,13 +298,17 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": {"cores": available_cores()},
                 "versions": package_versions(),
                 "runs": runs,
+                "agreement": agreements(runs),
             },
         )
 
     if args.gradients_only:
         for size in args.sizes:
             grads = gradients(size)
-            stored = [_with_floor(r, grads) if r["size"] == size else r for r in stored]
+            stored = [
+                _with_floor(r, grads) if r["size"] == size and "leapfrog" in r else r
+                for r in stored
+            ]
         save(stored)
         return 0
     results = [r for r in stored if not (r["size"] in args.sizes and r["backend"] in args.backends)]
@@ -198,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends:
             print(f"{size} x {backend} ...", file=sys.stderr, flush=True)
             r = run_one(size, backend, grads)
-            print(json.dumps(r, default=str), flush=True)
+            print(
+                json.dumps({k: v for k, v in r.items() if k != "posterior"}, default=str),
+                flush=True,
+            )
             results.append(r)
             save(results)
     return 0

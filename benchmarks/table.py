@@ -11,6 +11,7 @@ COLUMNS = [
     ("rows", "rows", "{:,}"),
     ("backend", "backend", "{}"),
     ("wall_s", "wall s", "{:.0f}"),
+    ("compile_s", "compile s", "{:.0f}"),
     ("pilot_s", "pilot s", "{:.0f}"),
     ("sampling_s", "sampling s", "{:.0f}"),
     ("min_ess_bulk", "min bulk ESS", "{:.0f}"),
@@ -18,24 +19,53 @@ COLUMNS = [
     ("ess_bulk_per_s", "bulk ESS / s", "{:.2f}"),
     ("max_rhat", "max R-hat", "{:.3f}"),
     ("divergences", "div.", "{}"),
-    ("leapfrog_steps", "leapfrog steps", "{:,}"),
+    ("leapfrog_steps", "leapfrog steps (draws)", "{:,}"),
+    ("gradient_evaluations", "gradient evaluations", "{:,}"),
     ("grad_numba_ms", "grad ms (numba)", "{:.3f}"),
     ("grad_c_ms", "grad ms (C)", "{:.3f}"),
     ("grad_jax_ms", "grad ms (JAX)", "{:.3f}"),
+    ("grad_numba_gathered_ms", "grad ms (numba, gathered)", "{:.3f}"),
+    ("grad_numba_x32_ms", "grad ms (numba, float32 x)", "{:.3f}"),
+    ("grad_numba_plain_ms", "grad ms (numba, first model)", "{:.3f}"),
     ("gradient_floor_s", "gradient floor s", "{:.1f}"),
     ("wall_over_floor", "wall / floor", "{:.1f}"),
 ]
 
 
-def markdown(doc: dict) -> str:
-    """One row per run, in the file's order."""
+AGREEMENT = [
+    ("size", "size", "{}"),
+    ("backends", "backends", "{}"),
+    ("parameters", "parameters", "{}"),
+    ("max_abs_z", "max abs z", "{:.2f}"),
+    ("worst", "worst", "{}"),
+    ("share_abs_z_over_3", "share abs z > 3", "{:.4f}"),
+    ("rms_z", "rms z", "{:.2f}"),
+]
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        value = " vs ".join(map(str, value))
+    return fmt.format(value)
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> list[str]:
     lines = [
-        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        "| " + " | ".join(title for _, title, _ in columns) + " |",
+        "|" + "---|" * len(columns),
     ]
-    for run in doc["runs"]:
-        cells = [fmt.format(run[key]) for key, _, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(_cell(r, k, f) for k, _, f in columns) + " |" for r in rows]
+    return lines
+
+
+def markdown(doc: dict) -> str:
+    """One row per run, in the file's order; then the posterior agreement between backends."""
+    lines = _table(doc["runs"], COLUMNS)
+    if doc.get("agreement"):
+        lines += ["", *_table(doc["agreement"], AGREEMENT)]
     return "\n".join(lines)
 
 

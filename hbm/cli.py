@@ -197,13 +197,13 @@ def _fit_and_export(
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     priors, diary, design, summary = loaded if loaded is not None else _validated(args)
+    cfg = sampler_config(args)
     print(
         f"fitting {summary['users']} users x {summary['rows']} days x {len(priors.keys)} "
-        f"features with {args.backend} ({args.chains} chains, {args.tune} tune + {args.draws} "
+        f"features with {cfg.backend} ({cfg.chains} chains, {cfg.tune} tune + {cfg.draws} "
         "draws)...",
         flush=True,
     )
-    cfg = sampler_config(args)
     result = fit(design, priors, cfg, args.pooling, args.parameterization, diary.sha256)
     t_exp = time.perf_counter()
     exports = build_exports(result, args.ci_prob, args.ci_kind, args.min_days)
@@ -505,7 +505,9 @@ def _add_diary_options(p: argparse.ArgumentParser, diary_default: Path | None = 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     p.add_argument("--chains", type=int, default=SamplerConfig.chains)
-    p.add_argument("--tune", type=int, default=SamplerConfig.tune)
+    p.add_argument(
+        "--tune", type=int, default=None, help="warm-up per chain (nutpie 300, others 1000)"
+    )
     p.add_argument("--draws", type=int, default=SamplerConfig.draws)
     p.add_argument("--target-accept", type=float, default=SamplerConfig.target_accept)
     p.add_argument("--seed", type=int, default=SamplerConfig.seed)

@@ -24,11 +24,33 @@ import xarray as xr
 
 from hbm.errors import FitError
 from hbm.features import Design
-from hbm.model import Centring, Parameterization, Pooling, build_model, choose_centring
+from hbm.model import LAYOUT_DATA, Centring, Parameterization, Pooling, build_model, choose_centring
 from hbm.priors import Priors
 
 BACKENDS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
 DEFAULT_BACKEND = "nutpie"
+#: Warm-up per chain by backend. nutpie adapts its mass matrix from gradients and needs less (300
+#: is nutpie's own default; on the medium benchmark 300 and 1000 gave the same minimum ESS, 1061
+#: and 1144). PyMC's NUTS and numpyro keep PyMC's 1000.
+DEFAULT_TUNE = {"nutpie": 300, "pymc": 1000, "numpyro": 1000}
+
+
+def _expose_cpu_devices() -> None:
+    """Let JAX see one CPU device per core, so numpyro runs chains in parallel.
+
+    XLA reads the flag once, when JAX first starts a backend. Anything in the process that starts
+    JAX before ``pm.sample`` imports ``pymc.sampling.jax`` (which sets the same flag) would
+    otherwise leave one device, and numpyro then runs its chains one after another (medium
+    benchmark: 654 s with one device).
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_force_host_platform_device_count" not in flags:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        count = f"--xla_force_host_platform_device_count={cores or 1}"
+        os.environ["XLA_FLAGS"] = f"{flags} {count}".strip()
+
+
+_expose_cpu_devices()
 
 
 @dataclass(frozen=True)
@@ -51,7 +73,8 @@ class SamplerConfig:
 
     backend: str = DEFAULT_BACKEND
     chains: int = 4
-    tune: int = 1000
+    #: Warm-up iterations per chain; ``None`` takes the backend's ``DEFAULT_TUNE``.
+    tune: int | None = None
     draws: int = 1000
     target_accept: float = 0.9
     seed: int = 2026
@@ -62,13 +85,22 @@ class SamplerConfig:
     #: Chains run in parallel on this many cores (None: every core this process may use).
     cores: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.tune is None:
+            object.__setattr__(self, "tune", DEFAULT_TUNE.get(self.backend, 1000))
+
+    @property
+    def tune_steps(self) -> int:
+        """``tune`` resolved to a number."""
+        return int(self.tune if self.tune is not None else DEFAULT_TUNE.get(self.backend, 1000))
+
     def check(self) -> None:
         problems = []
         if self.backend not in BACKENDS:
             problems.append(f"backend '{self.backend}' is unknown; expected one of {BACKENDS}")
         if self.chains < 1:
             problems.append(f"chains must be >= 1, got {self.chains}")
-        if self.draws < 1 or self.tune < 0:
+        if self.draws < 1 or self.tune_steps < 0:
             problems.append(f"draws must be >= 1 and tune >= 0, got {self.draws}, {self.tune}")
         if not 0.5 <= self.target_accept < 1.0:
             problems.append(f"target_accept must be in [0.5, 1), got {self.target_accept}")
@@ -159,6 +191,24 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def leapfrog_steps(tree: xr.DataTree) -> dict[str, int]:
+    """Leapfrog steps (gradient evaluations) in the warm-up and draw phases of a NUTS run.
+
+    A phase whose statistics the backend did not return (numpyro keeps no warm-up) counts -1.
+    """
+    out = {}
+    for phase, group in (("warmup", "warmup_sample_stats"), ("draws", "sample_stats")):
+        stats = tree[group].to_dataset() if group in tree.children else None
+        name = next((n for n in ("n_steps", "tree_size") if stats is not None and n in stats), None)
+        out[phase] = int(stats[name].sum()) if stats is not None and name else -1
+    return out
+
+
+def _drop_warmup(tree: xr.DataTree) -> None:
+    for group in [g for g in tree.children if str(g).startswith("warmup_")]:
+        del tree[group]
+
+
 def backend_kwargs(cfg: SamplerConfig) -> dict[str, Any]:
     """Extra ``pm.sample`` arguments every backend gets: the number of cores."""
     # PyMC's default halves the CPU count (it assumes hyperthreads), which on a 2-core machine
@@ -171,8 +221,65 @@ def backend_kwargs(cfg: SamplerConfig) -> dict[str, Any]:
     return kwargs
 
 
+def compile_nutpie(model: pm.Model) -> Any:
+    """nutpie's compiled model (numba), reusable for other values of the model's data."""
+    import nutpie
+
+    return nutpie.compile_pymc_model(model, backend="numba")
+
+
+def run_nuts(
+    model: pm.Model,
+    cfg: SamplerConfig,
+    *,
+    chains: int,
+    tune: int,
+    draws: int,
+    seed: int,
+    progressbar: bool,
+    compiled: Any = None,
+) -> xr.DataTree:
+    """One NUTS run on ``cfg.backend``, warm-up statistics kept (``leapfrog_steps`` reads them).
+
+    nutpie is called directly so that a model compiled once (``compile_nutpie``) serves several
+    runs; PyMC's ``pm.sample`` would compile it again each time. The other backends go through
+    ``pm.sample`` with ``nuts_sampler`` passed explicitly.
+    """
+    if cfg.backend == "nutpie":
+        import nutpie
+        from pymc.backends.arviz import patch_nutpie_idata
+
+        t0 = time.perf_counter()
+        dt = nutpie.sample(
+            compiled if compiled is not None else compile_nutpie(model),
+            draws=draws,
+            tune=max(tune, 1),  # nuts-rs needs one warm-up step at least
+            chains=chains,
+            cores=min(chains, cfg.cores or available_cores()),
+            seed=seed,
+            save_warmup=True,
+            progress_bar=progressbar,
+            target_accept=cfg.target_accept,
+        )
+        patch_nutpie_idata(dt, model, sampling_time=time.perf_counter() - t0)
+        return dt
+    out: xr.DataTree = pm.sample(
+        model=model,
+        nuts_sampler=cfg.backend,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        target_accept=cfg.target_accept,
+        random_seed=seed,
+        progressbar=progressbar,
+        discard_tuned_samples=False,
+        **{**backend_kwargs(cfg), "cores": min(chains, cfg.cores or available_cores())},
+    )
+    return out
+
+
 def sample(
-    model: pm.Model, config: SamplerConfig | None = None
+    model: pm.Model, config: SamplerConfig | None = None, compiled: Any = None
 ) -> tuple[xr.DataTree, dict[str, float]]:
     """Sample a model with NUTS and add log-likelihood and posterior predictive draws.
 
@@ -182,37 +289,50 @@ def sample(
         From ``hbm.model.build_model``.
     config
         Sampler settings; the backend is passed to ``pm.sample`` explicitly.
+    compiled
+        For nutpie, the model already compiled (``compile_nutpie``) with this model's data.
 
     Returns
     -------
     (DataTree, timings)
         Groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data``,
         ``log_likelihood`` and ``posterior_predictive`` (the last two on at most
-        ``predictive_draws`` evenly thinned draws); timings in seconds.
+        ``predictive_draws`` evenly thinned draws); timings in seconds. The warm-up's leapfrog
+        steps are counted into ``attrs["leapfrog_steps"]`` and its draws dropped.
     """
     cfg = config or SamplerConfig()
     cfg.check()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    dt = pm.sample(
-        model=model,
-        nuts_sampler=cfg.backend,
-        draws=cfg.draws,
-        tune=cfg.tune,
+    dt = run_nuts(
+        model,
+        cfg,
         chains=cfg.chains,
-        target_accept=cfg.target_accept,
-        random_seed=cfg.seed,
+        tune=cfg.tune_steps,
+        draws=cfg.draws,
+        seed=cfg.seed,
         progressbar=cfg.progressbar,
-        **backend_kwargs(cfg),
+        compiled=compiled,
     )
     timings["sampling_s"] = time.perf_counter() - t0
+    dt.attrs["leapfrog_steps"] = json.dumps(leapfrog_steps(dt))
+    _drop_warmup(dt)
+    if "constant_data" in dt.children:
+        data = dt["constant_data"].to_dataset()
+        dt["constant_data"] = xr.DataTree(data.drop_vars(LAYOUT_DATA, errors="ignore"))
     t1 = time.perf_counter()
     thin = _thinned_posterior(dt, cfg.predictive_draws)
     ll = pm.compute_log_likelihood(thin, model=model, extend_inferencedata=False, progressbar=False)
     ll_ds = ll["log_likelihood"].to_dataset() if isinstance(ll, xr.DataTree) else ll
     dt["log_likelihood"] = xr.DataTree(ll_ds.astype("float32"))
     pp = pm.sample_posterior_predictive(
-        thin, model=model, random_seed=cfg.seed, progressbar=False, extend_inferencedata=False
+        thin,
+        model=model,
+        # every parameter comes from the draws; the centring data were set before sampling
+        freeze_vars=[v.name for v in model.free_RVs],
+        random_seed=cfg.seed,
+        progressbar=False,
+        extend_inferencedata=False,
     )
     pp_ds = pp["posterior_predictive"].to_dataset()
     dt["posterior_predictive"] = xr.DataTree(pp_ds.astype("int8"))
@@ -228,31 +348,45 @@ class PilotResult:
     sigma_a: float
     quantile: float
     seconds: float
+    leapfrog_steps: int  # warm-up and draws, all chains (-1: not reported by the backend)
 
 
 #: The pilot reports this quantile of each spread: a spread whose posterior reaches near zero must
 #: not be centred (that is the funnel), so the rule reads the spread's lower end, not its mean.
 PILOT_QUANTILE = 0.05
+#: Pilot length, 2 chains x (tune + draws). On medium (benchmarks), 150 + 150 gives spreads within
+#: 0.03 of a 300 + 300 pilot's in 60% of its time.
+PILOT_CHAINS, PILOT_TUNE, PILOT_DRAWS = 2, 150, 150
 
 
 def pilot_spreads(
-    design: Design, priors: Priors, config: SamplerConfig, pooling: Pooling = "partial"
+    model: pm.Model, design: Design, config: SamplerConfig, compiled: Any = None
 ) -> PilotResult:
-    """Short non-centred fit (2 chains, 300 tune + 300 draws) to estimate the spreads."""
+    """Short fit of a non-centred model to estimate the between-user spreads.
+
+    Parameters
+    ----------
+    model
+        ``build_model`` with the non-centred form (``choose_centring(..., "noncentred")``).
+    design
+        Its design.
+    config
+        The fit's settings (backend, target_accept, seed); the pilot's length is fixed.
+    compiled
+        For nutpie, ``model`` compiled (``compile_nutpie``), reused afterwards by the main fit.
+    """
     t0 = time.perf_counter()
-    model = build_model(design, priors, pooling, choose_centring(design, priors, "noncentred"))
-    dt = pm.sample(
-        model=model,
-        nuts_sampler=config.backend,
-        draws=300,
-        tune=300,
-        chains=2,
-        target_accept=config.target_accept,
-        random_seed=config.seed + 7919,
+    dt = run_nuts(
+        model,
+        config,
+        chains=PILOT_CHAINS,
+        tune=PILOT_TUNE,
+        draws=PILOT_DRAWS,
+        seed=config.seed + 7919,
         progressbar=False,
-        compute_convergence_checks=False,
-        **backend_kwargs(config),
+        compiled=compiled,
     )
+    steps = leapfrog_steps(dt)
     post = dt["posterior"].to_dataset()
     q = PILOT_QUANTILE
     tau = (
@@ -266,6 +400,7 @@ def pilot_spreads(
         sigma_a=sigma_a,
         quantile=q,
         seconds=time.perf_counter() - t0,
+        leapfrog_steps=steps["warmup"] + steps["draws"] if min(steps.values()) >= 0 else -1,
     )
 
 
@@ -281,6 +416,8 @@ class FitResult:
     pooling: str
     centring: Centring
     timings: dict[str, float]
+    #: Gradient evaluations by phase: ``pilot``, ``warmup``, ``draws`` (all chains; -1 = unknown).
+    leapfrog_steps: dict[str, int] = field(default_factory=dict)
 
 
 def package_versions() -> dict[str, str]:
@@ -335,17 +472,30 @@ def fit(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     pilot = None
-    if parameterization == "auto" and pooling == "partial":
-        pilot = pilot_spreads(design, priors, cfg, pooling)
+    use_pilot = parameterization == "auto" and pooling == "partial"
+    first = "noncentred" if use_pilot else parameterization
+    cen = choose_centring(design, priors, first)
+    model = build_model(design, priors, pooling, cen)
+    compiled = None
+    if cfg.backend == "nutpie":
+        t1 = time.perf_counter()
+        compiled = compile_nutpie(model)
+        timings["compile_s"] = time.perf_counter() - t1
+    if use_pilot:
+        pilot = pilot_spreads(model, design, cfg, compiled)
         timings["pilot_s"] = pilot.seconds
         cen = choose_centring(design, priors, "auto", tau=pilot.tau, sigma_a=pilot.sigma_a)
-    else:
-        cen = choose_centring(design, priors, parameterization)
-    model = build_model(design, priors, pooling, cen)
-    tree, sample_timings = sample(model, cfg)
+        centring_data = {"centring_z": cen.weights, "centring_za": cen.intercepts}
+        # the same model, now with the pilot's centring: compiled once, sampled twice
+        pm.set_data(centring_data, model=model)
+        if compiled is not None:
+            compiled = compiled.with_data(**centring_data)
+    tree, sample_timings = sample(model, cfg, compiled)
     timings.update(sample_timings)
     diagnostics = diagnose(tree)
     timings["total_s"] = time.perf_counter() - t0
+    steps = json.loads(tree.attrs.pop("leapfrog_steps"))
+    steps["pilot"] = pilot.leapfrog_steps if pilot is not None else 0
     attrs = {
         "hbm_schema": "hbm.fit/1",
         "pooling": pooling,
@@ -371,6 +521,7 @@ def fit(
         "diagnostics": json.dumps(diagnostics.to_dict()),
         "reliable": int(diagnostics.reliable),
         "timings": json.dumps(timings),
+        "leapfrog_steps": json.dumps(steps),
     }
     tree.attrs.update(attrs)
     return FitResult(
@@ -382,4 +533,5 @@ def fit(
         pooling=pooling,
         centring=cen,
         timings=timings,
+        leapfrog_steps=steps,
     )

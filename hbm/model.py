@@ -37,6 +37,71 @@ Parameterization = Literal["auto", "centred", "noncentred"]
 PARAMETERIZATIONS: tuple[str, ...] = ("auto", "centred", "noncentred")
 NO_POOLING_SD = 1.0
 NO_POOLING_INTERCEPT_SD = 1.5
+#: The linear predictor is computed on a dense (user, slot, feature) tensor when padding it to
+#: the longest diary adds at most this share of cells; otherwise weights are gathered per row.
+DENSE_MAX_PADDING = 0.25
+#: Model data that only re-arrange ``x`` and ``user_index`` for the likelihood. They are data
+#: (shared variables), not constants, because numba cannot cache a function with large constant
+#: arrays inside (``x_cells`` is 2 MB on the demo); a fit drops them from its ``constant_data``
+#: (``hbm.fit.sample``). The outcome stays a constant (int8, 1 byte a row): as data it doubled
+#: the compile time of each SBC refit, which ``pm.observe`` recompiles.
+LAYOUT_DATA = ("x_cells", "cell_of_obs")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each row's linear predictor is computed (see ``likelihood_layout``)."""
+
+    kind: Literal["dense", "gathered"]
+    slots: int  # columns per user in the dense tensor (0 when gathered)
+    position: np.ndarray  # (obs,) flat index ``user * slots + slot`` into the dense predictor
+    padding: float  # share of dense cells that hold no row
+
+    def summary(self) -> dict[str, float | str]:
+        return {"kind": self.kind, "slots": self.slots, "padding": self.padding}
+
+
+def likelihood_layout(design: Design, max_padding: float = DENSE_MAX_PADDING) -> Layout:
+    """Choose the linear predictor's layout for a design.
+
+    ``dense``: ``eta[u, s] = a[u] + x3[u, s, :] . w[u, :]`` on a zero-padded ``(user, slot,
+    feature)`` copy of ``x`` (slot = the row's rank within its user), then each row reads its
+    cell. It avoids gathering a ``(obs, feature)`` copy of the weights and scattering its gradient
+    back, about twice as fast per gradient on the medium benchmark (BENCHMARKS.md). ``gathered``
+    (``a[user] + sum_k x * w[user]``) is kept for diaries so uneven that padding would cost more.
+    """
+    n_users = len(design.users)
+    counts = np.bincount(design.user_index, minlength=n_users)
+    slots = int(counts.max()) if design.n_obs else 0
+    cells = n_users * slots
+    padding = 1.0 - design.n_obs / cells if cells else 0.0
+    if cells == 0 or padding > max_padding:
+        return Layout("gathered", 0, np.arange(design.n_obs), padding)
+    order = np.argsort(design.user_index, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.empty(design.n_obs, dtype=np.int64)
+    slot[order] = np.arange(design.n_obs) - starts[design.user_index[order]]
+    return Layout("dense", slots, design.user_index.astype(np.int64) * slots + slot, padding)
+
+
+def dense_exposures(design: Design, layout: Layout) -> np.ndarray:
+    """``x`` as a zero-padded ``(user, slot, feature)`` array of ``layout``."""
+    x3 = np.zeros((len(design.users) * layout.slots, design.x.shape[1]), dtype=design.x.dtype)
+    x3[layout.position] = design.x
+    return x3.reshape(len(design.users), layout.slots, design.x.shape[1])
+
+
+def _bernoulli_logit_logp(value: pt.TensorVariable, eta: pt.TensorVariable) -> pt.TensorVariable:
+    # Bernoulli log-mass of a 0/1 outcome: y * eta - log(1 + exp(eta)). PyMC's Bernoulli(logit_p)
+    # evaluates both branches of a switch; this form has half the cost per gradient.
+    out: pt.TensorVariable = value * eta - pt.softplus(eta)
+    return out
+
+
+def _bernoulli_logit_dist(eta: pt.TensorVariable, size: pt.TensorVariable) -> pt.TensorVariable:
+    # Draws (prior and posterior predictive) come from PyMC's Bernoulli; only its logp is replaced.
+    out: pt.TensorVariable = pm.Bernoulli.dist(logit_p=eta, size=size)
+    return out
 
 
 def _user_rates(design: Design) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +164,9 @@ def _partially_centred(
     ``lam = 0`` is the non-centred form, ``lam = 1`` the centred one; the value's distribution is
     ``Normal(loc, scale)`` for every ``lam``.
     """
-    lam_t = pt.as_tensor_variable(lam)
+    # Data, not a constant: a compiled model can be refitted with another centring (the pilot
+    # fit's model serves the main fit, see hbm.fit), and the fit file records it.
+    lam_t = pm.Data(f"centring_{name}", lam, dims=dims)
     raw = pm.Normal(name, mu=lam_t * loc, sigma=scale**lam_t, dims=dims)
     out: pt.TensorVariable = loc + scale ** (1.0 - lam_t) * (raw - lam_t * loc)
     return out
@@ -170,6 +237,7 @@ def build_model(
     priors: Priors,
     pooling: Pooling = "partial",
     centring: Centring | None = None,
+    layout: Layout | None = None,
 ) -> pm.Model:
     """Build the PyMC model of a design.
 
@@ -184,12 +252,15 @@ def build_model(
     centring
         Partial centring per cell (``choose_centring``); ``None`` applies the rule with the
         priors' spreads.
+    layout
+        Layout of the linear predictor (``likelihood_layout``); ``None`` chooses it from the data.
+        Either gives the same log density.
 
     Returns
     -------
     pm.Model
-        Variables ``a0, sigma_a, za, a, mu, tau, z, w`` (as the pooling has them) and ``y``, with
-        dims ``user``, ``feature``, ``obs``.
+        Variables ``a0, sigma_a, za, a, mu, tau, z, w`` (as the pooling has them) and ``y``
+        (Bernoulli on the logit scale, a ``CustomDist``), with dims ``user``, ``feature``, ``obs``.
     """
     if pooling not in POOLINGS:
         raise FitError(f"pooling '{pooling}' is unknown; expected one of {POOLINGS}")
@@ -200,6 +271,7 @@ def build_model(
     if design.n_obs == 0:
         raise FitError("the design has no observations to fit")
     cen = centring if centring is not None else choose_centring(design, priors)
+    lay = layout if layout is not None else likelihood_layout(design)
     m = np.array([f.prior.mean for f in priors.features])
     s = np.array([f.prior.sd for f in priors.features])
     t = np.array([f.prior.between_user_sd for f in priors.features])
@@ -235,6 +307,18 @@ def build_model(
                     _partially_centred("z", mu, tau, cen.weights, ("user", "feature")),
                     dims=("user", "feature"),
                 )
-        eta = a[uidx] + (x * w[uidx]).sum(axis=-1)
-        pm.Bernoulli("y", logit_p=eta, observed=design.y, dims="obs")
+        if lay.kind == "dense":
+            x3 = pm.Data("x_cells", dense_exposures(design, lay))
+            eta_cells = a[:, None] + (x3 * w[:, None, :]).sum(axis=-1)
+            eta = eta_cells.ravel()[pm.Data("cell_of_obs", lay.position, dims="obs")]
+        else:
+            eta = a[uidx] + (x * w[uidx]).sum(axis=-1)
+        pm.CustomDist(
+            "y",
+            eta,
+            logp=_bernoulli_logit_logp,
+            dist=_bernoulli_logit_dist,
+            observed=design.y,
+            dims="obs",
+        )
     return model

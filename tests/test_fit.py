@@ -64,6 +64,32 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     assert json.loads(attrs["priors_json"])["variables"][0]["key"] == "screen_hours"
     assert "pymc" in json.loads(attrs["versions"])
     assert set(json.loads(attrs["centering"])) == set(result.priors.keys)
+    assert not any(str(g).startswith("warmup_") for g in tree.children)
+    assert set(tree["constant_data"].data_vars) == {"x", "user_index", "centring_z", "centring_za"}
+    steps = json.loads(attrs["leapfrog_steps"])
+    assert steps == result.leapfrog_steps
+    assert min(steps["pilot"], steps["warmup"], steps["draws"]) > 0
+
+
+def test_draws_follow_the_recorded_centring(small_fit):
+    """The main fit samples with the pilot's centring, not the pilot's non-centred form.
+
+    nutpie reuses the pilot's compiled model with new data; if the update were lost, the draws
+    of ``a`` would be ``a0 + sigma_a * za`` instead of the partially centred transform.
+    """
+    result, _ = small_fit
+    post = result.tree["posterior"].to_dataset()
+    lam = result.tree["constant_data"]["centring_za"].values
+    np.testing.assert_array_equal(lam, result.centring.intercepts)
+    assert lam.max() > 0.5  # some intercepts are mostly centred, so the two forms differ
+    a0, sa = post["a0"].values[..., None], post["sigma_a"].values[..., None]
+    expected = a0 + sa ** (1 - lam) * (post["za"].values - lam * a0)
+    np.testing.assert_allclose(post["a"].values, expected, rtol=1e-9, atol=1e-9)
+    lam_w = result.tree["constant_data"]["centring_z"].values
+    np.testing.assert_array_equal(lam_w, result.centring.weights)
+    mu, tau = post["mu"].values[..., None, :], post["tau"].values[..., None, :]
+    expected_w = mu + tau ** (1 - lam_w) * (post["z"].values - lam_w * mu)
+    np.testing.assert_allclose(post["w"].values, expected_w, rtol=1e-9, atol=1e-9)
 
 
 def test_exports_tables(small_fit):

@@ -7,11 +7,13 @@ import pymc as pm
 import pytest
 
 from hbm.errors import FitError
-from hbm.features import exposures
+from hbm.features import exposures, select_rows
 from hbm.model import (
     build_model,
     centring,
     choose_centring,
+    dense_exposures,
+    likelihood_layout,
     weight_standard_errors,
 )
 from hbm.simulate import SimulationConfig, simulate
@@ -82,3 +84,42 @@ def test_parameterizations_give_the_same_log_density_of_w(design, small_priors):
 def test_unknown_parameterization(design, small_priors):
     with pytest.raises(FitError, match="parameterization 'diagonal'"):
         choose_centring(design, small_priors, "diagonal")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("drop", [0, 37])
+def test_layouts_and_pymc_bernoulli_give_one_log_density(small_priors, drop):
+    cohort = simulate(small_priors, SimulationConfig(n_users=5, n_days=80, seed=3))
+    full = exposures(cohort.diary, small_priors)
+    # drop days of one user: a ragged diary, whose dense layout needs padding
+    keep = np.ones(full.n_obs, dtype=bool)
+    keep[np.flatnonzero(full.user_index == 2)[:drop]] = False
+    design = select_rows(full, keep)
+    cen = choose_centring(design, small_priors)
+    dense = likelihood_layout(design, max_padding=1.0)
+    gathered = likelihood_layout(design, max_padding=-1.0)
+    assert (dense.kind, gathered.kind) == ("dense", "gathered")
+    assert dense.padding == pytest.approx(drop / (5 * 80))
+    x3 = dense_exposures(design, dense)
+    np.testing.assert_array_equal(x3.reshape(-1, x3.shape[-1])[dense.position], design.x)
+    models = [build_model(design, small_priors, "partial", cen, lay) for lay in (dense, gathered)]
+    rng = np.random.default_rng(0)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in models[0].initial_point().items()}
+    logps = [float(m.compile_logp()(point)) for m in models]
+    grads = [m.compile_dlogp()(point) for m in models]
+    assert logps[0] == pytest.approx(logps[1], rel=1e-12)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-9, atol=1e-9)
+    # the likelihood term equals PyMC's own Bernoulli(logit_p) on the same predictor
+    m = models[0]
+    outs = m.replace_rvs_by_values([m["a"], m["w"]])
+    a, w = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore")(point)
+    eta = a[design.user_index] + (design.x * w[design.user_index]).sum(-1)
+    expected = pm.logp(pm.Bernoulli.dist(logit_p=eta), design.y).sum().eval()
+    got = float(m.compile_logp(vars=[m["y"]])(point))
+    assert got == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_outcome_draws_are_bernoulli(design, small_priors):
+    model = build_model(design, small_priors)
+    draws = pm.draw(model["y"], draws=40, random_seed=1)
+    assert set(np.unique(draws)) <= {0, 1}
+    assert 0.0 < draws.mean() < 0.5
