@@ -61,9 +61,13 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> list[str]:
     return lines
 
 
+ORDER = {k: i for i, k in enumerate(("tiny", "small", "medium", "large", "nutpie", "pymc"))}
+
+
 def markdown(doc: dict) -> str:
-    """One row per run, in the file's order; then the posterior agreement between backends."""
-    lines = _table(doc["runs"], COLUMNS)
+    """One row per run, by size then backend; then the posterior agreement between backends."""
+    runs = sorted(doc["runs"], key=lambda r: (ORDER.get(r["size"], 9), ORDER.get(r["backend"], 9)))
+    lines = _table(runs, COLUMNS)
     if doc.get("agreement"):
         lines += ["", *_table(doc["agreement"], AGREEMENT)]
     return "\n".join(lines)

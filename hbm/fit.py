@@ -35,19 +35,24 @@ DEFAULT_BACKEND = "nutpie"
 DEFAULT_TUNE = {"nutpie": 300, "pymc": 1000, "numpyro": 1000}
 
 
+#: CPU devices JAX is shown (the value PyMC's JAX sampler sets): numpyro runs chains in parallel
+#: only with at least one device per chain; the devices share the machine's cores.
+XLA_HOST_DEVICES = 100
+
+
 def _expose_cpu_devices() -> None:
-    """Let JAX see one CPU device per core, so numpyro runs chains in parallel.
+    """Let JAX see ``XLA_HOST_DEVICES`` CPU devices, so numpyro runs its chains in parallel.
 
     XLA reads the flag once, when JAX first starts a backend. Anything in the process that starts
     JAX before ``pm.sample`` imports ``pymc.sampling.jax`` (which sets the same flag) would
     otherwise leave one device, and numpyro then runs its chains one after another (medium
-    benchmark: 654 s with one device).
+    benchmark: 654 s with one device). An explicit flag in ``XLA_FLAGS`` is left alone.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "--xla_force_host_platform_device_count" not in flags:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        count = f"--xla_force_host_platform_device_count={cores or 1}"
-        os.environ["XLA_FLAGS"] = f"{flags} {count}".strip()
+        # trailing space: PyMC's own rewrite of the flag only matches a value followed by one
+        count = f"--xla_force_host_platform_device_count={XLA_HOST_DEVICES} "
+        os.environ["XLA_FLAGS"] = f"{count}{flags}"
 
 
 _expose_cpu_devices()

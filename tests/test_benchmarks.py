@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.fit_speed import main, size_priors
+import numpy as np
+import pytest
+
+from benchmarks.fit_speed import agreement, agreements, main, size_priors
+from benchmarks.scaling import plot, slope
 from benchmarks.table import markdown
 
 
@@ -23,6 +27,39 @@ def test_fit_speed_harness_smoke(tmp_path):
     for key in ("wall_s", "min_ess_bulk", "min_ess_tail", "max_rhat", "grad_numba_ms"):
         assert run[key] > 0
     assert run["leapfrog_steps"] > 0 and run["divergences"] >= 0
+    assert run["gradient_evaluations"] == sum(run["leapfrog"].values())
+    assert run["floor_counts"] == "pilot+warmup+draws" and run["compile_s"] > 0
+    assert len(run["posterior"]["mean"]) == len(run["posterior"]["names"]) > 0
     assert doc["versions"]["pymc"]
     table = markdown(doc).splitlines()
     assert len(table) == 3 and table[2].startswith("| tiny | 240 | nutpie |")
+
+
+def test_scaling_slope_and_plot():
+    rows = np.array([1e4, 1e5, 5e5])
+    assert slope(rows, 3e-3 * rows) == pytest.approx(1.0)
+    assert slope(rows, 2e-9 * rows**2) == pytest.approx(2.0)
+    runs = [
+        {"rows": r, "wall_s": 1e-3 * r, "sampling_s": 5e-4 * r, "peak_rss_mib": 300 + r / 1e3}
+        for r in rows
+    ]
+    png = plot(runs, 1.0)
+    assert png.startswith(b"\x89PNG")
+
+
+def test_agreement_flags_a_shifted_posterior():
+    names = ["mu[0]", "mu[1]", "tau[0]"]
+    a = {
+        "size": "s",
+        "backend": "nutpie",
+        "posterior": {"names": names, "mean": [0.0, 1.0, 0.5], "mcse": [0.01, 0.01, 0.01]},
+    }
+    same = {**a, "backend": "pymc", "posterior": {**a["posterior"], "mean": [0.01, 0.99, 0.5]}}
+    moved = {**a, "backend": "numpyro", "posterior": {**a["posterior"], "mean": [0.2, 1.0, 0.5]}}
+    assert agreement(a, same)["max_abs_z"] == pytest.approx(0.01 / np.hypot(0.01, 0.01))
+    bad = agreement(a, moved)
+    assert bad["worst"] == "mu[0]" and bad["share_abs_z_over_3"] == pytest.approx(1 / 3)
+    assert [r["backends"] for r in agreements([a, same, moved])] == [
+        ["nutpie", "pymc"],
+        ["nutpie", "numpyro"],
+    ]
