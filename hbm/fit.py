@@ -91,13 +91,12 @@ class SamplerConfig:
     cores: int | None = None
 
     def __post_init__(self) -> None:
-        if self.tune is None:
-            object.__setattr__(self, "tune", DEFAULT_TUNE.get(self.backend, 1000))
+        object.__setattr__(self, "tune", self.tune_steps)
 
     @property
     def tune_steps(self) -> int:
-        """``tune`` resolved to a number."""
-        return int(self.tune if self.tune is not None else DEFAULT_TUNE.get(self.backend, 1000))
+        """``tune`` resolved to a number (the backend's ``DEFAULT_TUNE`` when ``None``)."""
+        return DEFAULT_TUNE.get(self.backend, 1000) if self.tune is None else int(self.tune)
 
     def check(self) -> None:
         problems = []
@@ -214,11 +213,15 @@ def _drop_warmup(tree: xr.DataTree) -> None:
         del tree[group]
 
 
-def backend_kwargs(cfg: SamplerConfig) -> dict[str, Any]:
-    """Extra ``pm.sample`` arguments every backend gets: the number of cores."""
+def backend_kwargs(cfg: SamplerConfig, chains: int | None = None) -> dict[str, Any]:
+    """Extra ``pm.sample`` arguments every backend gets: the number of cores.
+
+    ``chains`` is the run's chain count when it is not ``cfg.chains`` (the pilot's).
+    """
     # PyMC's default halves the CPU count (it assumes hyperthreads), which on a 2-core machine
     # runs every chain on one core; pass the real count.
-    kwargs: dict[str, Any] = {"cores": min(cfg.chains, cfg.cores or available_cores())}
+    n_chains = cfg.chains if chains is None else chains
+    kwargs: dict[str, Any] = {"cores": min(n_chains, cfg.cores or available_cores())}
     if cfg.backend == "pymc" and kwargs["cores"] > 1 and "jax" in sys.modules:
         # PyMC forks a process per chain; forking after JAX has started its threads (the neural
         # baseline in the same process) can deadlock, so start the chain workers fresh instead.
@@ -260,7 +263,7 @@ def run_nuts(
             draws=draws,
             tune=max(tune, 1),  # nuts-rs needs one warm-up step at least
             chains=chains,
-            cores=min(chains, cfg.cores or available_cores()),
+            cores=backend_kwargs(cfg, chains)["cores"],
             seed=seed,
             save_warmup=True,
             progress_bar=progressbar,
@@ -278,7 +281,7 @@ def run_nuts(
         random_seed=seed,
         progressbar=progressbar,
         discard_tuned_samples=False,
-        **{**backend_kwargs(cfg), "cores": min(chains, cfg.cores or available_cores())},
+        **backend_kwargs(cfg, chains),
     )
     return out
 
