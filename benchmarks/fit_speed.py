@@ -14,8 +14,8 @@ per second of wall time, maximum R-hat, divergences, leapfrog steps of the pilot
 draws, posterior means with their Monte Carlo errors (``agreement`` compares backends), and the
 time of one log-density-and-gradient evaluation under PyTensor's numba (nutpie's and PyMC's
 default), C (``cvm`` linker) and JAX (numpyro's) backends: median of repeated calls at the initial
-point. ``_gathered``, ``_x32`` and ``_plain`` gradient columns time the same density with weights
-gathered per row, with float32 exposures, and the model as first written (``plain_model``). The
+point, for the model as sampled (fused likelihood); ``_pointwise`` and ``_plain`` gradient columns
+time the same density with PyTensor's row-by-row graph and the model as first written. The
 gradient floor is ``gradient time x gradient evaluations / chains run in parallel``
 (``_with_floor``). ``--gradients-only`` re-measures the gradient columns of the stored runs of the
 given sizes without refitting.
@@ -35,7 +35,7 @@ import numpy as np
 
 from hbm.features import Design, exposures
 from hbm.fit import BACKENDS, SamplerConfig, available_cores, fit, package_versions
-from hbm.model import build_model, choose_centring, likelihood_layout
+from hbm.model import build_model, choose_centring
 from hbm.priors import Priors, default_priors_path, parse_priors
 from hbm.simulate import SimulationConfig, simulate
 
@@ -127,33 +127,30 @@ def plain_model(design: Design, priors: Priors) -> Any:
 
 
 def gradients(size_name: str, seed: int = SEED) -> dict[str, float]:
-    """Milliseconds per log-density-and-gradient evaluation, per PyTensor backend and layout.
+    """Milliseconds per log-density-and-gradient evaluation, per PyTensor backend and likelihood.
 
-    ``grad_<backend>_ms`` is hbm's model as fitted (its layout chosen from the data); the
-    ``_gathered``, ``_x32`` and ``_plain`` columns are the same density with weights gathered per
-    row, with float32 exposures, and the plain first version (``plain_model``), under numba, to
+    ``grad_<backend>_ms`` is hbm's model as sampled (the fused likelihood, ``hbm.likelihood``);
+    ``grad_numba_pointwise_ms`` the same density with the row-by-row likelihood (PyTensor's own
+    graph) and ``grad_numba_plain_ms`` the plain first version (``plain_model``), under numba, to
     show what each change gained.
     """
     from pytensor.compile.mode import Mode
 
+    from hbm.likelihood import register_jax
+
+    register_jax()
     priors, _, design = _cohort(size_name, seed)
     cen = choose_centring(design, priors, "noncentred")
-    model = build_model(design, priors, "partial", cen)
+    model = build_model(design, priors, "partial", cen, likelihood="fused")
     modes: dict[str, Any] = {
         "numba": "NUMBA",
         "c": Mode(linker="cvm", optimizer="fast_run"),
         "jax": "JAX",
     }
     out = {f"grad_{k}_ms": gradient_seconds(model, m) * 1000 for k, m in modes.items()}
-    gathered = build_model(design, priors, "partial", cen, likelihood_layout(design, -1.0))
-    out["grad_numba_gathered_ms"] = gradient_seconds(gathered, "NUMBA") * 1000
+    pointwise = build_model(design, priors, "partial", cen)
+    out["grad_numba_pointwise_ms"] = gradient_seconds(pointwise, "NUMBA") * 1000
     out["grad_numba_plain_ms"] = gradient_seconds(plain_model(design, priors), "NUMBA") * 1000
-    # exposures stored as float32 (parameters and sums stay float64): less memory traffic
-    x32 = replace(design, x=design.x.astype(np.float32))
-    out["grad_numba_x32_ms"] = (
-        gradient_seconds(build_model(x32, priors, "partial", cen), "NUMBA") * 1000
-    )
-    out["layout"] = likelihood_layout(design).kind  # type: ignore[assignment]
     return out
 
 

@@ -29,6 +29,7 @@ import pytensor.tensor as pt
 
 from hbm.errors import FitError
 from hbm.features import Design
+from hbm.likelihood import segment_bernoulli_logit
 from hbm.priors import Priors
 
 Pooling = Literal["partial", "none", "complete"]
@@ -37,56 +38,27 @@ Parameterization = Literal["auto", "centred", "noncentred"]
 PARAMETERIZATIONS: tuple[str, ...] = ("auto", "centred", "noncentred")
 NO_POOLING_SD = 1.0
 NO_POOLING_INTERCEPT_SD = 1.5
-#: The linear predictor is computed on a dense (user, slot, feature) tensor when padding it to
-#: the longest diary adds at most this share of cells; otherwise weights are gathered per row.
-DENSE_MAX_PADDING = 0.25
-#: Model data that only re-arrange ``x`` and ``user_index`` for the likelihood. They are data
-#: (shared variables), not constants, because numba cannot cache a function with large constant
-#: arrays inside (``x_cells`` is 2 MB on the demo); a fit drops them from its ``constant_data``
-#: (``hbm.fit.sample``). The outcome stays a constant (int8, 1 byte a row): as data it doubled
-#: the compile time of each SBC refit, which ``pm.observe`` recompiles.
-LAYOUT_DATA = ("x_cells", "cell_of_obs")
+Likelihood = Literal["pointwise", "fused"]
+LIKELIHOODS: tuple[str, ...] = ("pointwise", "fused")
+#: Model data of the fused likelihood: the rows regrouped by user. They are data (shared
+#: variables), not constants, because numba cannot cache a function with large constant arrays
+#: inside; a fit drops them from its saved ``constant_data`` (``hbm.fit.sample``).
+FUSED_DATA = ("x_by_user", "y_by_user", "user_offsets")
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where each row's linear predictor is computed (see ``likelihood_layout``)."""
+def rows_by_user(design: Design) -> tuple[np.ndarray, np.ndarray]:
+    """Row order that groups the rows by user, and each user's offsets into it.
 
-    kind: Literal["dense", "gathered"]
-    slots: int  # columns per user in the dense tensor (0 when gathered)
-    position: np.ndarray  # (obs,) flat index ``user * slots + slot`` into the dense predictor
-    padding: float  # share of dense cells that hold no row
-
-
-def likelihood_layout(design: Design, max_padding: float = DENSE_MAX_PADDING) -> Layout:
-    """Choose the linear predictor's layout for a design.
-
-    ``dense``: ``eta[u, s] = a[u] + x3[u, s, :] . w[u, :]`` on a zero-padded ``(user, slot,
-    feature)`` copy of ``x`` (slot = the row's rank within its user), then each row reads its
-    cell. It avoids gathering a ``(obs, feature)`` copy of the weights and scattering its gradient
-    back: 0.93 against 1.13 ms per gradient on the medium benchmark timed alone, 5-7% less in the
-    harness runs (BENCHMARKS.md). ``gathered``
-    (``a[user] + sum_k x * w[user]``) is kept for diaries so uneven that padding would cost more.
+    Returns
+    -------
+    (order, offsets)
+        ``design.x[order]`` lists user 0's rows first (in their original order), then user 1's;
+        user ``u`` owns positions ``offsets[u]:offsets[u + 1]``.
     """
-    n_users = len(design.users)
-    counts = np.bincount(design.user_index, minlength=n_users)
-    slots = int(counts.max()) if design.n_obs else 0
-    cells = n_users * slots
-    padding = 1.0 - design.n_obs / cells if cells else 0.0
-    if cells == 0 or padding > max_padding:
-        return Layout("gathered", 0, np.arange(design.n_obs), padding)
+    counts = np.bincount(design.user_index, minlength=len(design.users))
     order = np.argsort(design.user_index, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.empty(design.n_obs, dtype=np.int64)
-    slot[order] = np.arange(design.n_obs) - starts[design.user_index[order]]
-    return Layout("dense", slots, design.user_index.astype(np.int64) * slots + slot, padding)
-
-
-def dense_exposures(design: Design, layout: Layout) -> np.ndarray:
-    """``x`` as a zero-padded ``(user, slot, feature)`` array of ``layout``."""
-    x3 = np.zeros((len(design.users) * layout.slots, design.x.shape[1]), dtype=design.x.dtype)
-    x3[layout.position] = design.x
-    return x3.reshape(len(design.users), layout.slots, design.x.shape[1])
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return order, offsets
 
 
 def _bernoulli_logit_logp(value: pt.TensorVariable, eta: pt.TensorVariable) -> pt.TensorVariable:
@@ -235,7 +207,7 @@ def build_model(
     priors: Priors,
     pooling: Pooling = "partial",
     centring: Centring | None = None,
-    layout: Layout | None = None,
+    likelihood: Likelihood = "pointwise",
 ) -> pm.Model:
     """Build the PyMC model of a design.
 
@@ -250,15 +222,17 @@ def build_model(
     centring
         Partial centring per cell (``choose_centring``); ``None`` applies the rule with the
         priors' spreads.
-    layout
-        Layout of the linear predictor (``likelihood_layout``); ``None`` chooses it from the data.
-        Either gives the same log density.
+    likelihood
+        ``"pointwise"``: the outcome ``y`` is a random variable (log-likelihood per row,
+        predictive draws, SBC). ``"fused"``: the same log density as one ``Potential``
+        (``hbm.likelihood``), 4x faster a gradient; for sampling only, it has no ``y``.
 
     Returns
     -------
     pm.Model
         Variables ``a0, sigma_a, za, a, mu, tau, z, w`` (as the pooling has them) and ``y``
-        (Bernoulli on the logit scale, a ``CustomDist``), with dims ``user``, ``feature``, ``obs``.
+        (Bernoulli on the logit scale, a ``CustomDist``; the potential ``loglik`` when fused),
+        with dims ``user``, ``feature``, ``obs``.
     """
     if pooling not in POOLINGS:
         raise FitError(f"pooling '{pooling}' is unknown; expected one of {POOLINGS}")
@@ -269,7 +243,8 @@ def build_model(
     if design.n_obs == 0:
         raise FitError("the design has no observations to fit")
     cen = centring if centring is not None else choose_centring(design, priors)
-    lay = layout if layout is not None else likelihood_layout(design)
+    if likelihood not in LIKELIHOODS:
+        raise FitError(f"likelihood '{likelihood}' is unknown; expected one of {LIKELIHOODS}")
     m = np.array([f.prior.mean for f in priors.features])
     s = np.array([f.prior.sd for f in priors.features])
     t = np.array([f.prior.between_user_sd for f in priors.features])
@@ -305,18 +280,23 @@ def build_model(
                     _partially_centred("z", mu, tau, cen.weights, ("user", "feature")),
                     dims=("user", "feature"),
                 )
-        if lay.kind == "dense":
-            x3 = pm.Data("x_cells", dense_exposures(design, lay))
-            eta_cells = a[:, None] + (x3 * w[:, None, :]).sum(axis=-1)
-            eta = eta_cells.ravel()[pm.Data("cell_of_obs", lay.position, dims="obs")]
+        if likelihood == "fused":
+            order, offsets = rows_by_user(design)
+            logp, _, _ = segment_bernoulli_logit(
+                pm.Data("x_by_user", np.ascontiguousarray(design.x[order].T, dtype=float)),
+                pm.Data("y_by_user", design.y[order].astype(float)),
+                pm.Data("user_offsets", offsets),
+                w,
+                a,
+            )
+            pm.Potential("loglik", logp)
         else:
-            eta = a[uidx] + (x * w[uidx]).sum(axis=-1)
-        pm.CustomDist(
-            "y",
-            eta,
-            logp=_bernoulli_logit_logp,
-            dist=_bernoulli_logit_dist,
-            observed=design.y,
-            dims="obs",
-        )
+            pm.CustomDist(
+                "y",
+                a[uidx] + (x * w[uidx]).sum(axis=-1),
+                logp=_bernoulli_logit_logp,
+                dist=_bernoulli_logit_dist,
+                observed=design.y,
+                dims="obs",
+            )
     return model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pymc as pm
 import pytest
@@ -12,8 +14,6 @@ from hbm.model import (
     build_model,
     centring,
     choose_centring,
-    dense_exposures,
-    likelihood_layout,
     weight_standard_errors,
 )
 from hbm.simulate import SimulationConfig, simulate
@@ -86,36 +86,41 @@ def test_unknown_parameterization(design, small_priors):
         choose_centring(design, small_priors, "diagonal")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("drop", [0, 37])
-def test_layouts_and_pymc_bernoulli_give_one_log_density(small_priors, drop):
+@pytest.mark.parametrize("pooling", ["partial", "none", "complete"])
+def test_fused_and_pointwise_likelihoods_give_one_log_density(small_priors, pooling):
     cohort = simulate(small_priors, SimulationConfig(n_users=5, n_days=80, seed=3))
     full = exposures(cohort.diary, small_priors)
-    # drop days of one user: a ragged diary, whose dense layout needs padding
+    # a ragged diary (one user loses 37 days, one has none left) whose rows are not grouped by user
     keep = np.ones(full.n_obs, dtype=bool)
-    keep[np.flatnonzero(full.user_index == 2)[:drop]] = False
+    keep[np.flatnonzero(full.user_index == 2)[:37]] = False
+    keep[full.user_index == 4] = False
     design = select_rows(full, keep)
+    perm = np.random.default_rng(1).permutation(design.n_obs)
+    fields = ("x", "exposure", "y", "user_index", "dates")
+    design = replace(design, **{f: getattr(design, f)[perm] for f in fields})
+    assert np.any(np.diff(design.user_index) < 0)
     cen = choose_centring(design, small_priors)
-    dense = likelihood_layout(design, max_padding=1.0)
-    gathered = likelihood_layout(design, max_padding=-1.0)
-    assert (dense.kind, gathered.kind) == ("dense", "gathered")
-    assert dense.padding == pytest.approx(drop / (5 * 80))
-    x3 = dense_exposures(design, dense)
-    np.testing.assert_array_equal(x3.reshape(-1, x3.shape[-1])[dense.position], design.x)
-    models = [build_model(design, small_priors, "partial", cen, lay) for lay in (dense, gathered)]
+    models = [build_model(design, small_priors, pooling, cen, lik) for lik in ("pointwise", "fused")]
+    assert "y" in models[0].named_vars and "y" not in models[1].named_vars
     rng = np.random.default_rng(0)
-    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in models[0].initial_point().items()}
-    logps = [float(m.compile_logp()(point)) for m in models]
-    grads = [m.compile_dlogp()(point) for m in models]
-    assert logps[0] == pytest.approx(logps[1], rel=1e-12)
-    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-9, atol=1e-9)
+    for _ in range(3):
+        init = models[0].initial_point().items()
+        point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in init}
+        logps = [float(m.compile_logp()(point)) for m in models]
+        grads = [m.compile_dlogp()(point) for m in models]
+        assert logps[0] == pytest.approx(logps[1], rel=1e-12)
+        np.testing.assert_allclose(grads[0], grads[1], rtol=1e-9, atol=1e-9)
     # the likelihood term equals PyMC's own Bernoulli(logit_p) on the same predictor
     m = models[0]
     outs = m.replace_rvs_by_values([m["a"], m["w"]])
     a, w = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore")(point)
     eta = a[design.user_index] + (design.x * w[design.user_index]).sum(-1)
     expected = pm.logp(pm.Bernoulli.dist(logit_p=eta), design.y).sum().eval()
-    got = float(m.compile_logp(vars=[m["y"]])(point))
-    assert got == pytest.approx(float(expected), rel=1e-12)
+    assert float(m.compile_logp(vars=[m["y"]])(point)) == pytest.approx(float(expected), rel=1e-12)
+    fused = models[1]
+    assert float(fused.compile_logp(vars=[fused["loglik"]])(point)) == pytest.approx(
+        float(expected), rel=1e-12
+    )
 
 
 def test_outcome_draws_are_bernoulli(design, small_priors):

@@ -1,0 +1,238 @@
+"""The diary's Bernoulli-logit log-likelihood and its gradient as one fused operation.
+
+``segment_logp(x_t, y, offsets, w, a)`` is the sum over rows ``i`` of
+``y_i eta_i - log(1 + exp(eta_i))`` with ``eta_i = a[u] + x_i . w[u]``, where the rows are sorted
+by user and user ``u`` owns rows ``offsets[u]:offsets[u + 1]``; ``x_t`` is ``x`` transposed,
+``(feature, obs)``. The operation returns the gradients in ``w`` and ``a`` beside the value, so
+NUTS gets both from one pass over the data.
+
+It exists for speed only; ``hbm.model`` uses it for sampling and keeps the row-by-row likelihood
+for log-likelihood values and predictive draws. A test checks that both give one log density and
+gradient. Why it is faster than PyTensor's graph of the same sum (1.1 ms a gradient on the medium
+benchmark): the exponential and logarithm are evaluated by polynomials that the compiler
+vectorizes (numba's ``np.exp``/``np.log1p`` call scalar libm), one exponential serves both the
+log-mass and the gradient, and each block of rows is read once for the linear predictor and once,
+still in cache, for the gradient.
+"""
+
+from __future__ import annotations
+
+import inspect
+import zlib
+from typing import Any
+
+import numba
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import DisconnectedType, disconnected_type, grad_undefined
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch import basic as numba_basic
+
+#: Rows per block: the block's linear predictor, exponentials and residuals stay in L1 cache.
+BLOCK = 512
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two so that k * ln 2 is exact
+_LN2_LO = 1.90821492927058770002e-10
+# numba's "numpy" error model: a division by zero gives inf instead of raising; Python's model
+# adds a check to every division that stops the loop from being vectorized (4x slower here).
+_JIT = {"fastmath": True, "error_model": "numpy", "cache": True}
+
+
+@numba.njit(inline="always", **_JIT)
+def _exp_poly(r: float) -> float:
+    # Taylor series of exp(r) to r^13 / 13!; |r| <= ln(2) / 2 keeps the error below 1e-16.
+    p = 1.0 / 6227020800  # 13!
+    p = p * r + 1.0 / 479001600
+    p = p * r + 1.0 / 39916800
+    p = p * r + 1.0 / 3628800
+    p = p * r + 1.0 / 362880
+    p = p * r + 1.0 / 40320
+    p = p * r + 1.0 / 5040
+    p = p * r + 1.0 / 720
+    p = p * r + 1.0 / 120
+    p = p * r + 1.0 / 24
+    p = p * r + 1.0 / 6
+    p = p * r + 1.0 / 2
+    p = p * r + 1.0
+    return p * r + 1.0
+
+
+@numba.njit(inline="always", **_JIT)
+def _atanh_series(s: float) -> float:
+    # sum_n s^n / (2n + 1), n = 0..18: log1p(q) = 2 t * this at s = t^2, t = q / (2 + q) <= 1/3.
+    p = 1.0 / 37
+    p = p * s + 1.0 / 35
+    p = p * s + 1.0 / 33
+    p = p * s + 1.0 / 31
+    p = p * s + 1.0 / 29
+    p = p * s + 1.0 / 27
+    p = p * s + 1.0 / 25
+    p = p * s + 1.0 / 23
+    p = p * s + 1.0 / 21
+    p = p * s + 1.0 / 19
+    p = p * s + 1.0 / 17
+    p = p * s + 1.0 / 15
+    p = p * s + 1.0 / 13
+    p = p * s + 1.0 / 11
+    p = p * s + 1.0 / 9
+    p = p * s + 1.0 / 7
+    p = p * s + 1.0 / 5
+    p = p * s + 1.0 / 3
+    return p * s + 1.0
+
+
+@numba.njit(**_JIT)
+def _block(
+    eta: np.ndarray, y: np.ndarray, q: np.ndarray, bits: np.ndarray, g: np.ndarray, n: int
+) -> tuple[float, float]:
+    """Log-mass sum and residual sum of ``n`` rows; residuals ``y - sigmoid(eta)`` into ``g``."""
+    for i in range(n):
+        # q = exp(-|eta|) = 2^k exp(r): the polynomial here, 2^k from its exponent bits below
+        z = max(-abs(eta[i]), -700.0)
+        k = np.floor(z * _LOG2E + 0.5)
+        q[i] = _exp_poly(z - k * _LN2_HI - k * _LN2_LO)
+        bits[i] = (np.int64(k) + 1023) << 52
+    scale = bits[:n].view(np.float64)
+    lp = 0.0
+    gsum = 0.0
+    for i in range(n):
+        qi = q[i] * scale[i]
+        t = qi / (2.0 + qi)
+        e = eta[i]
+        # log(1 + exp(e)) = max(e, 0) + log1p(exp(-|e|))
+        lp += y[i] * e - max(e, 0.0) - 2.0 * t * _atanh_series(t * t)
+        gi = y[i] - (1.0 if e >= 0.0 else qi) / (1.0 + qi)
+        g[i] = gi
+        gsum += gi
+    return lp, gsum
+
+
+@numba.njit(**_JIT)
+def segment_logp_grad(
+    x_t: np.ndarray, y: np.ndarray, offsets: np.ndarray, w: np.ndarray, a: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log-likelihood of rows grouped by user, and its gradients in ``w`` and ``a``.
+
+    Parameters
+    ----------
+    x_t
+        Exposures, ``(feature, obs)``, rows sorted by user.
+    y
+        Outcomes 0/1, ``(obs,)``, same order.
+    offsets
+        ``(user + 1,)``: user ``u`` owns rows ``offsets[u]:offsets[u + 1]``.
+    w, a
+        Weights ``(user, feature)`` and intercepts ``(user,)``.
+    """
+    n_feat = x_t.shape[0]
+    n_users = a.shape[0]
+    gw = np.zeros((n_users, n_feat))
+    ga = np.zeros(n_users)
+    eta = np.empty(BLOCK)
+    q = np.empty(BLOCK)
+    bits = np.empty(BLOCK, dtype=np.int64)
+    g = np.empty(BLOCK)
+    lp = 0.0
+    for u in range(n_users):
+        for start in range(offsets[u], offsets[u + 1], BLOCK):
+            n = min(BLOCK, offsets[u + 1] - start)
+            for i in range(n):
+                eta[i] = a[u]
+            for f in range(n_feat):
+                wf = w[u, f]
+                xf = x_t[f, start : start + n]
+                for i in range(n):
+                    eta[i] += wf * xf[i]
+            block_lp, block_g = _block(eta, y[start : start + n], q, bits, g, n)
+            lp += block_lp
+            ga[u] += block_g
+            for f in range(n_feat):
+                xf = x_t[f, start : start + n]
+                acc = 0.0
+                for i in range(n):
+                    acc += g[i] * xf[i]
+                gw[u, f] += acc
+    return lp, gw, ga
+
+
+# Salts PyTensor's on-disk cache key, so an edited kernel is never served from an old cache.
+_SOURCE_KEY = zlib.crc32(
+    "".join(
+        inspect.getsource(f.py_func) for f in (_exp_poly, _atanh_series, _block, segment_logp_grad)
+    ).encode()
+)
+
+
+class SegmentBernoulliLogit(Op):  # type: ignore[misc]
+    """``(logp, dlogp/dw, dlogp/da)`` of ``segment_logp_grad`` as a PyTensor operation."""
+
+    __props__ = ()
+
+    def make_node(self, x_t: Any, y: Any, offsets: Any, w: Any, a: Any) -> Apply:
+        dtypes = ("float64", "float64", "int64", "float64", "float64")
+        inputs = [pt.cast(pt.as_tensor_variable(v), d) for v, d in zip((x_t, y, offsets, w, a), dtypes, strict=True)]
+        x_t, y, offsets, w, a = inputs
+        if (x_t.ndim, y.ndim, offsets.ndim, w.ndim, a.ndim) != (2, 1, 1, 2, 1):
+            raise TypeError("expected x_t (feature, obs), y (obs,), offsets, w (user, feature), a")
+        return Apply(self, inputs, [pt.dscalar(), w.type(), a.type()])
+
+    def perform(self, node: Apply, inputs: list[np.ndarray], outputs: list[list[Any]]) -> None:
+        lp, gw, ga = segment_logp_grad(*inputs)
+        outputs[0][0] = np.asarray(lp)
+        outputs[1][0] = gw
+        outputs[2][0] = ga
+
+    def pullback(self, inputs: list[Any], outputs: list[Any], output_grads: list[Any]) -> list[Any]:
+        if not all(isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
+            raise NotImplementedError("second derivatives of the fused likelihood are not built")
+        g_lp = output_grads[0]
+        return [
+            grad_undefined(self, 0, inputs[0], "the exposures are data"),
+            grad_undefined(self, 1, inputs[1], "the outcomes are data"),
+            grad_undefined(self, 2, inputs[2], "the row offsets are integers"),
+            g_lp * outputs[1],
+            g_lp * outputs[2],
+        ]
+
+    def connection_pattern(self, node: Apply) -> list[list[bool]]:
+        return [[True, False, False]] * 3 + [[True, False, False]] * 2
+
+
+segment_bernoulli_logit = SegmentBernoulliLogit()
+
+
+@numba_basic.register_funcify_default_op_cache_key(SegmentBernoulliLogit)  # type: ignore[untyped-decorator]
+def _numba_segment_bernoulli_logit(op: SegmentBernoulliLogit, **kwargs: Any) -> Any:
+    @numba_basic.numba_njit
+    def fused(x_t, y, offsets, w, a):  # type: ignore[no-untyped-def]
+        lp, gw, ga = segment_logp_grad(x_t, y, offsets, w, a)
+        return np.asarray(lp), gw, ga
+
+    return fused, _SOURCE_KEY
+
+
+def register_jax() -> None:
+    """Teach PyTensor's JAX backend the operation (numpyro; JAX differentiates it itself)."""
+    import jax
+    import jax.numpy as jnp
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    if SegmentBernoulliLogit in jax_funcify.registry:
+        return
+
+    @jax_funcify.register(SegmentBernoulliLogit)  # type: ignore[untyped-decorator]
+    def _jax_segment_bernoulli_logit(op: SegmentBernoulliLogit, **kwargs: Any) -> Any:
+        def fused(x_t, y, offsets, w, a):  # type: ignore[no-untyped-def]
+            n_users = a.shape[0]
+            user = jnp.repeat(
+                jnp.arange(n_users), jnp.diff(offsets), total_repeat_length=x_t.shape[1]
+            )
+            eta = a[user] + jnp.sum(x_t * w[user].T, axis=0)
+            lp = jnp.sum(y * eta - jax.nn.softplus(eta))
+            g = y - jax.nn.sigmoid(eta)
+            gw = jax.ops.segment_sum((x_t * g).T, user, n_users, indices_are_sorted=True)
+            ga = jax.ops.segment_sum(g, user, n_users, indices_are_sorted=True)
+            return lp, gw, ga
+
+        return fused
