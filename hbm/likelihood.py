@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import inspect
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numba
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import DisconnectedType, disconnected_type, grad_undefined
-from pytensor.graph.basic import Apply
+from pytensor.gradient import DisconnectedType, grad_undefined
+from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
 
@@ -34,12 +35,12 @@ BLOCK = 512
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two so that k * ln 2 is exact
 _LN2_LO = 1.90821492927058770002e-10
-# numba's "numpy" error model: a division by zero gives inf instead of raising; Python's model
-# adds a check to every division that stops the loop from being vectorized (4x slower here).
-_JIT = {"fastmath": True, "error_model": "numpy", "cache": True}
+# Every kernel is compiled with numba's "numpy" error model: a division by zero gives inf instead
+# of raising; Python's model adds a check to every division that stops the loop from being
+# vectorized (4x slower here).
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", fastmath=True, error_model="numpy", cache=True)
 def _exp_poly(r: float) -> float:
     # Taylor series of exp(r) to r^13 / 13!; |r| <= ln(2) / 2 keeps the error below 1e-16.
     p = 1.0 / 6227020800  # 13!
@@ -58,7 +59,7 @@ def _exp_poly(r: float) -> float:
     return p * r + 1.0
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", fastmath=True, error_model="numpy", cache=True)
 def _atanh_series(s: float) -> float:
     # sum_n s^n / (2n + 1), n = 0..18: log1p(q) = 2 t * this at s = t^2, t = q / (2 + q) <= 1/3.
     p = 1.0 / 37
@@ -82,7 +83,7 @@ def _atanh_series(s: float) -> float:
     return p * s + 1.0
 
 
-@numba.njit(**_JIT)
+@numba.njit(fastmath=True, error_model="numpy", cache=True)
 def _block(
     eta: np.ndarray, y: np.ndarray, q: np.ndarray, bits: np.ndarray, g: np.ndarray, n: int
 ) -> tuple[float, float]:
@@ -108,7 +109,7 @@ def _block(
     return lp, gsum
 
 
-@numba.njit(**_JIT)
+@numba.njit(fastmath=True, error_model="numpy", cache=True)
 def segment_logp_grad(
     x_t: np.ndarray, y: np.ndarray, offsets: np.ndarray, w: np.ndarray, a: np.ndarray
 ) -> tuple[float, np.ndarray, np.ndarray]:
@@ -164,29 +165,37 @@ _SOURCE_KEY = zlib.crc32(
 )
 
 
-class SegmentBernoulliLogit(Op):  # type: ignore[misc]
+class SegmentBernoulliLogit(Op):
     """``(logp, dlogp/dw, dlogp/da)`` of ``segment_logp_grad`` as a PyTensor operation."""
 
     __props__ = ()
 
-    def make_node(self, x_t: Any, y: Any, offsets: Any, w: Any, a: Any) -> Apply:
+    def make_node(self, *args: Any) -> Apply:
+        """Inputs ``x_t, y, offsets, w, a`` (see ``segment_logp_grad``), cast to their dtypes."""
         dtypes = ("float64", "float64", "int64", "float64", "float64")
-        inputs = [pt.cast(pt.as_tensor_variable(v), d) for v, d in zip((x_t, y, offsets, w, a), dtypes, strict=True)]
+        if len(args) != len(dtypes):
+            raise TypeError(f"expected 5 inputs (x_t, y, offsets, w, a), got {len(args)}")
+        inputs = [pt.cast(pt.as_tensor_variable(v), d) for v, d in zip(args, dtypes, strict=True)]
         x_t, y, offsets, w, a = inputs
         if (x_t.ndim, y.ndim, offsets.ndim, w.ndim, a.ndim) != (2, 1, 1, 2, 1):
             raise TypeError("expected x_t (feature, obs), y (obs,), offsets, w (user, feature), a")
         return Apply(self, inputs, [pt.dscalar(), w.type(), a.type()])
 
-    def perform(self, node: Apply, inputs: list[np.ndarray], outputs: list[list[Any]]) -> None:
+    def perform(self, node: Apply, inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
         lp, gw, ga = segment_logp_grad(*inputs)
         outputs[0][0] = np.asarray(lp)
         outputs[1][0] = gw
         outputs[2][0] = ga
 
-    def pullback(self, inputs: list[Any], outputs: list[Any], output_grads: list[Any]) -> list[Any]:
+    def pullback(
+        self,
+        inputs: Sequence[Variable],
+        outputs: Sequence[Variable],
+        output_grads: Sequence[Variable],
+    ) -> list[Variable]:
         if not all(isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
             raise NotImplementedError("second derivatives of the fused likelihood are not built")
-        g_lp = output_grads[0]
+        g_lp: Any = output_grads[0]
         return [
             grad_undefined(self, 0, inputs[0], "the exposures are data"),
             grad_undefined(self, 1, inputs[1], "the outcomes are data"),
@@ -195,14 +204,18 @@ class SegmentBernoulliLogit(Op):  # type: ignore[misc]
             g_lp * outputs[2],
         ]
 
-    def connection_pattern(self, node: Apply) -> list[list[bool]]:
-        return [[True, False, False]] * 3 + [[True, False, False]] * 2
-
 
 segment_bernoulli_logit = SegmentBernoulliLogit()
 
 
-@numba_basic.register_funcify_default_op_cache_key(SegmentBernoulliLogit)  # type: ignore[untyped-decorator]
+def segment_logp(x_t: Any, y: Any, offsets: Any, w: Any, a: Any) -> pt.TensorVariable:
+    """The log-likelihood of ``segment_logp_grad`` as a PyTensor scalar (its gradient fused)."""
+    outputs: Any = segment_bernoulli_logit(x_t, y, offsets, w, a)
+    logp: pt.TensorVariable = outputs[0]
+    return logp
+
+
+@numba_basic.register_funcify_default_op_cache_key(SegmentBernoulliLogit)
 def _numba_segment_bernoulli_logit(op: SegmentBernoulliLogit, **kwargs: Any) -> Any:
     @numba_basic.numba_njit
     def fused(x_t, y, offsets, w, a):  # type: ignore[no-untyped-def]
@@ -221,7 +234,7 @@ def register_jax() -> None:
     if SegmentBernoulliLogit in jax_funcify.registry:
         return
 
-    @jax_funcify.register(SegmentBernoulliLogit)  # type: ignore[untyped-decorator]
+    @jax_funcify.register(SegmentBernoulliLogit)
     def _jax_segment_bernoulli_logit(op: SegmentBernoulliLogit, **kwargs: Any) -> Any:
         def fused(x_t, y, offsets, w, a):  # type: ignore[no-untyped-def]
             n_users = a.shape[0]

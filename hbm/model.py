@@ -29,7 +29,7 @@ import pytensor.tensor as pt
 
 from hbm.errors import FitError
 from hbm.features import Design
-from hbm.likelihood import segment_bernoulli_logit
+from hbm.likelihood import segment_logp
 from hbm.priors import Priors
 
 Pooling = Literal["partial", "none", "complete"]
@@ -282,7 +282,7 @@ def build_model(
                 )
         if likelihood == "fused":
             order, offsets = rows_by_user(design)
-            logp, _, _ = segment_bernoulli_logit(
+            logp = segment_logp(
                 pm.Data("x_by_user", np.ascontiguousarray(design.x[order].T, dtype=float)),
                 pm.Data("y_by_user", design.y[order].astype(float)),
                 pm.Data("user_offsets", offsets),

@@ -100,7 +100,9 @@ def test_fused_and_pointwise_likelihoods_give_one_log_density(small_priors, pool
     design = replace(design, **{f: getattr(design, f)[perm] for f in fields})
     assert np.any(np.diff(design.user_index) < 0)
     cen = choose_centring(design, small_priors)
-    models = [build_model(design, small_priors, pooling, cen, lik) for lik in ("pointwise", "fused")]
+    models = [
+        build_model(design, small_priors, pooling, cen, lik) for lik in ("pointwise", "fused")
+    ]
     assert "y" in models[0].named_vars and "y" not in models[1].named_vars
     rng = np.random.default_rng(0)
     for _ in range(3):
