@@ -86,8 +86,19 @@ def test_unknown_parameterization(design, small_priors):
         choose_centring(design, small_priors, "diagonal")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("pooling", ["partial", "none", "complete"])
-def test_fused_and_pointwise_likelihoods_give_one_log_density(small_priors, pooling):
+@pytest.mark.parametrize(
+    ("pooling", "parameterization"),
+    [
+        ("partial", "auto"),
+        ("partial", "centred"),
+        ("partial", "noncentred"),
+        ("none", "auto"),
+        ("complete", "auto"),
+    ],
+)
+def test_fused_and_pointwise_likelihoods_give_one_log_density(
+    small_priors, pooling, parameterization
+):
     cohort = simulate(small_priors, SimulationConfig(n_users=5, n_days=80, seed=3))
     full = exposures(cohort.diary, small_priors)
     # a ragged diary (one user loses 37 days, one has none left) whose rows are not grouped by user
@@ -99,7 +110,7 @@ def test_fused_and_pointwise_likelihoods_give_one_log_density(small_priors, pool
     fields = ("x", "exposure", "y", "user_index", "dates")
     design = replace(design, **{f: getattr(design, f)[perm] for f in fields})
     assert np.any(np.diff(design.user_index) < 0)
-    cen = choose_centring(design, small_priors)
+    cen = choose_centring(design, small_priors, parameterization)
     models = [
         build_model(design, small_priors, pooling, cen, lik) for lik in ("pointwise", "fused")
     ]
