@@ -171,11 +171,17 @@ class SegmentBernoulliLogit(Op):
     __props__ = ()
 
     def make_node(self, *args: Any) -> Apply:
-        """Inputs ``x_t, y, offsets, w, a`` (see ``segment_logp_grad``), cast to their dtypes."""
-        dtypes = ("float64", "float64", "int64", "float64", "float64")
-        if len(args) != len(dtypes):
+        """Inputs ``x_t, y, offsets, w, a`` (see ``segment_logp_grad``), cast to their dtypes.
+
+        The data ``x_t`` and ``y`` may be float32 (``hbm.model`` stores them so: half the memory
+        each gradient reads); the parameters and every sum are float64.
+        """
+        if len(args) != 5:
             raise TypeError(f"expected 5 inputs (x_t, y, offsets, w, a), got {len(args)}")
-        inputs = [pt.cast(pt.as_tensor_variable(v), d) for v, d in zip(args, dtypes, strict=True)]
+        tensors = [pt.as_tensor_variable(v) for v in args]
+        dtypes = [v.dtype if v.dtype in ("float32", "float64") else "float64" for v in tensors[:2]]
+        dtypes += ["int64", "float64", "float64"]
+        inputs = [pt.cast(v, d) for v, d in zip(tensors, dtypes, strict=True)]
         x_t, y, offsets, w, a = inputs
         if (x_t.ndim, y.ndim, offsets.ndim, w.ndim, a.ndim) != (2, 1, 1, 2, 1):
             raise TypeError("expected x_t (feature, obs), y (obs,), offsets, w (user, feature), a")

@@ -283,8 +283,10 @@ def build_model(
         if likelihood == "fused":
             order, offsets = rows_by_user(design)
             logp = segment_logp(
-                pm.Data("x_by_user", np.ascontiguousarray(design.x[order].T, dtype=float)),
-                pm.Data("y_by_user", design.y[order].astype(float)),
+                # float32 data (exposures rounded to 7 significant digits, 0/1 exact): half the
+                # memory each gradient streams; 0.35 -> 0.30 ms a gradient on medium
+                pm.Data("x_by_user", np.ascontiguousarray(design.x[order].T, dtype=np.float32)),
+                pm.Data("y_by_user", design.y[order].astype(np.float32)),
                 pm.Data("user_offsets", offsets),
                 w,
                 a,

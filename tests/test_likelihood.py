@@ -58,17 +58,20 @@ def test_single_row_in_the_tails(eta, y):
     assert ga[0] == pytest.approx(y - np.exp(-np.logaddexp(0.0, -eta)), rel=1e-12, abs=1e-15)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("mode", ["NUMBA", "FAST_COMPILE", "JAX"])
-def test_op_value_and_gradient(mode):
-    """The Op under PyTensor's numba backend, its Python fallback and JAX give the reference."""
+def test_op_value_and_gradient(mode, dtype):
+    """The Op under PyTensor's numba backend, its Python fallback and JAX give the reference,
+    with float64 data and with float32 data (as ``hbm.model`` stores them)."""
     if mode == "JAX":
         register_jax()
     x_t, y, offsets, w0, a0 = case([40, 0, 700, 3], seed=2)
+    x_t, y = x_t.astype(dtype), y.astype(dtype)
     w, a = pt.dmatrix("w"), pt.dvector("a")
     lp = segment_bernoulli_logit(x_t, y, offsets, w, a)[0]
     f = pytensor.function([w, a], [lp, *pt.grad(lp, [w, a])], mode=mode)
     got = f(w0, a0)
-    expected = reference(x_t, y, offsets, w0, a0)
+    expected = reference(x_t.astype(float), y.astype(float), offsets, w0, a0)
     assert float(got[0]) == pytest.approx(expected[0], rel=1e-12)
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(got[2], expected[2], rtol=1e-10, atol=1e-10)
