@@ -233,13 +233,25 @@ def agreements(runs: list[dict[str, Any]], reference: str = "nutpie") -> list[di
     return out
 
 
-def run_one(size_name: str, backend: str, grads: dict[str, float], seed: int = SEED) -> dict:
+def run_one(
+    size_name: str,
+    backend: str,
+    grads: dict[str, float],
+    seed: int = SEED,
+    sampler_seed: int | None = None,
+) -> dict:
+    """One default ``hbm.fit`` of a size's cohort (made with ``seed``), timed and diagnosed.
+
+    ``sampler_seed`` (default ``seed``) seeds the pilot and the chains only: the same cohort with
+    other chains, to show how much the minimum ESS varies between runs.
+    """
     size = SIZES[size_name]
     priors, cohort, design = _cohort(size_name, seed)
-    cfg = SamplerConfig(backend=backend, seed=seed, progressbar=False)
+    chain_seed = seed if sampler_seed is None else sampler_seed
+    cfg = SamplerConfig(backend=backend, seed=chain_seed, progressbar=False)
     if size_name == "tiny":
         cfg = SamplerConfig(
-            backend=backend, seed=seed, chains=2, tune=100, draws=100, progressbar=False
+            backend=backend, seed=chain_seed, chains=2, tune=100, draws=100, progressbar=False
         )
     t0 = time.perf_counter()
     result = fit(design, priors, cfg, data_sha256=cohort.diary.sha256)
@@ -252,6 +264,7 @@ def run_one(size_name: str, backend: str, grads: dict[str, float], seed: int = S
         "features": size.features,
         "rows": design.n_obs,
         "backend": backend,
+        "sampler_seed": chain_seed,
         "chains": cfg.chains,
         "tune": cfg.tune,
         "draws": cfg.draws,
@@ -279,8 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--gradients-only", action="store_true", help="re-measure gradients")
+    parser.add_argument(
+        "--sampler-seeds",
+        nargs="+",
+        type=int,
+        help="rerun the sizes and backends with these chain seeds (same cohort), kept apart "
+        "under seed_runs",
+    )
     args = parser.parse_args(argv)
-    stored = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+    doc = json.loads(args.out.read_text()) if args.out.exists() else {}
+    stored = doc.get("runs", [])
+    seed_runs = doc.get("seed_runs", [])
     command = "python -m benchmarks.fit_speed " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
@@ -296,8 +318,27 @@ def main(argv: list[str] | None = None) -> int:
                 "versions": package_versions(),
                 "runs": runs,
                 "agreement": agreements(runs),
+                "seed_runs": seed_runs,
             },
         )
+
+    if args.sampler_seeds:
+        for size in args.sizes:
+            grads = gradients(size)
+            for backend in args.backends:
+                for chain_seed in args.sampler_seeds:
+                    print(f"{size} x {backend}, seed {chain_seed} ...", file=sys.stderr, flush=True)
+                    r = run_one(size, backend, grads, sampler_seed=chain_seed)
+                    r.pop("posterior")
+                    seed_runs[:] = [
+                        x
+                        for x in seed_runs
+                        if (x["size"], x["backend"], x["sampler_seed"])
+                        != (size, backend, chain_seed)
+                    ]
+                    seed_runs.append(r)
+                    save(stored)
+        return 0
 
     if args.gradients_only:
         for size in args.sizes:

@@ -31,6 +31,23 @@ COLUMNS = [
 ]
 
 
+SEED_COLUMNS = [
+    ("size", "size", "{}"),
+    ("backend", "backend", "{}"),
+    ("sampler_seed", "chain seed", "{}"),
+    ("wall_s", "wall s", "{:.1f}"),
+    ("compile_s", "compile s", "{:.1f}"),
+    ("pilot_s", "pilot s", "{:.1f}"),
+    ("sampling_s", "sampling s", "{:.1f}"),
+    ("min_ess_bulk", "min bulk ESS", "{:.0f}"),
+    ("min_ess_tail", "min tail ESS", "{:.0f}"),
+    ("ess_bulk_per_s", "bulk ESS / s", "{:.2f}"),
+    ("max_rhat", "max R-hat", "{:.3f}"),
+    ("divergences", "div.", "{}"),
+    ("reliable", "reliable", "{}"),
+]
+
+
 AGREEMENT = [
     ("size", "size", "{}"),
     ("backends", "backends", "{}"),
@@ -69,6 +86,12 @@ def markdown(doc: dict) -> str:
     lines = _table(runs, COLUMNS)
     if doc.get("agreement"):
         lines += ["", *_table(doc["agreement"], AGREEMENT)]
+    if doc.get("seed_runs"):
+        seeds = sorted(
+            doc["seed_runs"],
+            key=lambda r: (ORDER.get(r["size"], 9), ORDER.get(r["backend"], 9), r["sampler_seed"]),
+        )
+        lines += ["", *_table(seeds, SEED_COLUMNS)]
     return "\n".join(lines)
 
 
