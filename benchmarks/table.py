@@ -10,10 +10,10 @@ COLUMNS = [
     ("size", "size", "{}"),
     ("rows", "rows", "{:,}"),
     ("backend", "backend", "{}"),
-    ("wall_s", "wall s", "{:.0f}"),
-    ("compile_s", "compile s", "{:.0f}"),
-    ("pilot_s", "pilot s", "{:.0f}"),
-    ("sampling_s", "sampling s", "{:.0f}"),
+    ("wall_s", "wall s", "{:.1f}"),
+    ("compile_s", "compile s", "{:.1f}"),
+    ("pilot_s", "pilot s", "{:.1f}"),
+    ("sampling_s", "sampling s", "{:.1f}"),
     ("min_ess_bulk", "min bulk ESS", "{:.0f}"),
     ("min_ess_tail", "min tail ESS", "{:.0f}"),
     ("ess_bulk_per_s", "bulk ESS / s", "{:.2f}"),
@@ -31,19 +31,14 @@ COLUMNS = [
 ]
 
 
+#: The seed table: the columns of one run that vary with the chain seed.
 SEED_COLUMNS = [
-    ("size", "size", "{}"),
-    ("backend", "backend", "{}"),
+    *COLUMNS[:1],
+    COLUMNS[2],
     ("sampler_seed", "chain seed", "{}"),
-    ("wall_s", "wall s", "{:.1f}"),
-    ("compile_s", "compile s", "{:.1f}"),
-    ("pilot_s", "pilot s", "{:.1f}"),
-    ("sampling_s", "sampling s", "{:.1f}"),
-    ("min_ess_bulk", "min bulk ESS", "{:.0f}"),
-    ("min_ess_tail", "min tail ESS", "{:.0f}"),
-    ("ess_bulk_per_s", "bulk ESS / s", "{:.2f}"),
-    ("max_rhat", "max R-hat", "{:.3f}"),
-    ("divergences", "div.", "{}"),
+    *(c for c in COLUMNS if c[0] in ("wall_s", "compile_s", "pilot_s", "sampling_s")),
+    *(c for c in COLUMNS if c[0] in ("min_ess_bulk", "min_ess_tail", "ess_bulk_per_s")),
+    *(c for c in COLUMNS if c[0] in ("max_rhat", "divergences")),
     ("reliable", "reliable", "{}"),
 ]
 

@@ -33,6 +33,14 @@ def test_fit_speed_harness_smoke(tmp_path):
     assert doc["versions"]["pymc"]
     table = markdown(doc).splitlines()
     assert len(table) == 3 and table[2].startswith("| tiny | 240 | nutpie |")
+    # other chain seeds on the same cohort go to seed_runs, beside (not over) the run above
+    args = ["--sizes", "tiny", "--backends", "nutpie", "--sampler-seeds", "11", "--out", str(out)]
+    assert main(args) == 0
+    doc = json.loads(out.read_text())
+    assert [r["sampler_seed"] for r in doc["runs"]] == [run["sampler_seed"]]
+    (seeded,) = doc["seed_runs"]
+    assert seeded["sampler_seed"] == 11 and seeded["rows"] == 240 and "posterior" not in seeded
+    assert markdown(doc).splitlines()[-1].startswith("| tiny | nutpie | 11 |")
 
 
 def test_scaling_slope_and_plot():

@@ -66,6 +66,11 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     assert set(json.loads(attrs["centering"])) == set(result.priors.keys)
     assert not any(str(g).startswith("warmup_") for g in tree.children)
     assert set(tree["constant_data"].data_vars) == {"x", "user_index", "centring_z", "centring_za"}
+    # sampled in the fused form, read out in the pointwise one: y, its log-likelihood and draws
+    np.testing.assert_array_equal(tree["observed_data"]["y"].values, result.design.y)
+    assert tree["log_likelihood"]["y"].shape[-1] == result.design.n_obs
+    assert tree["posterior_predictive"]["y"].shape[-1] == result.design.n_obs
+    assert {"a", "w"} <= set(tree["posterior"].data_vars)
     steps = json.loads(attrs["leapfrog_steps"])
     assert steps == result.leapfrog_steps
     assert min(steps["pilot"], steps["warmup"], steps["draws"]) > 0
