@@ -16,6 +16,11 @@ SD (from a pilot fit, see ``hbm.fit.fit``). ``lambda = 1`` is the centred form (
 ``z ~ Normal(mu, tau)``), ``lambda = 0`` the non-centred one (``w = mu + tau z``, ``z ~ Normal(0,
 1)``). Every cell is one element of the random variable ``z[user, feature]``, so the sampler
 sees one vector whatever the mix.
+
+Two forms of one model (``likelihood``): ``"pointwise"`` has the outcome ``y`` as a random
+variable (log-likelihood per row, predictive and prior draws, SBC); ``"fused"`` computes the same
+log density with the likelihood as one operation (``hbm.likelihood``) and is what ``hbm.fit``
+samples.
 """
 
 from __future__ import annotations
