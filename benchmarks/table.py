@@ -32,13 +32,22 @@ COLUMNS = [
 
 
 #: The seed table: the columns of one run that vary with the chain seed.
+SEED_VARYING = (
+    "wall_s",
+    "compile_s",
+    "pilot_s",
+    "sampling_s",
+    "min_ess_bulk",
+    "min_ess_tail",
+    "ess_bulk_per_s",
+    "max_rhat",
+    "divergences",
+)
 SEED_COLUMNS = [
     *COLUMNS[:1],
     COLUMNS[2],
     ("sampler_seed", "chain seed", "{}"),
-    *(c for c in COLUMNS if c[0] in ("wall_s", "compile_s", "pilot_s", "sampling_s")),
-    *(c for c in COLUMNS if c[0] in ("min_ess_bulk", "min_ess_tail", "ess_bulk_per_s")),
-    *(c for c in COLUMNS if c[0] in ("max_rhat", "divergences")),
+    *(c for c in COLUMNS[3:] if c[0] in SEED_VARYING),
     ("reliable", "reliable", "{}"),
 ]
 

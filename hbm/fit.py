@@ -377,9 +377,8 @@ def sample(
     )
     pp_ds = pp["posterior_predictive"].to_dataset()
     dt["posterior_predictive"] = xr.DataTree(pp_ds.astype("int8"))
-    observed = dt["observed_data"].to_dataset() if "observed_data" in dt.children else None
-    if observed is None or not observed.data_vars:  # the fused form has no observed variable
-        dt["observed_data"] = pp["observed_data"]
+    # from the pointwise form: the fused one, sampled, has no observed variable
+    dt["observed_data"] = pp["observed_data"]
     timings["predictive_s"] = time.perf_counter() - t1
     return dt, timings
 
