@@ -28,6 +28,7 @@ from hbm.likelihood import register_jax
 from hbm.model import (
     FUSED_DATA,
     Centring,
+    Likelihood,
     Parameterization,
     Pooling,
     build_model,
@@ -521,7 +522,8 @@ def fit(
     first = "noncentred" if use_pilot else parameterization
     cen = choose_centring(design, priors, first)
     # sampled with the fused likelihood (4x cheaper gradients), read out with the pointwise one
-    model = build_model(design, priors, pooling, cen, likelihood="fused")
+    sampled_form: Likelihood = "fused"
+    model = build_model(design, priors, pooling, cen, likelihood=sampled_form)
     compiled = None
     if cfg.backend == "nutpie":
         t1 = time.perf_counter()
@@ -554,6 +556,7 @@ def fit(
             None if pilot is None else dict(zip(design.features, pilot.tau.tolist(), strict=True))
         ),
         "nuts_sampler": cfg.backend,
+        "sampled_likelihood": sampled_form,
         "seed": cfg.seed,
         "sampler_config": json.dumps(asdict(cfg)),
         "priors_json": priors.document,

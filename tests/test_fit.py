@@ -59,6 +59,7 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
         assert group in tree.children, group
     attrs = tree.attrs
     assert attrs["nuts_sampler"] == "nutpie"
+    assert attrs["sampled_likelihood"] == "fused"
     assert attrs["seed"] == 5
     assert attrs["data_sha256"] == diary.sha256
     assert json.loads(attrs["priors_json"])["variables"][0]["key"] == "screen_hours"
