@@ -30,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
 from hbm.errors import FitError
@@ -142,8 +143,11 @@ def _partially_centred(
     # Data, not a constant: a compiled model can be refitted with another centring (the pilot
     # fit's model serves the main fit, see hbm.fit), and the fit file records it.
     lam_t = pm.Data(f"centring_{name}", lam, dims=dims)
-    raw = pm.Normal(name, mu=lam_t * loc, sigma=scale**lam_t, dims=dims)
-    out: pt.TensorVariable = loc + scale ** (1.0 - lam_t) * (raw - lam_t * loc)
+    # scale**lam as exp(lam * log scale): one exponential per cell serves the prior's sigma, its
+    # log (PyTensor folds log(exp(.))) and scale**(1 - lam) = scale / scale**lam
+    scale_lam = pt.exp(lam_t * pt.log(scale))
+    raw = pm.Normal(name, mu=lam_t * loc, sigma=scale_lam, dims=dims)
+    out: pt.TensorVariable = loc + scale / scale_lam * (raw - lam_t * loc)
     return out
 
 
@@ -205,6 +209,19 @@ def choose_centring(
         intercepts=centring(intercept_standard_errors(design), np.asarray(spread_a)),
         rule=f"lambda = spread^2 / (spread^2 + se^2) per cell, spreads from {source}",
     )
+
+
+def _float32_data(name: str, value: np.ndarray) -> pt.TensorVariable:
+    """A float32 data container of the current model (C-contiguous).
+
+    ``pm.Data`` would cast it back to float64 (``floatX``). Exposures rounded to 7 significant
+    digits, 0/1 outcomes exact; half the memory that each gradient streams (see
+    ARCHITECTURE.md, "Two forms of one model", for the measured gain).
+    """
+    shared = pytensor.shared(np.ascontiguousarray(value, dtype=np.float32), name)
+    pm.modelcontext(None).register_data_var(shared)
+    out: pt.TensorVariable = shared
+    return out
 
 
 def build_model(
@@ -288,10 +305,8 @@ def build_model(
         if likelihood == "fused":
             order, offsets = rows_by_user(design)
             logp = segment_logp(
-                # float32 data (exposures rounded to 7 significant digits, 0/1 exact): half the
-                # memory each gradient streams; 0.35 -> 0.30 ms a gradient on medium
-                pm.Data("x_by_user", np.ascontiguousarray(design.x[order].T, dtype=np.float32)),
-                pm.Data("y_by_user", design.y[order].astype(np.float32)),
+                _float32_data("x_by_user", design.x[order].T),
+                _float32_data("y_by_user", design.y[order]),
                 pm.Data("user_offsets", offsets),
                 w,
                 a,

@@ -81,6 +81,26 @@ def test_parameterizations_give_the_same_log_density_of_w(design, small_priors):
     assert draws["auto"] == pytest.approx(draws["noncentred"], rel=0.1)
 
 
+def test_partial_centring_matches_its_formula(design, small_priors):
+    """``raw ~ Normal(lam * mu, tau**lam)``, ``w = mu + tau**(1 - lam) * (raw - lam * mu)`` per
+    cell, for centrings strictly between 0 and 1 as well as at the ends (the model computes
+    ``tau**lam`` as ``exp(lam * log tau)``)."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(4)
+    cen = choose_centring(design, small_priors, "noncentred")
+    lam = rng.uniform(0, 1, cen.weights.shape)
+    lam[0], lam[1] = 0.0, 1.0
+    cen = replace(cen, weights=lam)
+    model = build_model(design, small_priors, centring=cen)
+    point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
+    outs = model.replace_rvs_by_values([model["w"], model.logp(vars=[model["z"]], sum=False)[0]])
+    w, z_logp = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    mu, tau, raw = point["mu"], np.exp(point["tau_log__"]), point["z"]
+    np.testing.assert_allclose(w, mu + tau ** (1 - lam) * (raw - lam * mu), rtol=1e-12)
+    np.testing.assert_allclose(z_logp, norm.logpdf(raw, lam * mu, tau**lam), rtol=1e-12)
+
+
 def test_unknown_parameterization(design, small_priors):
     with pytest.raises(FitError, match="parameterization 'diagonal'"):
         choose_centring(design, small_priors, "diagonal")  # type: ignore[arg-type]
@@ -116,6 +136,8 @@ def test_fused_and_pointwise_likelihoods_give_one_log_density(
     models = [build_model(exact, small_priors, pooling, cen, lik) for lik in ("pointwise", "fused")]
     unrounded = build_model(design, small_priors, pooling, cen, "pointwise")
     assert "y" in models[0].named_vars and "y" not in models[1].named_vars
+    # stored as float32 (pm.Data would have cast them back to float64)
+    assert {models[1][k].dtype for k in ("x_by_user", "y_by_user")} == {"float32"}
     rng = np.random.default_rng(0)
     for _ in range(3):
         init = models[0].initial_point().items()
