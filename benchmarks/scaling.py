@@ -54,6 +54,8 @@ def fit_once(users: int) -> dict[str, Any]:
         "min_ess_bulk": result.diagnostics.min_ess_bulk,
         "max_rhat": result.diagnostics.max_rhat,
         "leapfrog_steps": int(result.tree["sample_stats"]["n_steps"].sum()),
+        # pilot, warm-up and draws, all chains: whether a phase takes more steps as users grow
+        "gradient_evaluations": dict(result.leapfrog_steps),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
