@@ -27,7 +27,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -249,10 +249,8 @@ def run_one(
     priors, cohort, design = _cohort(size_name, seed)
     chain_seed = seed if sampler_seed is None else sampler_seed
     cfg = SamplerConfig(backend=backend, seed=chain_seed, progressbar=False)
-    if size_name == "tiny":
-        cfg = SamplerConfig(
-            backend=backend, seed=chain_seed, chains=2, tune=100, draws=100, progressbar=False
-        )
+    if size_name == "tiny":  # the smoke test's size: a short sampler
+        cfg = replace(cfg, chains=2, tune=100, draws=100)
     t0 = time.perf_counter()
     result = fit(design, priors, cfg, data_sha256=cohort.diary.sha256)
     wall = time.perf_counter() - t0
