@@ -13,8 +13,9 @@ its parts, minimum bulk and tail ESS over all parameters (``a0, sigma_a, mu, tau
 per second of wall time, maximum R-hat, divergences, leapfrog steps of the pilot, warm-up and
 draws, posterior means with their Monte Carlo errors (``agreement`` compares backends), and the
 time of one log-density-and-gradient evaluation under PyTensor's numba (nutpie's and PyMC's
-default), C (``cvm`` linker) and JAX (numpyro's) backends: median of repeated calls at the initial
-point, for the model as sampled (fused likelihood); ``_pointwise`` and ``_plain`` gradient columns
+default), C (``cvm`` linker) and JAX (numpyro's, also for four chains in one call) backends: median
+of repeated calls at the initial point, for the model as sampled (fused likelihood); ``_pointwise``
+and ``_plain`` gradient columns
 time the same density with PyTensor's row-by-row graph and the model as first written. The
 gradient floor is ``gradient time x gradient evaluations / chains run in parallel``
 (``_with_floor``). ``--gradients-only`` re-measures the gradient columns of the stored runs of the
@@ -34,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from hbm.features import Design, exposures
-from hbm.fit import BACKENDS, SamplerConfig, available_cores, fit, package_versions
+from hbm.fit import (
+    BACKENDS,
+    SamplerConfig,
+    available_cores,
+    fit,
+    jax_platform,
+    package_versions,
+)
 from hbm.model import build_model, choose_centring
 from hbm.priors import Priors, default_priors_path, parse_priors
 from hbm.simulate import SimulationConfig, simulate
@@ -73,25 +81,59 @@ def size_priors(n_features: int) -> Priors:
     return parse_priors(json.dumps(doc), f"<shipped priors, {n_features} features>")
 
 
-def gradient_seconds(model: Any, mode: str, repeats: int = 300, warmup: int = 100) -> float:
+def gradient_seconds(
+    model: Any, mode: str, repeats: int = 300, warmup: int = 100, chains: int = 1
+) -> float:
     """Median time of one log-density-and-gradient evaluation at the initial point.
 
     ``warmup`` untimed calls first: the first calls after compiling run slower (memory first
-    touched), which otherwise bias whichever variant is timed first.
+    touched), which otherwise bias whichever variant is timed first. ``mode="JAX"`` times the
+    function numpyro differentiates (``jax_value_and_grad``) for ``chains`` chains at once,
+    waiting for JAX's result: through PyTensor's compiled function the diary's arrays would be
+    handed to JAX again on every call (large: 28.6 ms there against 9.9 ms on the CPU).
     """
     from pymc.blocking import DictToArrayBijection
 
-    f = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
-    f.set_extra_values({})
-    x0 = DictToArrayBijection.map(model.initial_point()).data
+    if mode == "JAX":
+        import jax
+
+        f_jax, x_jax = jax_value_and_grad(model, chains)
+
+        def call() -> None:
+            jax.block_until_ready(f_jax(x_jax))
+
+    else:
+        f = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
+        f.set_extra_values({})
+        x0 = DictToArrayBijection.map(model.initial_point()).data
+
+        def call() -> None:
+            f(x0)
+
     for _ in range(warmup):
-        f(x0)
+        call()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        f(x0)
+        call()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def jax_value_and_grad(model: Any, chains: int = 1) -> tuple[Any, list[Any]]:
+    """The compiled log density and gradient that PyMC hands numpyro (diary arrays held as
+    constants), mapped over ``chains`` copies of the initial point as numpyro's vectorized
+    chains evaluate it; with the point to call it at."""
+    import jax
+    import jax.numpy as jnp
+    from pymc.sampling.jax import get_jaxified_logp
+
+    grad = jax.value_and_grad(get_jaxified_logp(model, negative_logp=False))
+    point = model.initial_point()
+    x = [jnp.asarray(point[v.name]) for v in model.value_vars]
+    if chains == 1:
+        return jax.jit(grad), x
+    return jax.jit(jax.vmap(grad)), [jnp.stack([v] * chains) for v in x]
 
 
 def _cohort(size_name: str, seed: int) -> tuple[Priors, Any, Any]:
@@ -126,13 +168,20 @@ def plain_model(design: Design, priors: Priors) -> Any:
     return model
 
 
-def gradients(size_name: str, seed: int = SEED) -> dict[str, float]:
+#: PyTensor backends whose gradient ``gradients`` times, by default all of them.
+GRADIENT_MODES = ("numba", "c", "jax")
+
+
+def gradients(
+    size_name: str, seed: int = SEED, modes: tuple[str, ...] = GRADIENT_MODES
+) -> dict[str, float]:
     """Milliseconds per log-density-and-gradient evaluation, per PyTensor backend and likelihood.
 
-    ``grad_<backend>_ms`` is hbm's model as sampled (the fused likelihood, ``hbm.likelihood``);
-    ``grad_numba_pointwise_ms`` the same density with the row-by-row likelihood (PyTensor's own
-    graph) and ``grad_numba_plain_ms`` the plain first version (``plain_model``), under numba, to
-    show what each change gained.
+    ``grad_<backend>_ms`` is hbm's model as sampled (the fused likelihood, ``hbm.likelihood``)
+    for each of ``modes``; with numba among them, ``grad_numba_pointwise_ms`` the same density
+    with the row-by-row likelihood (PyTensor's own graph) and ``grad_numba_plain_ms`` the plain
+    first version (``plain_model``), to show what each change gained; with jax among them,
+    ``grad_jax_4chains_ms`` four chains' gradients in one call (numpyro's vectorized chains).
     """
     from pytensor.compile.mode import Mode
 
@@ -142,15 +191,18 @@ def gradients(size_name: str, seed: int = SEED) -> dict[str, float]:
     priors, _, design = _cohort(size_name, seed)
     cen = choose_centring(design, priors, "noncentred")
     model = build_model(design, priors, "partial", cen, likelihood="fused")
-    modes: dict[str, Any] = {
+    known: dict[str, Any] = {
         "numba": "NUMBA",
         "c": Mode(linker="cvm", optimizer="fast_run"),
         "jax": "JAX",
     }
-    out = {f"grad_{k}_ms": gradient_seconds(model, m) * 1000 for k, m in modes.items()}
-    pointwise = build_model(design, priors, "partial", cen)
-    out["grad_numba_pointwise_ms"] = gradient_seconds(pointwise, "NUMBA") * 1000
-    out["grad_numba_plain_ms"] = gradient_seconds(plain_model(design, priors), "NUMBA") * 1000
+    out = {f"grad_{k}_ms": gradient_seconds(model, known[k]) * 1000 for k in modes}
+    if "jax" in modes:  # numpyro's vectorized chains (one GPU): every chain in one call
+        out["grad_jax_4chains_ms"] = gradient_seconds(model, "JAX", 50, 10, chains=4) * 1000
+    if "numba" in modes:
+        pointwise = build_model(design, priors, "partial", cen)
+        out["grad_numba_pointwise_ms"] = gradient_seconds(pointwise, "NUMBA") * 1000
+        out["grad_numba_plain_ms"] = gradient_seconds(plain_model(design, priors), "NUMBA") * 1000
     return out
 
 
@@ -169,15 +221,15 @@ def _with_floor(run: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
     known = [steps[k] for k in ("pilot", "warmup", "draws") if steps[k] >= 0]
     counts = "pilot+warmup+draws" if len(known) == 3 else "draws only"
     evaluations = sum(known)
-    grad_ms = grads[f"grad_{GRADIENT_OF[run['backend']]}_ms"]
-    floor = grad_ms / 1000 * evaluations / parallel
+    grad_ms = grads.get(f"grad_{GRADIENT_OF[run['backend']]}_ms")  # None: not timed
+    floor = None if grad_ms is None else grad_ms / 1000 * evaluations / parallel
     return {
         **run,
         **grads,
         "gradient_evaluations": evaluations,
         "floor_counts": counts,
         "gradient_floor_s": floor,
-        "wall_over_floor": run["wall_s"] / floor if floor > 0 else None,
+        "wall_over_floor": run["wall_s"] / floor if floor else None,
     }
 
 
@@ -276,6 +328,8 @@ def run_one(
         "max_rhat": d.max_rhat,
         "divergences": d.divergences,
         "reliable": d.reliable,
+        "jax_platform": result.tree.attrs["jax_platform"],
+        "numpyro_chain_method": result.tree.attrs["numpyro_chain_method"],
         "leapfrog": dict(result.leapfrog_steps),
         "leapfrog_steps": result.leapfrog_steps["draws"],
         "centring": result.centring.summary(),
@@ -290,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--gradients-only", action="store_true", help="re-measure gradients")
+    parser.add_argument(
+        "--gradients",
+        nargs="+",
+        choices=GRADIENT_MODES,
+        default=list(GRADIENT_MODES),
+        help="PyTensor backends whose gradient is timed (a GPU run needs jax only)",
+    )
     parser.add_argument(
         "--sampler-seeds",
         nargs="+",
@@ -312,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             {
                 "command": command,
-                "machine": {"cores": available_cores()},
+                "machine": {"cores": available_cores(), "jax_platform": jax_platform()},
                 "versions": package_versions(),
                 "runs": runs,
                 "agreement": agreements(runs),
@@ -322,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.sampler_seeds:
         for size in args.sizes:
-            grads = gradients(size)
+            grads = gradients(size, modes=tuple(args.gradients))
             for backend in args.backends:
                 for chain_seed in args.sampler_seeds:
                     print(f"{size} x {backend}, seed {chain_seed} ...", file=sys.stderr, flush=True)
@@ -340,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.gradients_only:
         for size in args.sizes:
-            grads = gradients(size)
+            grads = gradients(size, modes=tuple(args.gradients))
             stored = [
                 _with_floor(r, grads) if r["size"] == size and "leapfrog" in r else r
                 for r in stored
@@ -349,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = [r for r in stored if not (r["size"] in args.sizes and r["backend"] in args.backends)]
     for size in args.sizes:
-        grads = gradients(size)
+        grads = gradients(size, modes=tuple(args.gradients))
         for backend in args.backends:
             print(f"{size} x {backend} ...", file=sys.stderr, flush=True)
             r = run_one(size, backend, grads)

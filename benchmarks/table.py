@@ -24,6 +24,7 @@ COLUMNS = [
     ("grad_numba_ms", "grad ms (numba)", "{:.3f}"),
     ("grad_c_ms", "grad ms (C)", "{:.3f}"),
     ("grad_jax_ms", "grad ms (JAX)", "{:.3f}"),
+    ("grad_jax_4chains_ms", "grad ms (JAX, 4 chains at once)", "{:.3f}"),
     ("grad_numba_pointwise_ms", "grad ms (numba, row-by-row)", "{:.3f}"),
     ("grad_numba_plain_ms", "grad ms (numba, first model)", "{:.3f}"),
     ("gradient_floor_s", "gradient floor s", "{:.1f}"),

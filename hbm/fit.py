@@ -286,8 +286,10 @@ def run_nuts(
         )
         patch_nutpie_idata(dt, model, sampling_time=time.perf_counter() - t0)
         return dt
+    extra: dict[str, Any] = {}
     if cfg.backend == "numpyro":
         register_jax()
+        extra["nuts"] = {"chain_method": numpyro_chain_method(chains)}
     out: xr.DataTree = pm.sample(
         model=model,
         nuts_sampler=cfg.backend,
@@ -299,8 +301,29 @@ def run_nuts(
         progressbar=progressbar,
         discard_tuned_samples=False,
         **backend_kwargs(cfg, chains),
+        **extra,
     )
     return out
+
+
+def numpyro_chain_method(chains: int) -> str:
+    """How numpyro runs ``chains`` chains: ``"parallel"`` with a JAX device per chain (the CPU,
+    see ``XLA_HOST_DEVICES``), else ``"vectorized"`` (one GPU: the chains share each gradient
+    call instead of running one after another)."""
+    import jax
+
+    return "parallel" if jax.local_device_count() >= chains else "vectorized"
+
+
+def jax_platform() -> str:
+    """JAX's default device (``"cpu"``, or the accelerator's kind); ``"not started"`` when JAX
+    has not been imported, so that asking never starts it."""
+    if "jax" not in sys.modules:
+        return "not started"
+    import jax
+
+    device = jax.devices()[0]
+    return "cpu" if device.platform == "cpu" else f"{device.platform}: {device.device_kind}"
 
 
 def sample(
@@ -556,6 +579,10 @@ def fit(
             None if pilot is None else dict(zip(design.features, pilot.tau.tolist(), strict=True))
         ),
         "nuts_sampler": cfg.backend,
+        "jax_platform": jax_platform() if cfg.backend == "numpyro" else "not used",
+        "numpyro_chain_method": numpyro_chain_method(cfg.chains)
+        if cfg.backend == "numpyro"
+        else "not used",
         "sampled_likelihood": sampled_form,
         "seed": cfg.seed,
         "sampler_config": json.dumps(asdict(cfg)),

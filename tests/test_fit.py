@@ -60,6 +60,7 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     attrs = tree.attrs
     assert attrs["nuts_sampler"] == "nutpie"
     assert attrs["sampled_likelihood"] == "fused"
+    assert attrs["jax_platform"] == attrs["numpyro_chain_method"] == "not used"
     assert attrs["seed"] == 5
     assert attrs["data_sha256"] == diary.sha256
     assert json.loads(attrs["priors_json"])["variables"][0]["key"] == "screen_hours"
@@ -75,6 +76,16 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     steps = json.loads(attrs["leapfrog_steps"])
     assert steps == result.leapfrog_steps
     assert min(steps["pilot"], steps["warmup"], steps["draws"]) > 0
+
+
+def test_numpyro_runs_chains_in_parallel_only_with_a_device_per_chain():
+    # the CPU shows XLA_HOST_DEVICES devices (hbm.fit sets the flag before JAX starts); one GPU
+    # shows one device, and its chains share each gradient call instead of queueing
+    from hbm.fit import XLA_HOST_DEVICES, numpyro_chain_method
+
+    assert numpyro_chain_method(4) == "parallel"
+    assert numpyro_chain_method(XLA_HOST_DEVICES) == "parallel"
+    assert numpyro_chain_method(XLA_HOST_DEVICES + 1) == "vectorized"
 
 
 def test_draws_follow_the_recorded_centring(small_fit):
