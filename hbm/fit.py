@@ -24,7 +24,7 @@ import xarray as xr
 
 from hbm.errors import FitError
 from hbm.features import Design
-from hbm.likelihood import register_jax
+from hbm.likelihood import Layout, register_jax
 from hbm.model import (
     FUSED_DATA,
     Centring,
@@ -546,7 +546,9 @@ def fit(
     cen = choose_centring(design, priors, first)
     # sampled with the fused likelihood (4x cheaper gradients), read out with the pointwise one
     sampled_form: Likelihood = "fused"
-    model = build_model(design, priors, pooling, cen, likelihood=sampled_form)
+    # numba reads the exposures block by block, JAX (numpyro) as one (feature, obs) matrix
+    layout: Layout = "feature" if cfg.backend == "numpyro" else "blocked"
+    model = build_model(design, priors, pooling, cen, likelihood=sampled_form, layout=layout)
     compiled = None
     if cfg.backend == "nutpie":
         t1 = time.perf_counter()
@@ -584,6 +586,7 @@ def fit(
         if cfg.backend == "numpyro"
         else "not used",
         "sampled_likelihood": sampled_form,
+        "exposure_layout": layout,
         "seed": cfg.seed,
         "sampler_config": json.dumps(asdict(cfg)),
         "priors_json": priors.document,

@@ -2,9 +2,9 @@
 
 ``segment_logp(x_t, y, offsets, w, a)`` is the sum over rows ``i`` of
 ``y_i eta_i - log(1 + exp(eta_i))`` with ``eta_i = a[u] + x_i . w[u]``, where the rows are sorted
-by user and user ``u`` owns rows ``offsets[u]:offsets[u + 1]``; ``x_t`` is ``x`` transposed,
-``(feature, obs)``. The operation returns the gradients in ``w`` and ``a`` beside the value, so
-NUTS gets both from one pass over the data.
+by user and user ``u`` owns rows ``offsets[u]:offsets[u + 1]``; ``x_flat`` is ``x`` flattened in
+one of two layouts (``flat_exposures``). The operation returns the gradients in ``w`` and ``a``
+beside the value, so NUTS gets both from one pass over the data.
 
 It exists for speed only; ``hbm.model`` uses it for sampling and keeps the row-by-row likelihood
 for log-likelihood values and predictive draws. A test checks that both give one log density and
@@ -12,7 +12,10 @@ gradient. Why it is faster than PyTensor's graph of the same sum (0.27 against 1
 on the medium benchmark): the exponential and logarithm are evaluated by polynomials that the
 compiler vectorizes (numba's ``np.exp``/``np.log1p`` call scalar libm), one exponential serves
 both the log-mass and the gradient, and each block of rows is read once for the linear predictor
-and once, still in cache, for the gradient.
+and once, still in cache, for the gradient. In the ``"blocked"`` layout (numba's) each block's
+exposures lie in one contiguous run of memory, which the processor streams well once the diary
+outgrows its caches; JAX gets the ``"feature"`` layout, ``(feature, obs)`` flattened, which it reads
+without a gather.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import inspect
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numba
 import numpy as np
@@ -109,25 +112,78 @@ def _block(
     return lp, gsum
 
 
+Layout = Literal["blocked", "feature"]
+LAYOUTS: tuple[Layout, ...] = ("blocked", "feature")
+
+
+def flat_exposures(x: np.ndarray, offsets: np.ndarray, layout: Layout = "blocked") -> np.ndarray:
+    """Exposures flattened in the layout ``segment_logp_grad`` reads.
+
+    The kernel walks each user's rows in blocks of at most ``BLOCK``. ``"blocked"``: block
+    ``(start, n)`` (rows ``start:start + n``) occupies ``[start * F, (start + n) * F)``, feature
+    after feature, one contiguous run of memory per block instead of ``F`` runs far apart (numba's
+    kernel, 19-23% faster at 250,000-500,000 rows; BENCHMARKS.md). ``"feature"``: ``x.T`` flattened,
+    ``(feature, obs)`` (JAX's version reshapes it instead of gathering).
+
+    Parameters
+    ----------
+    x
+        ``(obs, feature)``, rows sorted by user.
+    offsets
+        ``(user + 1,)``: user ``u`` owns rows ``offsets[u]:offsets[u + 1]``.
+    layout
+        ``"blocked"`` or ``"feature"``.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "feature":
+        return np.ascontiguousarray(x.T).ravel()
+    n_obs, n_feat = x.shape
+    out = np.empty(n_obs * n_feat, dtype=x.dtype)
+    out[_block_positions(np, np.asarray(offsets), n_obs, n_feat)] = x.T
+    return out
+
+
+def _block_positions(xp: Any, offsets: Any, n_obs: int, n_feat: int) -> Any:
+    """``(feature, obs)`` positions of ``x`` in the blocked layout; ``xp``: numpy or jax.numpy."""
+    counts = xp.diff(offsets)
+    # jax.numpy needs the output length up front (a traced ``counts``); numpy has no such argument
+    length = {} if xp is np else {"total_repeat_length": n_obs}
+    user = xp.repeat(xp.arange(counts.shape[0]), counts, **length)
+    rows = xp.arange(n_obs)
+    first = offsets[:-1][user]
+    start = first + ((rows - first) // BLOCK) * BLOCK
+    n = xp.minimum(BLOCK, offsets[1:][user] - start)
+    return start * n_feat + xp.arange(n_feat)[:, None] * n + (rows - start)
+
+
 @numba.njit(fastmath=True, error_model="numpy", cache=True)
 def segment_logp_grad(
-    x_t: np.ndarray, y: np.ndarray, offsets: np.ndarray, w: np.ndarray, a: np.ndarray
+    x_flat: np.ndarray,
+    y: np.ndarray,
+    offsets: np.ndarray,
+    w: np.ndarray,
+    a: np.ndarray,
+    blocked: bool = True,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Log-likelihood of rows grouped by user, and its gradients in ``w`` and ``a``.
 
     Parameters
     ----------
-    x_t
-        Exposures, ``(feature, obs)``, rows sorted by user.
+    x_flat
+        Exposures, rows sorted by user, ``(obs * feature,)`` in ``flat_exposures``' layout.
     y
         Outcomes 0/1, ``(obs,)``, same order.
     offsets
         ``(user + 1,)``: user ``u`` owns rows ``offsets[u]:offsets[u + 1]``.
     w, a
         Weights ``(user, feature)`` and intercepts ``(user,)``.
+    blocked
+        ``x_flat``'s layout is ``"blocked"`` (else ``"feature"``).
     """
-    n_feat = x_t.shape[0]
+    n_feat = w.shape[1]
     n_users = a.shape[0]
+    n_obs = y.shape[0]
     gw = np.zeros((n_users, n_feat))
     ga = np.zeros(n_users)
     eta = np.empty(BLOCK)
@@ -138,18 +194,20 @@ def segment_logp_grad(
     for u in range(n_users):
         for start in range(offsets[u], offsets[u + 1], BLOCK):
             n = min(BLOCK, offsets[u + 1] - start)
+            # feature f of the block starts at base + f * stride
+            base, stride = (start * n_feat, n) if blocked else (start, n_obs)
             for i in range(n):
                 eta[i] = a[u]
             for f in range(n_feat):
                 wf = w[u, f]
-                xf = x_t[f, start : start + n]
+                xf = x_flat[base + f * stride : base + f * stride + n]
                 for i in range(n):
                     eta[i] += wf * xf[i]
             block_lp, block_g = _block(eta, y[start : start + n], q, bits, g, n)
             lp += block_lp
             ga[u] += block_g
             for f in range(n_feat):
-                xf = x_t[f, start : start + n]
+                xf = x_flat[base + f * stride : base + f * stride + n]
                 acc = 0.0
                 for i in range(n):
                     acc += g[i] * xf[i]
@@ -166,29 +224,38 @@ _SOURCE_KEY = zlib.crc32(
 
 
 class SegmentBernoulliLogit(Op):
-    """``(logp, dlogp/dw, dlogp/da)`` of ``segment_logp_grad`` as a PyTensor operation."""
+    """``(logp, dlogp/dw, dlogp/da)`` of ``segment_logp_grad`` as a PyTensor operation, for
+    exposures in ``layout`` (``flat_exposures``)."""
 
-    __props__ = ()
+    __props__ = ("layout",)
+
+    def __init__(self, layout: Layout = "blocked") -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.layout = layout
 
     def make_node(self, *args: Any) -> Apply:
-        """Inputs ``x_t, y, offsets, w, a`` (see ``segment_logp_grad``), cast to their dtypes.
+        """Inputs ``x_flat, y, offsets, w, a`` (see ``segment_logp_grad``), cast to their dtypes.
 
-        The data ``x_t`` and ``y`` may be float32 (``hbm.model`` stores them so: half the memory
+        The data ``x_flat`` and ``y`` may be float32 (``hbm.model`` stores them so: half the memory
         each gradient reads); the parameters and every sum are float64.
         """
         if len(args) != 5:
-            raise TypeError(f"expected 5 inputs (x_t, y, offsets, w, a), got {len(args)}")
+            raise TypeError(f"expected 5 inputs (x_flat, y, offsets, w, a), got {len(args)}")
         tensors = [pt.as_tensor_variable(v) for v in args]
         dtypes = [v.dtype if v.dtype in ("float32", "float64") else "float64" for v in tensors[:2]]
         dtypes += ["int64", "float64", "float64"]
         inputs = [pt.cast(v, d) for v, d in zip(tensors, dtypes, strict=True)]
-        x_t, y, offsets, w, a = inputs
-        if (x_t.ndim, y.ndim, offsets.ndim, w.ndim, a.ndim) != (2, 1, 1, 2, 1):
-            raise TypeError("expected x_t (feature, obs), y (obs,), offsets, w (user, feature), a")
+        x_flat, y, offsets, w, a = inputs
+        if (x_flat.ndim, y.ndim, offsets.ndim, w.ndim, a.ndim) != (1, 1, 1, 2, 1):
+            raise TypeError(
+                "expected x_flat (obs * feature,), y (obs,), offsets, w (user, feature), a"
+            )
         return Apply(self, inputs, [pt.dscalar(), w.type(), a.type()])
 
     def perform(self, node: Apply, inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
-        lp, gw, ga = segment_logp_grad(*inputs)
+        x_flat, y, offsets, w, a = inputs
+        lp, gw, ga = segment_logp_grad(x_flat, y, offsets, w, a, self.layout == "blocked")
         outputs[0][0] = np.asarray(lp)
         outputs[1][0] = gw
         outputs[2][0] = ga
@@ -214,18 +281,22 @@ class SegmentBernoulliLogit(Op):
 segment_bernoulli_logit = SegmentBernoulliLogit()
 
 
-def segment_logp(x_t: Any, y: Any, offsets: Any, w: Any, a: Any) -> pt.TensorVariable:
+def segment_logp(
+    x_flat: Any, y: Any, offsets: Any, w: Any, a: Any, layout: Layout = "blocked"
+) -> pt.TensorVariable:
     """The log-likelihood of ``segment_logp_grad`` as a PyTensor scalar (its gradient fused)."""
-    outputs: Any = segment_bernoulli_logit(x_t, y, offsets, w, a)
+    outputs: Any = SegmentBernoulliLogit(layout)(x_flat, y, offsets, w, a)
     logp: pt.TensorVariable = outputs[0]
     return logp
 
 
 @numba_basic.register_funcify_default_op_cache_key(SegmentBernoulliLogit)
 def _numba_segment_bernoulli_logit(op: SegmentBernoulliLogit, **kwargs: Any) -> Any:
+    blocked = op.layout == "blocked"
+
     @numba_basic.numba_njit
-    def fused(x_t, y, offsets, w, a):  # type: ignore[no-untyped-def]
-        lp, gw, ga = segment_logp_grad(x_t, y, offsets, w, a)
+    def fused(x_flat, y, offsets, w, a):  # type: ignore[no-untyped-def]
+        lp, gw, ga = segment_logp_grad(x_flat, y, offsets, w, a, blocked)
         return np.asarray(lp), gw, ga
 
     return fused, _SOURCE_KEY
@@ -242,11 +313,14 @@ def register_jax() -> None:
 
     @jax_funcify.register(SegmentBernoulliLogit)
     def _jax_segment_bernoulli_logit(op: SegmentBernoulliLogit, **kwargs: Any) -> Any:
-        def fused(x_t, y, offsets, w, a):  # type: ignore[no-untyped-def]
-            n_users = a.shape[0]
-            user = jnp.repeat(
-                jnp.arange(n_users), jnp.diff(offsets), total_repeat_length=x_t.shape[1]
-            )
+        def fused(x_flat, y, offsets, w, a):  # type: ignore[no-untyped-def]
+            n_users, n_feat = w.shape
+            n_obs = y.shape[0]
+            if op.layout == "feature":
+                x_t = x_flat.reshape(n_feat, n_obs)
+            else:  # a gather on every call: 3x the gradient's time on the CPU (large)
+                x_t = x_flat[_block_positions(jnp, offsets, n_obs, n_feat)]
+            user = jnp.repeat(jnp.arange(n_users), jnp.diff(offsets), total_repeat_length=n_obs)
             eta = a[user] + jnp.sum(x_t * w[user].T, axis=0)
             lp = jnp.sum(y * eta - jax.nn.softplus(eta))
             g = y - jax.nn.sigmoid(eta)

@@ -35,7 +35,7 @@ import pytensor.tensor as pt
 
 from hbm.errors import FitError
 from hbm.features import Design
-from hbm.likelihood import segment_logp
+from hbm.likelihood import Layout, flat_exposures, segment_logp
 from hbm.priors import Priors
 
 Pooling = Literal["partial", "none", "complete"]
@@ -230,6 +230,7 @@ def build_model(
     pooling: Pooling = "partial",
     centring: Centring | None = None,
     likelihood: Likelihood = "pointwise",
+    layout: Layout = "blocked",
 ) -> pm.Model:
     """Build the PyMC model of a design.
 
@@ -248,6 +249,9 @@ def build_model(
         ``"pointwise"``: the outcome ``y`` is a random variable (log-likelihood per row,
         predictive draws, SBC). ``"fused"``: the same log density as one ``Potential``
         (``hbm.likelihood``), 4x faster a gradient; for sampling only, it has no ``y``.
+    layout
+        With the fused likelihood, how the exposures are stored (``hbm.likelihood.flat_exposures``):
+        ``"blocked"`` for numba (nutpie, PyMC's NUTS), ``"feature"`` for JAX (numpyro).
 
     Returns
     -------
@@ -305,11 +309,12 @@ def build_model(
         if likelihood == "fused":
             order, offsets = rows_by_user(design)
             logp = segment_logp(
-                _float32_data("x_by_user", design.x[order].T),
+                _float32_data("x_by_user", flat_exposures(design.x[order], offsets, layout)),
                 _float32_data("y_by_user", design.y[order]),
                 pm.Data("user_offsets", offsets),
                 w,
                 a,
+                layout,
             )
             pm.Potential("loglik", logp)
         else:

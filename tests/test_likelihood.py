@@ -7,7 +7,15 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from hbm.likelihood import BLOCK, register_jax, segment_bernoulli_logit, segment_logp_grad
+from hbm.likelihood import (
+    BLOCK,
+    LAYOUTS,
+    SegmentBernoulliLogit,
+    flat_exposures,
+    register_jax,
+    segment_bernoulli_logit,
+    segment_logp_grad,
+)
 
 
 def reference(x_t, y, offsets, w, a):
@@ -17,6 +25,25 @@ def reference(x_t, y, offsets, w, a):
     gw = np.zeros_like(w)
     np.add.at(gw, user, resid[:, None] * x_t.T)
     return float(np.sum(y * eta - np.logaddexp(0.0, eta))), gw, np.bincount(user, resid, len(a))
+
+
+def flat(x_t, y, offsets, w, a, layout):
+    """The kernel's arguments, the exposures flattened in ``layout``."""
+    return flat_exposures(x_t.T, offsets, layout), y, offsets, w, a, layout == "blocked"
+
+
+def test_blocked_layout_stores_each_block_feature_by_feature():
+    # users of 3 and BLOCK + 2 rows: blocks (0, 3), (3, BLOCK), (3 + BLOCK, 2); 2 features
+    offsets = np.array([0, 3, 5 + BLOCK])
+    n = int(offsets[-1])
+    x = np.stack([np.arange(n), 1000 + np.arange(n)], axis=1).astype(float)
+    expected = []
+    for start, size in ((0, 3), (3, BLOCK), (3 + BLOCK, 2)):
+        expected += [x[start : start + size, 0], x[start : start + size, 1]]
+    np.testing.assert_array_equal(flat_exposures(x, offsets, "blocked"), np.concatenate(expected))
+    np.testing.assert_array_equal(flat_exposures(x, offsets, "feature"), x.T.ravel())
+    with pytest.raises(ValueError, match="layout"):
+        flat_exposures(x, offsets, "rows")
 
 
 def case(counts, n_feat=3, scale=1.0, seed=0):
@@ -35,10 +62,11 @@ def case(counts, n_feat=3, scale=1.0, seed=0):
     [[5], [0, 7, 0, 3], [BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 17], [1, 1, 1]],
 )
 @pytest.mark.parametrize("scale", [0.3, 5.0, 300.0])
-def test_kernel_matches_numpy(counts, scale):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_kernel_matches_numpy(counts, scale, layout):
     """Users with no rows, blocks split mid-user, and predictors far in both tails."""
     args = case(counts, scale=scale)
-    lp, gw, ga = segment_logp_grad(*args)
+    lp, gw, ga = segment_logp_grad(*flat(*args, layout))
     lp0, gw0, ga0 = reference(*args)
     assert lp == pytest.approx(lp0, rel=1e-13, abs=1e-10)
     np.testing.assert_allclose(gw, gw0, rtol=1e-11, atol=1e-11)
@@ -49,7 +77,7 @@ def test_kernel_matches_numpy(counts, scale):
 @pytest.mark.parametrize("y", [0.0, 1.0])
 def test_single_row_in_the_tails(eta, y):
     lp, _, ga = segment_logp_grad(
-        np.zeros((1, 1)), np.array([y]), np.array([0, 1]), np.zeros((1, 1)), np.array([eta])
+        np.zeros(1), np.array([y]), np.array([0, 1]), np.zeros((1, 1)), np.array([eta])
     )
     expected = -np.logaddexp(0.0, -eta if y else eta)  # log sigmoid(+-eta), without cancelling
     assert np.isfinite(lp)
@@ -58,9 +86,10 @@ def test_single_row_in_the_tails(eta, y):
     assert ga[0] == pytest.approx(y - np.exp(-np.logaddexp(0.0, -eta)), rel=1e-12, abs=1e-15)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("mode", ["NUMBA", "FAST_COMPILE", "JAX"])
-def test_op_value_and_gradient(mode, dtype):
+def test_op_value_and_gradient(mode, dtype, layout):
     """The Op under PyTensor's numba backend, its Python fallback and JAX give the reference,
     with float64 data and with float32 data (as ``hbm.model`` stores them)."""
     if mode == "JAX":
@@ -68,7 +97,8 @@ def test_op_value_and_gradient(mode, dtype):
     x_t, y, offsets, w0, a0 = case([40, 0, 700, 3], seed=2)
     x_t, y = x_t.astype(dtype), y.astype(dtype)
     w, a = pt.dmatrix("w"), pt.dvector("a")
-    lp = segment_bernoulli_logit(x_t, y, offsets, w, a)[0]
+    op = SegmentBernoulliLogit(layout)
+    lp = op(flat_exposures(x_t.T, offsets, layout), y, offsets, w, a)[0]
     f = pytensor.function([w, a], [lp, *pt.grad(lp, [w, a])], mode=mode)
     got = f(w0, a0)
     expected = reference(x_t.astype(float), y.astype(float), offsets, w0, a0)
@@ -80,6 +110,6 @@ def test_op_value_and_gradient(mode, dtype):
 def test_second_derivatives_are_refused():
     x_t, y, offsets, _, _ = case([4])
     w, a = pt.dmatrix("w"), pt.dvector("a")
-    _, gw, _ = segment_bernoulli_logit(x_t, y, offsets, w, a)
+    _, gw, _ = segment_bernoulli_logit(flat_exposures(x_t.T, offsets), y, offsets, w, a)
     with pytest.raises(NotImplementedError, match="second derivatives"):
         pt.grad(gw.sum(), w)

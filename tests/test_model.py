@@ -177,11 +177,12 @@ def test_fused_model_under_jax_autodiff_matches_numba(design, small_priors):
     from hbm.likelihood import register_jax
 
     register_jax()
-    model = build_model(design, small_priors, likelihood="fused")
+    model = build_model(design, small_priors, likelihood="fused")  # blocked layout, numba's
+    jax_model = build_model(design, small_priors, likelihood="fused", layout="feature")  # numpyro's
     rng = np.random.default_rng(4)
     point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
-    values = [point[v.name] for v in model.value_vars]
-    logp = get_jaxified_logp(model)  # PyMC: negative_logp=True gives the log density itself
+    values = [point[v.name] for v in jax_model.value_vars]
+    logp = get_jaxified_logp(jax_model)  # PyMC: negative_logp=True gives the log density itself
     value, grads = jax.value_and_grad(logp)(values)
     assert float(value) == pytest.approx(float(model.compile_logp()(point)), rel=1e-12)
     expected = model.compile_dlogp()(point)
