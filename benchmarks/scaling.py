@@ -49,6 +49,9 @@ def fit_once(users: int) -> dict[str, Any]:
         "users": users,
         "rows": design.n_obs,
         "wall_s": wall,
+        "compile_s": result.timings.get("compile_s", 0.0),
+        # above hbm.fit.PILOT_MAX_USERS users the pilot is a model of its own, compiled apart
+        "pilot_compile_s": result.timings.get("pilot_compile_s", 0.0),
         "pilot_s": result.timings.get("pilot_s", 0.0),
         "sampling_s": result.timings["sampling_s"],
         "min_ess_bulk": result.diagnostics.min_ess_bulk,

@@ -148,6 +148,19 @@ def select_rows(design: Design, keep: np.ndarray) -> Design:
     )
 
 
+def select_users(design: Design, users: np.ndarray) -> Design:
+    """The rows of the users at positions ``users`` (in ``design.users`` order), re-indexed."""
+    chosen = np.unique(np.asarray(users, dtype=np.int64))
+    position = np.full(len(design.users), -1, dtype=np.int64)
+    position[chosen] = np.arange(len(chosen))
+    kept = select_rows(design, position[design.user_index] >= 0)
+    return replace(
+        kept,
+        user_index=position[kept.user_index],
+        users=tuple(design.users[i] for i in chosen),
+    )
+
+
 def day_rank(design: Design) -> tuple[np.ndarray, np.ndarray]:
     """Each row's position (0-based, by date) among its user's rows, and that user's row count."""
     frame = pd.DataFrame({"u": design.user_index, "d": design.dates})

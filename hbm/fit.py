@@ -23,7 +23,7 @@ import pymc as pm
 import xarray as xr
 
 from hbm.errors import FitError
-from hbm.features import Design
+from hbm.features import Design, select_users
 from hbm.likelihood import Layout, register_jax
 from hbm.model import (
     FUSED_DATA,
@@ -426,6 +426,19 @@ PILOT_QUANTILE = 0.01
 #: Pilot length, 2 chains x (tune + draws). On medium (benchmarks), 150 + 150 gives spreads within
 #: 0.03 of a 300 + 300 pilot's in 60% of its time.
 PILOT_CHAINS, PILOT_TUNE, PILOT_DRAWS = 2, 150, 150
+#: The pilot reads the spreads (population parameters) from at most this many users, a random
+#: subset fixed by the fit's seed, so that its cost stops growing with the cohort: at 500 users x
+#: 1000 days it took 65 of a 208 s fit (benchmarks/scaling.py).
+PILOT_MAX_USERS = 100
+
+
+def pilot_design(design: Design, seed: int) -> Design:
+    """``design``, or a seeded random ``PILOT_MAX_USERS`` of its users when it has more."""
+    n_users = len(design.users)
+    if n_users <= PILOT_MAX_USERS:
+        return design
+    rng = np.random.default_rng(seed)
+    return select_users(design, rng.choice(n_users, PILOT_MAX_USERS, replace=False))
 
 
 def pilot_spreads(
@@ -555,7 +568,17 @@ def fit(
         compiled = compile_nutpie(model)
         timings["compile_s"] = time.perf_counter() - t1
     if use_pilot:
-        pilot = pilot_spreads(model, design, cfg, compiled)
+        sub = pilot_design(design, cfg.seed)
+        if sub is design:  # the same model, compiled once, sampled twice
+            pilot = pilot_spreads(model, design, cfg, compiled)
+        else:
+            t1 = time.perf_counter()
+            sub_cen = choose_centring(sub, priors, "noncentred")
+            sub_model = build_model(sub, priors, pooling, sub_cen, sampled_form, layout)
+            sub_compiled = compile_nutpie(sub_model) if cfg.backend == "nutpie" else None
+            t2 = time.perf_counter()
+            pilot = pilot_spreads(sub_model, sub, cfg, sub_compiled)
+            timings["pilot_compile_s"] = t2 - t1
         timings["pilot_s"] = pilot.seconds
         cen = choose_centring(design, priors, "auto", tau=pilot.tau, sigma_a=pilot.sigma_a)
         centring_data = {"centring_z": cen.weights, "centring_za": cen.intercepts}
@@ -577,6 +600,7 @@ def fit(
         "centring_rule": cen.rule,
         "centring_summary": json.dumps(cen.summary()),
         "pilot_quantile": PILOT_QUANTILE,
+        "pilot_users": json.dumps(None if pilot is None else list(sub.users)),
         "pilot_tau_quantile": json.dumps(
             None if pilot is None else dict(zip(design.features, pilot.tau.tolist(), strict=True))
         ),

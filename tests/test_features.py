@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from hbm.diary import validate_frame
-from hbm.features import exposure_prevalence, exposures, impact
+from hbm.features import exposure_prevalence, exposures, impact, select_users
 
 from .conftest import small_diary_frame
 
@@ -78,3 +78,15 @@ def test_user_index_and_prevalence(small_priors):
     prev = exposure_prevalence(design)
     assert prev["screen_hours"] == 0.0  # 2-5 h: exposure at most 1/6, below 0.5
     assert set(prev) == set(design.features)
+
+
+def test_select_users_keeps_their_rows_and_reindexes(small_priors):
+    design = exposures(_diary(small_priors, small_diary_frame(n_users=4, n_days=3)), small_priors)
+    sub = select_users(design, np.array([3, 1]))
+    assert sub.users == ("p1", "p3")  # in the design's order, whatever order they were asked in
+    np.testing.assert_array_equal(sub.user_index, [0, 0, 0, 1, 1, 1])
+    for j, user in enumerate(sub.users):
+        rows = design.user_index == design.users.index(user)
+        np.testing.assert_array_equal(sub.x[sub.user_index == j], design.x[rows])
+        np.testing.assert_array_equal(sub.y[sub.user_index == j], design.y[rows])
+    assert sub.centering == design.centering

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,22 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     steps = json.loads(attrs["leapfrog_steps"])
     assert steps == result.leapfrog_steps
     assert min(steps["pilot"], steps["warmup"], steps["draws"]) > 0
+
+
+def test_pilot_reads_a_seeded_subset_of_a_large_cohort(small_priors_module, monkeypatch):
+    fit_module = sys.modules["hbm.fit"]  # the module: ``hbm.fit`` is also the function
+    diary, _ = _truncated_cohort(small_priors_module)
+    design = exposures(diary, small_priors_module)
+    assert fit_module.pilot_design(design, seed=1) is design  # 8 users: all of them
+    monkeypatch.setattr(fit_module, "PILOT_MAX_USERS", 3)
+    first, again = fit_module.pilot_design(design, 1), fit_module.pilot_design(design, 1)
+    assert len(first.users) == 3 and first.users == again.users
+    assert set(first.users) <= set(design.users)
+    cfg = SamplerConfig(chains=2, tune=100, draws=100, seed=1, progressbar=False)
+    result = fit(design, small_priors_module, cfg)
+    assert json.loads(result.tree.attrs["pilot_users"]) == list(first.users)
+    assert result.timings["pilot_compile_s"] > 0
+    assert result.tree["posterior"]["w"].sizes["user"] == len(design.users)
 
 
 def test_numpyro_runs_chains_in_parallel_only_with_a_device_per_chain():
