@@ -15,11 +15,10 @@ draws, posterior means with their Monte Carlo errors (``agreement`` compares bac
 time of one log-density-and-gradient evaluation under PyTensor's numba (nutpie's and PyMC's
 default), C (``cvm`` linker) and JAX (numpyro's, also for four chains in one call) backends: median
 of repeated calls at the initial point, for the model as sampled (fused likelihood); ``_pointwise``
-and ``_plain`` gradient columns
-time the same density with PyTensor's row-by-row graph and the model as first written. The
-gradient floor is ``gradient time x gradient evaluations / chains run in parallel``
-(``_with_floor``). ``--gradients-only`` re-measures the gradient columns of the stored runs of the
-given sizes without refitting.
+and ``_plain`` gradient columns time the same density with PyTensor's row-by-row graph and the
+model as first written. The gradient floor is ``gradient time x gradient evaluations / chains run
+in parallel`` (``_with_floor``). ``--gradients-only`` re-measures the gradient columns of the
+stored runs of the given sizes without refitting; ``--gradients`` picks the backends timed.
 """
 
 from __future__ import annotations

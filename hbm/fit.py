@@ -567,8 +567,10 @@ def fit(
         t1 = time.perf_counter()
         compiled = compile_nutpie(model)
         timings["compile_s"] = time.perf_counter() - t1
+    pilot_users: list[str] | None = None
     if use_pilot:
         sub = pilot_design(design, cfg.seed)
+        pilot_users = list(sub.users)
         if sub is design:  # the same model, compiled once, sampled twice
             pilot = pilot_spreads(model, design, cfg, compiled)
         else:
@@ -600,7 +602,7 @@ def fit(
         "centring_rule": cen.rule,
         "centring_summary": json.dumps(cen.summary()),
         "pilot_quantile": PILOT_QUANTILE,
-        "pilot_users": json.dumps(None if pilot is None else list(sub.users)),
+        "pilot_users": json.dumps(pilot_users),
         "pilot_tau_quantile": json.dumps(
             None if pilot is None else dict(zip(design.features, pilot.tau.tolist(), strict=True))
         ),
