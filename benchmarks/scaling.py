@@ -2,7 +2,7 @@
 
 Cohorts of ``users x 1000 days x 12 features`` (``hbm.simulate``, heterogeneity 0.5, seed 7),
 from 10 users (10,000 rows) to 500 (500,000 rows). Every fit uses the same short sampler, 2 chains
-x 300 tune + 300 draws, so that the sweep stays within half an hour on 2 cores (8 minutes here):
+x 300 tune + 300 draws, so that the sweep stays within half an hour on 2 cores (6 minutes here):
 the question is how the cost grows with rows, not how good one fit is. Each fit runs in its own
 process so that its peak resident memory can be read. The slope is the least-squares slope of
 log(wall time) on log(rows): 1 is linear.
