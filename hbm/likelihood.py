@@ -116,6 +116,11 @@ Layout = Literal["blocked", "feature"]
 LAYOUTS: tuple[Layout, ...] = ("blocked", "feature")
 
 
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
 def flat_exposures(x: np.ndarray, offsets: np.ndarray, layout: Layout = "blocked") -> np.ndarray:
     """Exposures flattened in the layout ``segment_logp_grad`` reads.
 
@@ -134,8 +139,7 @@ def flat_exposures(x: np.ndarray, offsets: np.ndarray, layout: Layout = "blocked
     layout
         ``"blocked"`` or ``"feature"``.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    _check_layout(layout)
     if layout == "feature":
         return np.ascontiguousarray(x.T).ravel()
     n_obs, n_feat = x.shape
@@ -230,8 +234,7 @@ class SegmentBernoulliLogit(Op):
     __props__ = ("layout",)
 
     def __init__(self, layout: Layout = "blocked") -> None:
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        _check_layout(layout)
         self.layout = layout
 
     def make_node(self, *args: Any) -> Apply:

@@ -35,7 +35,7 @@ import pytensor.tensor as pt
 
 from hbm.errors import FitError
 from hbm.features import Design
-from hbm.likelihood import Layout, flat_exposures, segment_logp
+from hbm.likelihood import LAYOUTS, Layout, flat_exposures, segment_logp
 from hbm.priors import Priors
 
 Pooling = Literal["partial", "none", "complete"]
@@ -262,6 +262,8 @@ def build_model(
     """
     if pooling not in POOLINGS:
         raise FitError(f"pooling '{pooling}' is unknown; expected one of {POOLINGS}")
+    if layout not in LAYOUTS:
+        raise FitError(f"layout '{layout}' is unknown; expected one of {LAYOUTS}")
     if design.features != priors.keys:
         raise FitError(
             f"design features {list(design.features)} do not match the priors' {list(priors.keys)}"

@@ -48,6 +48,8 @@ def test_pooling_variants(design, small_priors):
 def test_unknown_pooling_and_mismatched_features(design, small_priors, priors):
     with pytest.raises(FitError, match="pooling 'some'"):
         build_model(design, small_priors, "some")  # type: ignore[arg-type]
+    with pytest.raises(FitError, match="layout 'rows'"):
+        build_model(design, small_priors, likelihood="fused", layout="rows")  # type: ignore[arg-type]
     with pytest.raises(FitError, match="do not match"):
         build_model(design, priors)
 
