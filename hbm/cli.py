@@ -184,6 +184,7 @@ def sampler_config(args: argparse.Namespace) -> SamplerConfig:
         tune=args.tune,
         draws=args.draws,
         target_accept=args.target_accept,
+        max_treedepth=args.max_treedepth,
         seed=args.seed,
         progressbar=not args.no_progress,
     )
@@ -220,7 +221,8 @@ def _fit_and_export(
     print(f"fit {verdict}")
     print(
         f"max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, min tail ESS "
-        f"{d.min_ess_tail:.0f}, divergences {d.divergences}, min E-BFMI {min(d.ebfmi):.2f}"
+        f"{d.min_ess_tail:.0f}, divergences {d.divergences}, min E-BFMI {min(d.ebfmi):.2f}, "
+        f"draws at the maximum tree depth {d.max_treedepth_hits}"
     )
     print(f"wrote {out}/ ({', '.join(io.RUN_FILES)}) in {timings['total_s']:.0f} s")
     code = 3 if (args.strict and not d.reliable) else 0
@@ -444,7 +446,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         )
     print(
         f"divergences {diag['divergences']}; E-BFMI per chain "
-        f"{', '.join(f'{e:.2f}' for e in diag['ebfmi'])}"
+        f"{', '.join(f'{e:.2f}' for e in diag['ebfmi'])}; draws at the maximum tree depth "
+        f"{diag.get('max_treedepth_hits', -1)}"
     )
     names = [n for n in ("a0", "sigma_a", "mu", "tau") if n in tree["posterior"].data_vars]
     table = az.summary(tree, var_names=names, kind="diagnostics", round_to="none")
@@ -510,6 +513,12 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--draws", type=int, default=SamplerConfig.draws)
     p.add_argument("--target-accept", type=float, default=SamplerConfig.target_accept)
+    p.add_argument(
+        "--max-treedepth",
+        type=int,
+        default=SamplerConfig.max_treedepth,
+        help="longest trajectory 2^depth - 1 steps (default %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=SamplerConfig.seed)
     p.add_argument("--pooling", choices=POOLINGS, default="partial")
     p.add_argument("--parameterization", choices=PARAMETERIZATIONS, default="auto")

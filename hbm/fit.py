@@ -98,6 +98,12 @@ class SamplerConfig:
     predictive_draws: int = 500
     #: Chains run in parallel on this many cores (None: every core this process may use).
     cores: int | None = None
+    #: Longest trajectory is ``2**max_treedepth - 1`` leapfrog steps (Stan and PyMC: 10). The
+    #: draws of every benchmark cohort take at most 63 steps (depth 6); what depth 10 allowed
+    #: was early warm-up, where the step size collapses after the first divergent steps and
+    #: trajectories run to 1023 steps for a dozen iterations: at 500 users x 1000 days, 8 halved
+    #: that phase (BENCHMARKS.md). ``Diagnostics.max_treedepth_hits`` counts draws that hit it.
+    max_treedepth: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tune", self.tune_steps)
@@ -115,6 +121,8 @@ class SamplerConfig:
             problems.append(f"chains must be >= 1, got {self.chains}")
         if self.draws < 1 or self.tune_steps < 0:
             problems.append(f"draws must be >= 1 and tune >= 0, got {self.draws}, {self.tune}")
+        if not 1 <= self.max_treedepth <= 15:
+            problems.append(f"max_treedepth must be in [1, 15], got {self.max_treedepth}")
         if not 0.5 <= self.target_accept < 1.0:
             problems.append(f"target_accept must be in [0.5, 1), got {self.target_accept}")
         if problems:
@@ -132,6 +140,9 @@ class Diagnostics:
     min_ess_tail: float
     divergences: int
     ebfmi: tuple[float, ...]
+    #: Draws whose trajectory stopped at ``SamplerConfig.max_treedepth`` (-1: not reported). Not
+    #: gated: such draws are valid but cost the sampler efficiency (Stan reports them likewise).
+    max_treedepth_hits: int = -1
     per_variable: dict[str, dict[str, float]] = field(default_factory=dict)
     gate: Gate = GATE
 
@@ -164,6 +175,7 @@ def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
     min_tail = min(v["min_ess_tail"] for v in per_var.values())
     stats = dt["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    depth_hits = max_treedepth_hits(stats, dt.attrs.get("max_treedepth"))
     ebfmi = tuple(float(v) for v in np.atleast_1d(az.bfmi(dt)["energy"].values))
     reasons = []
     if not max_rhat <= gate.max_rhat:
@@ -187,9 +199,24 @@ def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
         min_ess_tail=min_tail,
         divergences=divergences,
         ebfmi=ebfmi,
+        max_treedepth_hits=depth_hits,
         per_variable=per_var,
         gate=gate,
     )
+
+
+def max_treedepth_hits(stats: xr.Dataset, max_treedepth: Any = None) -> int:
+    """Draws that stopped at the maximum tree depth, from a backend's sample statistics.
+
+    nutpie and PyMC's NUTS flag them; numpyro reports each draw's depth, compared with
+    ``max_treedepth``. -1 when neither is available.
+    """
+    for flag in ("maxdepth_reached", "reached_max_treedepth"):
+        if flag in stats:
+            return int(stats[flag].sum())
+    if "tree_depth" in stats and max_treedepth is not None:
+        return int((stats["tree_depth"] >= int(max_treedepth)).sum())
+    return -1
 
 
 def _thinned_posterior(dt: xr.DataTree, max_draws: int) -> xr.DataTree:
@@ -283,13 +310,13 @@ def run_nuts(
             save_warmup=True,
             progress_bar=progressbar,
             target_accept=cfg.target_accept,
+            maxdepth=cfg.max_treedepth,
         )
         patch_nutpie_idata(dt, model, sampling_time=time.perf_counter() - t0)
         return dt
-    extra: dict[str, Any] = {}
     if cfg.backend == "numpyro":
         register_jax()
-        extra["nuts"] = {"chain_method": numpyro_chain_method(chains)}
+    extra = {"nuts": nuts_options(cfg, chains)}
     out: xr.DataTree = pm.sample(
         model=model,
         nuts_sampler=cfg.backend,
@@ -304,6 +331,14 @@ def run_nuts(
         **extra,
     )
     return out
+
+
+def nuts_options(cfg: SamplerConfig, chains: int) -> dict[str, Any]:
+    """``pm.sample``'s ``nuts`` argument for ``cfg.backend``: the maximum tree depth under each
+    backend's name, and for numpyro how its ``chains`` chains run."""
+    if cfg.backend == "numpyro":
+        return {"chain_method": numpyro_chain_method(chains), "max_tree_depth": cfg.max_treedepth}
+    return {"max_treedepth": cfg.max_treedepth}
 
 
 def numpyro_chain_method(chains: int) -> str:
@@ -373,6 +408,8 @@ def sample(
         compiled=compiled,
     )
     timings["sampling_s"] = time.perf_counter() - t0
+    # numpyro reports each draw's depth, not whether it hit the limit: diagnose compares them
+    dt.attrs["max_treedepth"] = cfg.max_treedepth
     posterior = dt["posterior"].to_dataset()
     missing = [v.name for v in pw.deterministics if v.name not in posterior.data_vars]
     if missing:  # nutpie stores the sampled variables only (compile_nutpie)

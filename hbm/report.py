@@ -357,7 +357,8 @@ def build_report(
         '<section id="diagnostics"><h2>Diagnostics</h2>'
         f"<p>Gate: {html.escape(json.dumps(diag.get('gate', {})))}; divergences "
         f"{diag.get('divergences')}; E-BFMI per chain "
-        f"{', '.join(f'{e:.2f}' for e in diag.get('ebfmi', []))}.</p>"
+        f"{', '.join(f'{e:.2f}' for e in diag.get('ebfmi', []))}; draws at the maximum tree "
+        f"depth {diag.get('max_treedepth_hits', -1)}.</p>"
         f"{_table(diag_rows, 'diagnostics-table')}"
         + (
             "<h3>Rank plots (population variables)</h3>"

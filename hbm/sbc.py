@@ -18,7 +18,7 @@ from scipy import stats
 
 from hbm.errors import FitError
 from hbm.features import Design
-from hbm.fit import SamplerConfig, backend_kwargs
+from hbm.fit import SamplerConfig, backend_kwargs, nuts_options
 from hbm.model import build_model, choose_centring
 from hbm.priors import Priors
 
@@ -77,6 +77,7 @@ def run_sbc(
             "target_accept": cfg.target_accept,
             "progressbar": False,
             "compute_convergence_checks": False,
+            "nuts": nuts_options(cfg, cfg.chains),
             **backend_kwargs(cfg),
         },
         seed=seed,

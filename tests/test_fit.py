@@ -8,10 +8,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from scipy import stats
 
 from hbm import io
 from hbm.diary import Diary, split_by_time
+from hbm.errors import FitError
 from hbm.features import exposures
 from hbm.fit import Gate, SamplerConfig, diagnose, fit
 from hbm.posterior import CLASSES, build_exports, classify
@@ -103,6 +105,37 @@ def test_numpyro_runs_chains_in_parallel_only_with_a_device_per_chain():
     assert numpyro_chain_method(4) == "parallel"
     assert numpyro_chain_method(XLA_HOST_DEVICES) == "parallel"
     assert numpyro_chain_method(XLA_HOST_DEVICES + 1) == "vectorized"
+
+
+def test_every_backend_stops_trajectories_at_max_treedepth(small_priors_module):
+    # a depth this low binds on every draw: the limit reaches nutpie, PyMC's NUTS and numpyro,
+    # and each backend's own record of it is counted
+    diary, _ = _truncated_cohort(small_priors_module)
+    design = exposures(diary, small_priors_module)
+    for backend in ("nutpie", "pymc", "numpyro"):
+        cfg = SamplerConfig(
+            backend=backend, chains=2, tune=30, draws=20, seed=3, progressbar=False, max_treedepth=2
+        )
+        result = fit(design, small_priors_module, cfg, parameterization="noncentred")
+        stats = result.tree["sample_stats"]
+        assert int(stats["n_steps"].max()) <= 3, backend
+        assert 0 < result.diagnostics.max_treedepth_hits <= 40, backend
+        assert result.tree.attrs["max_treedepth"] == 2
+        assert json.loads(result.tree.attrs["sampler_config"])["max_treedepth"] == 2
+
+
+def test_max_treedepth_hits_reads_each_backends_statistics():
+    from hbm.fit import max_treedepth_hits
+
+    flags = xr.Dataset({"maxdepth_reached": ("draw", [True, False, True])})
+    assert max_treedepth_hits(flags) == 2
+    pymc_flags = xr.Dataset({"reached_max_treedepth": ("draw", [False, True])})
+    assert max_treedepth_hits(pymc_flags) == 1
+    depths = xr.Dataset({"tree_depth": ("draw", [3, 8, 8, 7])})
+    assert max_treedepth_hits(depths, 8) == 2
+    assert max_treedepth_hits(depths) == -1
+    with pytest.raises(FitError, match="max_treedepth"):
+        SamplerConfig(max_treedepth=0).check()
 
 
 def test_draws_follow_the_recorded_centring(small_fit):
