@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import arviz as az
@@ -98,11 +98,12 @@ class SamplerConfig:
     predictive_draws: int = 500
     #: Chains run in parallel on this many cores (None: every core this process may use).
     cores: int | None = None
-    #: Longest trajectory is ``2**max_treedepth - 1`` leapfrog steps (Stan and PyMC: 10). The
-    #: draws of every benchmark cohort take at most 63 steps (depth 6); what depth 10 allowed
-    #: was early warm-up, where the step size collapses after the first divergent steps and
-    #: trajectories run to 1023 steps for a dozen iterations: at 500 users x 1000 days, 8 halved
-    #: that phase (BENCHMARKS.md). ``Diagnostics.max_treedepth_hits`` counts draws that hit it.
+    #: Longest trajectory of the main fit is ``2**max_treedepth - 1`` leapfrog steps (Stan and
+    #: PyMC: 10; the pilot keeps ``PILOT_MAX_TREEDEPTH``). The draws of every benchmark cohort
+    #: take at most 63 steps (depth 6); what depth 10 allowed was early warm-up, where the step
+    #: size collapses after the first divergent steps and trajectories run to 1023 steps for a
+    #: dozen iterations: at 500 users x 1000 days, 8 halved that phase (BENCHMARKS.md).
+    #: ``Diagnostics.max_treedepth_hits`` counts draws that hit it.
     max_treedepth: int = 8
 
     def __post_init__(self) -> None:
@@ -463,6 +464,11 @@ PILOT_QUANTILE = 0.01
 #: Pilot length, 2 chains x (tune + draws). On medium (benchmarks), 150 + 150 gives spreads within
 #: 0.03 of a 300 + 300 pilot's in 60% of its time.
 PILOT_CHAINS, PILOT_TUNE, PILOT_DRAWS = 2, 150, 150
+#: The pilot's maximum tree depth, whatever the main fit's: it samples the non-centred form, whose
+#: trajectories must reach down the funnel of the spreads. With the pilot at depth 8 the large
+#: benchmark's main fit failed the gate on chain seeds 7, 1 and 2 (tau: min bulk ESS 440, 445,
+#: 627); with the pilot at 10 it passed (816 and 907 on seeds 7 and 1, main fit at depth 8).
+PILOT_MAX_TREEDEPTH = 10
 #: The pilot reads the spreads (population parameters) from at most this many users, a random
 #: subset fixed by the fit's seed, so that its cost stops growing with the cohort: at 500 users x
 #: 1000 days it took 65 of a 208 s fit (benchmarks/scaling.py).
@@ -497,7 +503,7 @@ def pilot_spreads(
     t0 = time.perf_counter()
     dt = run_nuts(
         model,
-        config,
+        replace(config, max_treedepth=max(config.max_treedepth, PILOT_MAX_TREEDEPTH)),
         chains=PILOT_CHAINS,
         tune=PILOT_TUNE,
         draws=PILOT_DRAWS,
@@ -639,6 +645,7 @@ def fit(
         "centring_rule": cen.rule,
         "centring_summary": json.dumps(cen.summary()),
         "pilot_quantile": PILOT_QUANTILE,
+        "pilot_max_treedepth": max(cfg.max_treedepth, PILOT_MAX_TREEDEPTH) if use_pilot else 0,
         "pilot_users": json.dumps(pilot_users),
         "pilot_tau_quantile": json.dumps(
             None if pilot is None else dict(zip(design.features, pilot.tau.tolist(), strict=True))

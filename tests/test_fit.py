@@ -94,6 +94,7 @@ def test_pilot_reads_a_seeded_subset_of_a_large_cohort(small_priors_module, monk
     result = fit(design, small_priors_module, cfg)
     assert json.loads(result.tree.attrs["pilot_users"]) == list(first.users)
     assert result.timings["pilot_compile_s"] > 0
+    assert result.tree.attrs["pilot_max_treedepth"] == fit_module.PILOT_MAX_TREEDEPTH == 10
     assert result.tree["posterior"]["w"].sizes["user"] == len(design.users)
 
 
