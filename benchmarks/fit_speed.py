@@ -331,6 +331,8 @@ def run_one(
         "ess_bulk_per_s": d.min_ess_bulk / wall,
         "max_rhat": d.max_rhat,
         "divergences": d.divergences,
+        "max_treedepth": cfg.max_treedepth,
+        "max_treedepth_hits": d.max_treedepth_hits,
         "reliable": d.reliable,
         "jax_platform": result.tree.attrs["jax_platform"],
         "numpyro_chain_method": result.tree.attrs["numpyro_chain_method"],

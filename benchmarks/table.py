@@ -19,6 +19,7 @@ COLUMNS = [
     ("ess_bulk_per_s", "bulk ESS / s", "{:.2f}"),
     ("max_rhat", "max R-hat", "{:.3f}"),
     ("divergences", "div.", "{}"),
+    ("max_treedepth_hits", "draws at max depth", "{}"),
     ("leapfrog_steps", "leapfrog steps (draws)", "{:,}"),
     ("gradient_evaluations", "gradient evaluations", "{:,}"),
     ("grad_numba_ms", "grad ms (numba)", "{:.3f}"),
@@ -43,6 +44,7 @@ SEED_VARYING = (
     "ess_bulk_per_s",
     "max_rhat",
     "divergences",
+    "max_treedepth_hits",
 )
 SEED_COLUMNS = [
     *COLUMNS[:1],

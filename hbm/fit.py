@@ -99,11 +99,12 @@ class SamplerConfig:
     #: Chains run in parallel on this many cores (None: every core this process may use).
     cores: int | None = None
     #: Longest trajectory of the main fit is ``2**max_treedepth - 1`` leapfrog steps (Stan and
-    #: PyMC: 10; the pilot keeps ``PILOT_MAX_TREEDEPTH``). The draws of every benchmark cohort
-    #: take at most 63 steps (depth 6); what depth 10 allowed was early warm-up, where the step
-    #: size collapses after the first divergent steps and trajectories run to 1023 steps for a
-    #: dozen iterations: at 500 users x 1000 days, 8 halved that phase (BENCHMARKS.md).
-    #: ``Diagnostics.max_treedepth_hits`` counts draws that hit it.
+    #: PyMC: 10; the pilot keeps ``PILOT_MAX_TREEDEPTH``). nutpie's draws of every benchmark
+    #: cohort take at most 63 steps (depth 6); what depth 10 allowed was early warm-up, where
+    #: the step size collapses after the first divergent steps and trajectories run to 1023
+    #: steps for a dozen iterations: at 500 users x 1000 days, 8 took the warm-up from 37,145
+    #: to 28,355 gradient evaluations (BENCHMARKS.md). ``Diagnostics.max_treedepth_hits``
+    #: counts draws that hit it.
     max_treedepth: int = 8
 
     def __post_init__(self) -> None:
