@@ -74,10 +74,11 @@ def run_sbc(
             "tune": cfg.tune,
             "chains": cfg.chains,
             "nuts_sampler": cfg.backend,
-            "target_accept": cfg.target_accept,
             "progressbar": False,
             "compute_convergence_checks": False,
-            "nuts": nuts_options(cfg, cfg.chains),
+            # target_accept inside `nuts`, not beside it: pm.sample moves a top-level one into
+            # this dict, which simuk passes again to every fit ("defined twice" from the second)
+            "nuts": {**nuts_options(cfg, cfg.chains), "target_accept": cfg.target_accept},
             **backend_kwargs(cfg),
         },
         seed=seed,

@@ -90,10 +90,14 @@ def test_pilot_reads_a_seeded_subset_of_a_large_cohort(small_priors_module, monk
     first, again = fit_module.pilot_design(design, 1), fit_module.pilot_design(design, 1)
     assert len(first.users) == 3 and first.users == again.users
     assert set(first.users) <= set(design.users)
-    cfg = SamplerConfig(chains=2, tune=100, draws=100, seed=1, progressbar=False)
+    cfg = SamplerConfig(chains=2, tune=100, draws=100, seed=1, progressbar=False, max_treedepth=2)
     result = fit(design, small_priors_module, cfg)
     assert json.loads(result.tree.attrs["pilot_users"]) == list(first.users)
     assert result.timings["pilot_compile_s"] > 0
+    # the main fit stops at depth 2 (3 steps); the pilot keeps its own depth and goes further
+    assert int(result.tree["sample_stats"]["n_steps"].max()) <= 3
+    pilot_iterations = fit_module.PILOT_CHAINS * (fit_module.PILOT_TUNE + fit_module.PILOT_DRAWS)
+    assert result.leapfrog_steps["pilot"] > 3 * pilot_iterations
     assert result.tree.attrs["pilot_max_treedepth"] == fit_module.PILOT_MAX_TREEDEPTH == 10
     assert result.tree["posterior"]["w"].sizes["user"] == len(design.users)
 
@@ -137,6 +141,18 @@ def test_max_treedepth_hits_reads_each_backends_statistics():
     assert max_treedepth_hits(depths) == -1
     with pytest.raises(FitError, match="max_treedepth"):
         SamplerConfig(max_treedepth=0).check()
+
+
+def test_sbc_completes_every_simulation(small_priors_module):
+    # pm.sample rewrites the `nuts` dict it is handed and simuk hands the same dict to every fit:
+    # with target_accept beside it, the second fit failed ("defined twice")
+    from hbm.sbc import run_sbc
+
+    cohort = simulate(small_priors_module, SimulationConfig(n_users=3, n_days=20, seed=3))
+    cfg = SamplerConfig(backend="pymc", chains=2, tune=20, draws=20, progressbar=False)
+    design = exposures(cohort.diary, small_priors_module)
+    res = run_sbc(design, small_priors_module, n_simulations=3, config=cfg, bins=2, max_w=1)
+    assert res.ranks.sizes["simulation"] == 3
 
 
 def test_draws_follow_the_recorded_centring(small_fit):
