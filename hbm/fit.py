@@ -470,6 +470,13 @@ PILOT_CHAINS, PILOT_TUNE, PILOT_DRAWS = 2, 150, 150
 #: benchmark's main fit failed the gate on chain seeds 7, 1 and 2 (tau: min bulk ESS 440, 445,
 #: 627); with the pilot at 10 it passed (816 and 907 on seeds 7 and 1, main fit at depth 8).
 PILOT_MAX_TREEDEPTH = 10
+
+
+def pilot_max_treedepth(config: SamplerConfig) -> int:
+    """The pilot's maximum tree depth under ``config``: at least ``PILOT_MAX_TREEDEPTH``."""
+    return max(config.max_treedepth, PILOT_MAX_TREEDEPTH)
+
+
 #: The pilot reads the spreads (population parameters) from at most this many users, a random
 #: subset fixed by the fit's seed, so that its cost stops growing with the cohort: at 500 users x
 #: 1000 days it took 65 of a 208 s fit (benchmarks/scaling.py).
@@ -504,7 +511,7 @@ def pilot_spreads(
     t0 = time.perf_counter()
     dt = run_nuts(
         model,
-        replace(config, max_treedepth=max(config.max_treedepth, PILOT_MAX_TREEDEPTH)),
+        replace(config, max_treedepth=pilot_max_treedepth(config)),
         chains=PILOT_CHAINS,
         tune=PILOT_TUNE,
         draws=PILOT_DRAWS,
@@ -646,7 +653,7 @@ def fit(
         "centring_rule": cen.rule,
         "centring_summary": json.dumps(cen.summary()),
         "pilot_quantile": PILOT_QUANTILE,
-        "pilot_max_treedepth": max(cfg.max_treedepth, PILOT_MAX_TREEDEPTH) if use_pilot else 0,
+        "pilot_max_treedepth": pilot_max_treedepth(cfg) if use_pilot else 0,
         "pilot_users": json.dumps(pilot_users),
         "pilot_tau_quantile": json.dumps(
             None if pilot is None else dict(zip(design.features, pilot.tau.tolist(), strict=True))
