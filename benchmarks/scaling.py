@@ -1,7 +1,9 @@
 """Fit time and peak memory against rows: ``python -m benchmarks.scaling [--users 10 25 ...]``.
 
 Cohorts of ``users x 1000 days x 12 features`` (``hbm.simulate``, heterogeneity 0.5, seed 7),
-from 10 users (10,000 rows) to 500 (500,000 rows). Every fit uses the same short sampler, 2 chains
+from 10 users (10,000 rows) to 500 (500,000 rows); with ``--days 100 250 ...`` the rows grow by
+days instead, for a fixed number of users (``--fixed-users``, 100), so that the number of
+parameters stays the same while the rows grow. Every fit uses the same short sampler, 2 chains
 x 300 tune + 300 draws, so that the sweep stays within half an hour on 2 cores (6 minutes here):
 the question is how the cost grows with rows, not how good one fit is. Each fit runs in its own
 process so that its peak resident memory can be read. The slope is the least-squares slope of
@@ -29,8 +31,8 @@ USERS = (10, 25, 50, 100, 250, 500)
 CHAINS, TUNE, DRAWS = 2, 300, 300
 
 
-def fit_once(users: int) -> dict[str, Any]:
-    """One fit of a ``users x DAYS x FEATURES`` cohort with the sweep's sampler settings."""
+def fit_once(users: int, days: int = DAYS) -> dict[str, Any]:
+    """One fit of a ``users x days x FEATURES`` cohort with the sweep's sampler settings."""
     from benchmarks.fit_speed import SEED, size_priors
     from hbm.features import exposures
     from hbm.fit import SamplerConfig, fit
@@ -38,7 +40,7 @@ def fit_once(users: int) -> dict[str, Any]:
 
     priors = size_priors(FEATURES)
     cohort = simulate(
-        priors, SimulationConfig(n_users=users, n_days=DAYS, heterogeneity=0.5, seed=SEED)
+        priors, SimulationConfig(n_users=users, n_days=days, heterogeneity=0.5, seed=SEED)
     )
     design = exposures(cohort.diary, priors)
     cfg = SamplerConfig(chains=CHAINS, tune=TUNE, draws=DRAWS, seed=SEED, progressbar=False)
@@ -47,6 +49,7 @@ def fit_once(users: int) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     return {
         "users": users,
+        "days": days,
         "rows": design.n_obs,
         "wall_s": wall,
         "compile_s": result.timings.get("compile_s", 0.0),
@@ -61,6 +64,13 @@ def fit_once(users: int) -> dict[str, Any]:
         "gradient_evaluations": dict(result.leapfrog_steps),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def cohorts(users: list[int], days: list[int] | None, fixed_users: int) -> list[tuple[int, int]]:
+    """``(users, days)`` of each fit: users x ``DAYS``, or ``fixed_users`` x each of ``days``."""
+    if days:
+        return [(fixed_users, d) for d in days]
+    return [(u, DAYS) for u in users]
 
 
 def slope(rows: np.ndarray, seconds: np.ndarray) -> float:
@@ -97,19 +107,23 @@ def plot(runs: list[dict[str, Any]], fitted: float) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--users", nargs="+", type=int, default=list(USERS))
+    parser.add_argument(
+        "--days", nargs="+", type=int, help=f"grow the days instead (default {DAYS} for all)"
+    )
+    parser.add_argument("--fixed-users", type=int, default=100, help="users when --days is given")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/scaling.json"))
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--one", type=int, nargs=2, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(fit_once(args.one)))
+        print(json.dumps(fit_once(*args.one)))
         return 0
     from hbm.io import write_bytes, write_json
 
     runs = []
-    for users in args.users:
-        print(f"{users} users ...", file=sys.stderr, flush=True)
+    for users, days in cohorts(args.users, args.days, args.fixed_users):
+        print(f"{users} users x {days} days ...", file=sys.stderr, flush=True)
         child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.scaling", "--one", str(users)],
+            [sys.executable, "-m", "benchmarks.scaling", "--one", str(users), str(days)],
             capture_output=True,
             text=True,
             check=False,
@@ -123,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "command": "python -m benchmarks.scaling " + " ".join(argv or sys.argv[1:]),
         "settings": {
-            "days": DAYS,
+            "axis": "days" if args.days else "users",
+            "days": args.days or DAYS,
+            "users": args.fixed_users if args.days else args.users,
             "features": FEATURES,
             "chains": CHAINS,
             "tune": TUNE,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.fit_speed import agreement, agreements, main, size_priors
-from benchmarks.scaling import plot, slope
+from benchmarks.scaling import DAYS, cohorts, plot, slope
 from benchmarks.table import markdown
 
 
@@ -41,6 +41,12 @@ def test_fit_speed_harness_smoke(tmp_path):
     (seeded,) = doc["seed_runs"]
     assert seeded["sampler_seed"] == 11 and seeded["rows"] == 240 and "posterior" not in seeded
     assert markdown(doc).splitlines()[-1].startswith("| tiny | nutpie | 11 |")
+
+
+def test_scaling_grows_users_or_days():
+    assert cohorts([10, 500], None, 100) == [(10, DAYS), (500, DAYS)]
+    # --days: the parameters stay fixed while the rows grow
+    assert cohorts([10, 500], [100, 5000], 100) == [(100, 100), (100, 5000)]
 
 
 def test_scaling_slope_and_plot():
