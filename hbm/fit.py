@@ -24,7 +24,7 @@ import xarray as xr
 
 from hbm.errors import FitError
 from hbm.features import Design, select_users
-from hbm.likelihood import Layout, register_jax
+from hbm.likelihood import Layout, quantize_exposures, register_jax
 from hbm.model import (
     FUSED_DATA,
     Centring,
@@ -567,6 +567,19 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def exposure_storage(design: Design) -> dict[str, str | float]:
+    """Attrs saying how both forms of the model read the exposures (16-bit codes x a scale per
+    feature, ``hbm.likelihood.quantize_exposures``) and how far that rounds them."""
+    codes, scale = quantize_exposures(design.x)
+    rounding = float(np.abs(codes * scale - design.x).max()) if design.n_obs else 0.0
+    return {
+        "exposure_storage": "int16 codes x scale per feature",
+        "exposure_scale": json.dumps(dict(zip(design.features, scale.tolist(), strict=True))),
+        "exposure_max_rounding": rounding,
+        "fused_arithmetic": "float32 per row, float64 sums",
+    }
+
+
 def fit(
     design: Design,
     priors: Priors,
@@ -665,6 +678,7 @@ def fit(
         else "not used",
         "sampled_likelihood": sampled_form,
         "exposure_layout": layout,
+        **exposure_storage(design),
         "seed": cfg.seed,
         "sampler_config": json.dumps(asdict(cfg)),
         "priors_json": priors.document,

@@ -35,81 +35,97 @@ from pytensor.link.numba.dispatch import basic as numba_basic
 
 #: Rows per block: the block's linear predictor, exponentials and residuals stay in L1 cache.
 BLOCK = 512
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two so that k * ln 2 is exact
-_LN2_LO = 1.90821492927058770002e-10
+#: Exposures are stored as 16-bit integers, ``x ~= code * scale[feature]`` (``quantize_exposures``).
+CODE_MAX = 32767
+_F4 = np.float32
+_LOG2E = _F4(1.4426950408889634)
+_LN2_HI = _F4(0.693359375)  # ln 2 split in two so that k * ln 2 is exact in float32
+_LN2_LO = _F4(-2.12194440e-4)
 # Every kernel is compiled with numba's "numpy" error model: a division by zero gives inf instead
 # of raising; Python's model adds a check to every division that stops the loop from being
-# vectorized (4x slower here).
+# vectorized (4x slower here). Every literal is a float32: one float64 constant would turn the
+# row's arithmetic into float64 (half the vector lanes).
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy", cache=True)
-def _exp_poly(r: float) -> float:
-    # Taylor series of exp(r) to r^13 / 13!; |r| <= ln(2) / 2 keeps the error below 1e-16.
-    p = 1.0 / 6227020800  # 13!
-    p = p * r + 1.0 / 479001600
-    p = p * r + 1.0 / 39916800
-    p = p * r + 1.0 / 3628800
-    p = p * r + 1.0 / 362880
-    p = p * r + 1.0 / 40320
-    p = p * r + 1.0 / 5040
-    p = p * r + 1.0 / 720
-    p = p * r + 1.0 / 120
-    p = p * r + 1.0 / 24
-    p = p * r + 1.0 / 6
-    p = p * r + 1.0 / 2
-    p = p * r + 1.0
-    return p * r + 1.0
+def _exp_poly(r: np.float32) -> np.float32:
+    # Taylor series of exp(r) to r^7 / 7!; |r| <= ln(2) / 2 keeps the error below 1e-8 (float32
+    # rounds at 6e-8).
+    p = _F4(1.0 / 5040)
+    p = p * r + _F4(1.0 / 720)
+    p = p * r + _F4(1.0 / 120)
+    p = p * r + _F4(1.0 / 24)
+    p = p * r + _F4(1.0 / 6)
+    p = p * r + _F4(0.5)
+    p = p * r + _F4(1.0)
+    return p * r + _F4(1.0)
 
 
 @numba.njit(inline="always", fastmath=True, error_model="numpy", cache=True)
-def _atanh_series(s: float) -> float:
-    # sum_n s^n / (2n + 1), n = 0..18: log1p(q) = 2 t * this at s = t^2, t = q / (2 + q) <= 1/3.
-    p = 1.0 / 37
-    p = p * s + 1.0 / 35
-    p = p * s + 1.0 / 33
-    p = p * s + 1.0 / 31
-    p = p * s + 1.0 / 29
-    p = p * s + 1.0 / 27
-    p = p * s + 1.0 / 25
-    p = p * s + 1.0 / 23
-    p = p * s + 1.0 / 21
-    p = p * s + 1.0 / 19
-    p = p * s + 1.0 / 17
-    p = p * s + 1.0 / 15
-    p = p * s + 1.0 / 13
-    p = p * s + 1.0 / 11
-    p = p * s + 1.0 / 9
-    p = p * s + 1.0 / 7
-    p = p * s + 1.0 / 5
-    p = p * s + 1.0 / 3
-    return p * s + 1.0
+def _atanh_series(s: np.float32) -> np.float32:
+    # sum_n s^n / (2n + 1), n = 0..7: log1p(q) = 2 t * this at s = t^2, t = q / (2 + q) <= 1/3;
+    # the first term left out is below 2e-8.
+    p = _F4(1.0 / 15)
+    p = p * s + _F4(1.0 / 13)
+    p = p * s + _F4(1.0 / 11)
+    p = p * s + _F4(1.0 / 9)
+    p = p * s + _F4(1.0 / 7)
+    p = p * s + _F4(1.0 / 5)
+    p = p * s + _F4(1.0 / 3)
+    return p * s + _F4(1.0)
 
 
 @numba.njit(fastmath=True, error_model="numpy", cache=True)
 def _block(
     eta: np.ndarray, y: np.ndarray, q: np.ndarray, bits: np.ndarray, g: np.ndarray, n: int
 ) -> tuple[float, float]:
-    """Log-mass sum and residual sum of ``n`` rows; residuals ``y - sigmoid(eta)`` into ``g``."""
+    """Log-mass sum and residual sum of ``n`` rows (float32 rows, float64 sums); residuals
+    ``y - sigmoid(eta)`` into ``g``."""
     for i in range(n):
-        # q = exp(-|eta|) = 2^k exp(r): the polynomial here, 2^k from its exponent bits below
-        z = max(-abs(eta[i]), -700.0)
-        k = np.floor(z * _LOG2E + 0.5)
+        # q = exp(-|eta|) = 2^k exp(r): the polynomial here, 2^k from its exponent bits below;
+        # below -87 it would leave float32's normal range (log1p(q) is then 0 to float32 anyway)
+        z = max(-abs(eta[i]), _F4(-87.0))
+        k = np.floor(z * _LOG2E + _F4(0.5))
         q[i] = _exp_poly(z - k * _LN2_HI - k * _LN2_LO)
-        bits[i] = (np.int64(k) + 1023) << 52
-    scale = bits[:n].view(np.float64)
+        bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
+    scale = bits[:n].view(np.float32)
     lp = 0.0
     gsum = 0.0
     for i in range(n):
         qi = q[i] * scale[i]
-        t = qi / (2.0 + qi)
+        t = qi / (_F4(2.0) + qi)
         e = eta[i]
         # log(1 + exp(e)) = max(e, 0) + log1p(exp(-|e|))
-        lp += y[i] * e - max(e, 0.0) - 2.0 * t * _atanh_series(t * t)
-        gi = y[i] - (1.0 if e >= 0.0 else qi) / (1.0 + qi)
+        lp += np.float64(y[i] * e - max(e, _F4(0.0)) - _F4(2.0) * t * _atanh_series(t * t))
+        gi = y[i] - (_F4(1.0) if e >= _F4(0.0) else qi) / (_F4(1.0) + qi)
         g[i] = gi
-        gsum += gi
+        gsum += np.float64(gi)
     return lp, gsum
+
+
+def quantize_exposures(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exposures as 16-bit codes and one scale per feature: ``x ~= codes * scale``.
+
+    ``scale[k] = max |x[:, k]| / CODE_MAX``, so each exposure is rounded to within
+    ``max |x[:, k]| / 65534`` (a feature that is all zero gets scale 1). Half the bytes of float32
+    that each gradient streams (BENCHMARKS.md, "What changed"); ``hbm.model`` builds both forms of
+    the model on ``codes * scale``, so they remain one model.
+
+    Parameters
+    ----------
+    x
+        ``(obs, feature)``.
+
+    Returns
+    -------
+    codes, scale
+        ``(obs, feature)`` int16 and ``(feature,)`` float64.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    peak = np.abs(x).max(axis=0) if x.shape[0] else np.zeros(x.shape[1])
+    scale = np.where(peak > 0, peak / CODE_MAX, 1.0)
+    codes = np.rint(x / scale).astype(np.int16)
+    return codes, scale
 
 
 Layout = Literal["blocked", "feature"]
@@ -190,20 +206,21 @@ def segment_logp_grad(
     n_obs = y.shape[0]
     gw = np.zeros((n_users, n_feat))
     ga = np.zeros(n_users)
-    eta = np.empty(BLOCK)
-    q = np.empty(BLOCK)
-    bits = np.empty(BLOCK, dtype=np.int64)
-    g = np.empty(BLOCK)
+    eta = np.empty(BLOCK, dtype=np.float32)
+    q = np.empty(BLOCK, dtype=np.float32)
+    bits = np.empty(BLOCK, dtype=np.int32)
+    g = np.empty(BLOCK, dtype=np.float32)
     lp = 0.0
     for u in range(n_users):
         for start in range(offsets[u], offsets[u + 1], BLOCK):
             n = min(BLOCK, offsets[u + 1] - start)
             # feature f of the block starts at base + f * stride
             base, stride = (start * n_feat, n) if blocked else (start, n_obs)
+            au = np.float32(a[u])
             for i in range(n):
-                eta[i] = a[u]
+                eta[i] = au
             for f in range(n_feat):
-                wf = w[u, f]
+                wf = np.float32(w[u, f])
                 xf = x_flat[base + f * stride : base + f * stride + n]
                 for i in range(n):
                     eta[i] += wf * xf[i]
@@ -212,10 +229,10 @@ def segment_logp_grad(
             ga[u] += block_g
             for f in range(n_feat):
                 xf = x_flat[base + f * stride : base + f * stride + n]
-                acc = 0.0
+                acc = np.float32(0.0)  # at most BLOCK terms in float32, then float64
                 for i in range(n):
                     acc += g[i] * xf[i]
-                gw[u, f] += acc
+                gw[u, f] += np.float64(acc)
     return lp, gw, ga
 
 
@@ -240,14 +257,21 @@ class SegmentBernoulliLogit(Op):
     def make_node(self, *args: Any) -> Apply:
         """Inputs ``x_flat, y, offsets, w, a`` (see ``segment_logp_grad``), cast to their dtypes.
 
-        The data ``x_flat`` and ``y`` may be float32 (``hbm.model`` stores them so: half the memory
-        each gradient reads); the parameters and every sum are float64.
+        The data may be narrower than float64: ``x_flat`` int16 codes (``quantize_exposures``,
+        as ``hbm.model`` stores them) or float32, ``y`` float32; the parameters and the sums
+        returned are float64.
         """
         if len(args) != 5:
             raise TypeError(f"expected 5 inputs (x_flat, y, offsets, w, a), got {len(args)}")
         tensors = [pt.as_tensor_variable(v) for v in args]
-        dtypes = [v.dtype if v.dtype in ("float32", "float64") else "float64" for v in tensors[:2]]
-        dtypes += ["int64", "float64", "float64"]
+        x_ok, y_ok = ("int16", "float32", "float64"), ("float32", "float64")
+        dtypes = [
+            tensors[0].dtype if tensors[0].dtype in x_ok else "float64",
+            tensors[1].dtype if tensors[1].dtype in y_ok else "float64",
+            "int64",
+            "float64",
+            "float64",
+        ]
         inputs = [pt.cast(v, d) for v, d in zip(tensors, dtypes, strict=True)]
         x_flat, y, offsets, w, a = inputs
         if (x_flat.ndim, y.ndim, offsets.ndim, w.ndim, a.ndim) != (1, 1, 1, 2, 1):

@@ -35,7 +35,7 @@ import pytensor.tensor as pt
 
 from hbm.errors import FitError
 from hbm.features import Design
-from hbm.likelihood import LAYOUTS, Layout, flat_exposures, segment_logp
+from hbm.likelihood import LAYOUTS, Layout, flat_exposures, quantize_exposures, segment_logp
 from hbm.priors import Priors
 
 Pooling = Literal["partial", "none", "complete"]
@@ -211,14 +211,13 @@ def choose_centring(
     )
 
 
-def _float32_data(name: str, value: np.ndarray) -> pt.TensorVariable:
-    """A float32 data container of the current model (C-contiguous).
+def _narrow_data(name: str, value: np.ndarray, dtype: type) -> pt.TensorVariable:
+    """A data container of the current model in ``dtype`` (C-contiguous).
 
-    ``pm.Data`` would cast it back to float64 (``floatX``). Exposures rounded to 7 significant
-    digits, 0/1 outcomes exact; half the memory that each gradient streams (BENCHMARKS.md,
-    "What changed": 3.24 -> 2.75 ms a gradient at 250,000 rows).
+    ``pm.Data`` would cast it back to float64 (``floatX``) or int64: the fused likelihood's data
+    stay narrow, because each gradient streams all of them (BENCHMARKS.md, "What changed").
     """
-    shared = pytensor.shared(np.ascontiguousarray(value, dtype=np.float32), name)
+    shared = pytensor.shared(np.ascontiguousarray(value, dtype=dtype), name)
     pm.modelcontext(None).register_data_var(shared)
     out: pt.TensorVariable = shared
     return out
@@ -282,8 +281,11 @@ def build_model(
         "feature": list(design.features),
         "obs": np.arange(design.n_obs),
     }
+    # both forms see the exposures as the fused one stores them, 16-bit codes x a scale per
+    # feature (rounded by at most 1/65534 of each feature's largest |x|): one model
+    codes, scale = quantize_exposures(design.x)
     with pm.Model(coords=coords) as model:
-        x = pm.Data("x", design.x, dims=("obs", "feature"))
+        x = pm.Data("x", codes * scale, dims=("obs", "feature"))
         uidx = pm.Data("user_index", design.user_index, dims="obs")
         if pooling == "none":
             a = pm.Normal("a", mu=ip.logit_base_rate, sigma=NO_POOLING_INTERCEPT_SD, dims="user")
@@ -311,10 +313,10 @@ def build_model(
         if likelihood == "fused":
             order, offsets = rows_by_user(design)
             logp = segment_logp(
-                _float32_data("x_by_user", flat_exposures(design.x[order], offsets, layout)),
-                _float32_data("y_by_user", design.y[order]),
+                _narrow_data("x_by_user", flat_exposures(codes[order], offsets, layout), np.int16),
+                _narrow_data("y_by_user", design.y[order], np.float32),
                 pm.Data("user_offsets", offsets),
-                w,
+                w * scale,  # x . w = codes . (w * scale)
                 a,
                 layout,
             )

@@ -10,6 +10,7 @@ import pytest
 
 from hbm.errors import FitError
 from hbm.features import exposures, select_rows
+from hbm.likelihood import quantize_exposures
 from hbm.model import (
     build_model,
     centring,
@@ -133,34 +134,41 @@ def test_fused_and_pointwise_likelihoods_give_one_log_density(
     design = replace(design, **{f: getattr(design, f)[perm] for f in fields})
     assert np.any(np.diff(design.user_index) < 0)
     cen = choose_centring(design, small_priors, parameterization)
-    # the fused form stores exposures as float32: compare on exposures already rounded so
-    exact = replace(design, x=design.x.astype(np.float32).astype(np.float64))
-    models = [build_model(exact, small_priors, pooling, cen, lik) for lik in ("pointwise", "fused")]
-    unrounded = build_model(design, small_priors, pooling, cen, "pointwise")
+    models = [
+        build_model(design, small_priors, pooling, cen, lik) for lik in ("pointwise", "fused")
+    ]
     assert "y" in models[0].named_vars and "y" not in models[1].named_vars
-    # stored as float32 (pm.Data would have cast them back to float64)
-    assert {models[1][k].dtype for k in ("x_by_user", "y_by_user")} == {"float32"}
+    # stored narrow (pm.Data would have cast them back to float64 and int64)
+    assert [models[1][k].dtype for k in ("x_by_user", "y_by_user")] == ["int16", "float32"]
+    # both forms read the exposures as 16-bit codes x scale
+    codes, scale = quantize_exposures(design.x)
+    np.testing.assert_array_equal(models[0]["x"].get_value(), codes * scale)
     rng = np.random.default_rng(0)
     for _ in range(3):
         init = models[0].initial_point().items()
         point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in init}
         logps = [float(m.compile_logp()(point)) for m in models]
         grads = [m.compile_dlogp()(point) for m in models]
-        assert logps[0] == pytest.approx(logps[1], rel=1e-12)
-        np.testing.assert_allclose(grads[0], grads[1], rtol=1e-9, atol=1e-9)
-        # against the float64 exposures, the rounding moves the log density by < 1e-7
-        assert float(unrounded.compile_logp()(point)) == pytest.approx(logps[1], rel=1e-7)
+        # the fused kernel's rows are float32 arithmetic (hbm.likelihood)
+        assert logps[0] == pytest.approx(logps[1], rel=1e-7)
+        np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-5)
     # the likelihood term equals PyMC's own Bernoulli(logit_p) on the same predictor
     m = models[0]
     outs = m.replace_rvs_by_values([m["a"], m["w"]])
     a, w = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore")(point)
-    eta = a[design.user_index] + (exact.x * w[design.user_index]).sum(-1)
-    expected = pm.logp(pm.Bernoulli.dist(logit_p=eta), design.y).sum().eval()
-    assert float(m.compile_logp(vars=[m["y"]])(point)) == pytest.approx(float(expected), rel=1e-12)
+
+    def bernoulli(x):
+        eta = a[design.user_index] + (x * w[design.user_index]).sum(-1)
+        return float(pm.logp(pm.Bernoulli.dist(logit_p=eta), design.y).sum().eval())
+
+    expected = bernoulli(codes * scale)
+    assert float(m.compile_logp(vars=[m["y"]])(point)) == pytest.approx(expected, rel=1e-12)
     fused = models[1]
     assert float(fused.compile_logp(vars=[fused["loglik"]])(point)) == pytest.approx(
-        float(expected), rel=1e-12
+        expected, rel=1e-7
     )
+    # against the exposures before rounding to codes, the log density moves by < 1e-5
+    assert bernoulli(design.x) == pytest.approx(expected, rel=1e-5)
 
 
 def test_outcome_draws_are_bernoulli(design, small_priors):
@@ -186,6 +194,10 @@ def test_fused_model_under_jax_autodiff_matches_numba(design, small_priors):
     values = [point[v.name] for v in jax_model.value_vars]
     logp = get_jaxified_logp(jax_model)  # PyMC: negative_logp=True gives the log density itself
     value, grads = jax.value_and_grad(logp)(values)
-    assert float(value) == pytest.approx(float(model.compile_logp()(point)), rel=1e-12)
-    expected = model.compile_dlogp()(point)
-    np.testing.assert_allclose(np.concatenate([np.ravel(g) for g in grads]), expected, rtol=1e-9)
+    got = np.concatenate([np.ravel(g) for g in grads])
+    # JAX's version is float64 throughout: the pointwise form's values; numba's rows are float32
+    pointwise = build_model(design, small_priors)
+    assert float(value) == pytest.approx(float(pointwise.compile_logp()(point)), rel=1e-12)
+    np.testing.assert_allclose(got, pointwise.compile_dlogp()(point), rtol=1e-9)
+    assert float(value) == pytest.approx(float(model.compile_logp()(point)), rel=1e-7)
+    np.testing.assert_allclose(got, model.compile_dlogp()(point), rtol=1e-5, atol=1e-5)
