@@ -269,6 +269,13 @@ def build_model(
         )
     if design.n_obs == 0:
         raise FitError("the design has no observations to fit")
+    bad = np.argwhere(~np.isfinite(design.x))
+    if bad.size:  # 16-bit codes (quantize_exposures) would turn them into numbers silently
+        row, col = bad[0]
+        raise FitError(
+            f"{len(bad)} exposure values are not finite; the first is row {row}, feature "
+            f"'{design.features[col]}' ({design.x[row, col]}); expected finite numbers"
+        )
     cen = centring if centring is not None else choose_centring(design, priors)
     if likelihood not in LIKELIHOODS:
         raise FitError(f"likelihood '{likelihood}' is unknown; expected one of {LIKELIHOODS}")

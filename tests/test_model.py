@@ -53,6 +53,10 @@ def test_unknown_pooling_and_mismatched_features(design, small_priors, priors):
         build_model(design, small_priors, likelihood="fused", layout="rows")  # type: ignore[arg-type]
     with pytest.raises(FitError, match="do not match"):
         build_model(design, priors)
+    x = design.x.copy()
+    x[3, 1] = np.nan
+    with pytest.raises(FitError, match=f"row 3, feature '{design.features[1]}' \\(nan\\)"):
+        build_model(replace(design, x=x), small_priors)
 
 
 def test_centring_rule_limits():
