@@ -34,6 +34,7 @@ from hbm.model import (
     build_model,
     choose_centring,
 )
+from hbm.nutpie_model import compile_cached
 from hbm.priors import Priors
 
 BACKENDS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
@@ -271,13 +272,11 @@ def compile_nutpie(model: pm.Model) -> Any:
     """nutpie's compiled model (numba), reusable for other values of the model's data.
 
     It stores the sampled variables only: compiling the deterministics into nutpie's per-draw
-    function took 2-3 s of a medium fit's 9-12 s compile; ``sample`` adds them afterwards.
+    function took 2-3 s of a medium fit's 9-12 s compile; ``sample`` adds them afterwards. Its
+    callbacks are cached on disk (``hbm.nutpie_model``): a model of a form compiled before, in
+    any process, loads in about 1 s.
     """
-    import nutpie
-
-    return nutpie.compile_pymc_model(
-        model, backend="numba", var_names=[v.name for v in model.free_RVs]
-    )
+    return compile_cached(model, var_names=[v.name for v in model.free_RVs])
 
 
 def run_nuts(

@@ -1,0 +1,100 @@
+"""hbm.nutpie_model: nutpie's compiled model with disk-cached callbacks."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import nutpie
+import pytest
+
+from hbm.features import exposures
+from hbm.model import build_model, choose_centring
+from hbm.nutpie_model import compile_cached
+from hbm.simulate import SimulationConfig, simulate
+
+
+@pytest.fixture()
+def fused_model(small_priors):
+    cohort = simulate(small_priors, SimulationConfig(n_users=5, n_days=60, seed=4))
+    design = exposures(cohort.diary, small_priors)
+    cen = choose_centring(design, small_priors, "noncentred")
+    return build_model(design, small_priors, "partial", cen, likelihood="fused"), len(design.users)
+
+
+def _call(cfunc, sizes: tuple[int, ...], *pointers: int) -> int:
+    """Call a nutpie callback by its address, as nutpie's sampler does: sizes, then pointers."""
+    kinds = [ctypes.c_uint64] * len(sizes) + [ctypes.c_void_p] * len(pointers)
+    return int(ctypes.CFUNCTYPE(ctypes.c_int64, *kinds)(cfunc.address)(*sizes, *pointers))
+
+
+def _logp(compiled, point: np.ndarray) -> tuple[int, float, np.ndarray]:
+    grad = np.zeros(compiled.n_dim)
+    logp = np.zeros(())
+    rc = _call(
+        compiled.compiled_logp_func,
+        (compiled.n_dim,),
+        point.ctypes.data,
+        grad.ctypes.data,
+        logp.ctypes.data,
+        compiled.user_data.ctypes.data,
+    )
+    return int(rc), float(logp), grad
+
+
+def _expand(compiled, point: np.ndarray) -> tuple[int, np.ndarray]:
+    out = np.zeros(compiled.n_expanded)
+    rc = _call(
+        compiled.compiled_expand_func,
+        (compiled.n_dim, compiled.n_expanded),
+        point.ctypes.data,
+        out.ctypes.data,
+        compiled.user_data.ctypes.data,
+    )
+    return int(rc), out
+
+
+def test_callbacks_compute_what_nutpies_own_compute(fused_model):
+    model, n_users = fused_model
+    names = [v.name for v in model.free_RVs]
+    ours = compile_cached(model, var_names=names)
+    theirs = nutpie.compile_pymc_model(model, backend="numba", var_names=names)
+    assert (ours.n_dim, ours.n_expanded) == (theirs.n_dim, theirs.n_expanded)
+    assert ours.shapes == theirs.shapes and ours.dims == theirs.dims
+    rng = np.random.default_rng(0)
+    new_centring = {"centring_z": rng.uniform(size=(n_users, 3)), "centring_za": np.ones(n_users)}
+    pairs = [(ours, theirs), (ours.with_data(**new_centring), theirs.with_data(**new_centring))]
+    for a, b in pairs:
+        for _ in range(3):
+            point = rng.normal(0, 0.5, ours.n_dim)
+            rc_a, lp_a, g_a = _logp(a, point)
+            rc_b, lp_b, g_b = _logp(b, point)
+            assert rc_a == rc_b == 0
+            assert lp_a == pytest.approx(lp_b, rel=1e-12)
+            np.testing.assert_allclose(g_a, g_b, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(_expand(a, point)[1], _expand(b, point)[1], rtol=1e-12)
+    # the new data reached the callbacks: the centring changes the log density
+    point = rng.normal(0, 0.5, ours.n_dim)
+    assert _logp(pairs[0][0], point)[1] != _logp(pairs[1][0], point)[1]
+    # a wrong dimension is refused, as nutpie's callbacks refuse it
+    assert _logp(ours, np.zeros(ours.n_dim))[0] == 0
+    bad = _call(ours.compiled_logp_func, (ours.n_dim + 1,), 0, 0, 0, ours.user_data.ctypes.data)
+    assert bad == -1
+
+
+def test_a_second_compile_of_the_same_form_loads_the_callbacks_from_disk(fused_model):
+    model, _ = fused_model
+    compile_cached(model)
+    again = compile_cached(model)
+    # the cache numba writes is only used when the callbacks hold no per-process constants
+    assert again.compiled_logp_func.cache_hits == 1
+    assert again.compiled_expand_func.cache_hits == 1
+
+
+def test_the_cached_model_samples(fused_model):
+    model, _ = fused_model
+    compiled = compile_cached(model, var_names=[v.name for v in model.free_RVs])
+    tree = nutpie.sample(compiled, draws=30, tune=30, chains=1, seed=1, progress_bar=False)
+    post = tree["posterior"]
+    assert post["mu"].shape == (1, 30, 3)
+    assert np.isfinite(post["mu"].values).all()
