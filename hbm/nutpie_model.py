@@ -10,7 +10,10 @@ The callbacks built here read everything from nutpie's user-data record instead.
 record's fixed layout of 64-bit words, and each array's dtype and rank are written into their
 source. Numba can then cache them under a key made of that source and PyTensor's cache key for the
 log-density graph. A refit of a model of the same form loads them from PyTensor's numba cache
-directory; only a new form compiles.
+directory; only a new form compiles. A new form's callbacks are compiled, cached, then loaded
+back from the cache: the freshly compiled code rounded differently from its cached copy, so
+without that the first fit of a form on a machine took other draws than later fits with the same
+seed.
 
 The rest is nutpie's: the compiled model is nutpie's ``CompiledPyMCModel``, so
 ``nutpie.sample`` and ``with_data`` work on it unchanged. Its record layout and function
@@ -143,7 +146,12 @@ def _cached_cfunc(
         "as_ptr": address_as_void_pointer,
     }
     fn = compile_numba_function_src(src, name, env, cache_key=cache_key)
-    return numba.cfunc(signature, cache=cache_key is not None)(fn)
+    cfunc = numba.cfunc(signature, cache=cache_key is not None)(fn)
+    if cache_key is not None and cfunc.cache_hits == 0:
+        # run what every later process will load: the freshly compiled callback computed other
+        # roundings than its cached copy, so the first fit of a form took other draws
+        cfunc = numba.cfunc(signature, cache=True)(fn)
+    return cfunc
 
 
 def compile_cached(model: pm.Model, var_names: Sequence[str] | None = None) -> Any:
