@@ -17,8 +17,10 @@ default), C (``cvm`` linker) and JAX (numpyro's, also for four chains in one cal
 of repeated calls at the initial point, for the model as sampled (fused likelihood); ``_pointwise``
 and ``_plain`` gradient columns time the same density with PyTensor's row-by-row graph and the
 model as first written. The gradient floor is ``gradient time x gradient evaluations / chains run
-in parallel`` (``_with_floor``). ``--gradients-only`` re-measures the gradient columns of the
-stored runs of the given sizes without refitting; ``--gradients`` picks the backends timed.
+in parallel`` (``_with_floor``); for nutpie also with the time of its compiled callback itself
+(``grad_nutpie_callback_ms``, no Python call: the strict floor). ``--gradients-only``
+re-measures the gradient columns of the stored runs of the given sizes without refitting;
+``--gradients`` picks the backends timed.
 """
 
 from __future__ import annotations
@@ -119,6 +121,35 @@ def gradient_seconds(
     return float(np.median(times))
 
 
+def callback_seconds(model: Any, repeats: int = 300, warmup: int = 100) -> float:
+    """Median time of one call of nutpie's compiled log-density callback at the initial point.
+
+    The callback is what nutpie's sampler calls (``hbm.nutpie_model``), without the Python call
+    of a PyTensor function that ``gradient_seconds`` includes, so its floor is the strict one.
+    """
+    import ctypes
+
+    from hbm.nutpie_model import compile_cached
+
+    compiled = compile_cached(model, var_names=[v.name for v in model.free_RVs])
+    signature = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, *[ctypes.c_void_p] * 4)
+    call = signature(compiled.compiled_logp_func.address)
+    point = compiled.initial_point_func(SEED)
+    grad, logp = np.zeros(compiled.n_dim), np.zeros(())
+    args = (compiled.n_dim, point.ctypes.data, grad.ctypes.data, logp.ctypes.data)
+    user_data = compiled.user_data.ctypes.data
+    for _ in range(warmup):
+        call(*args, user_data)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call(*args, user_data)
+        times.append(time.perf_counter() - t0)
+    if not np.isfinite(logp) or not np.isfinite(grad).all():
+        raise RuntimeError("nutpie's callback returned a non-finite log density or gradient")
+    return float(np.median(times))
+
+
 def jax_value_and_grad(model: Any, chains: int = 1) -> tuple[Any, list[Any]]:
     """The compiled log density and gradient that PyMC hands numpyro (diary arrays held as
     constants), mapped over ``chains`` copies of the initial point as numpyro's vectorized
@@ -204,6 +235,7 @@ def gradients(
         jax_model = models["feature"]
         out["grad_jax_4chains_ms"] = gradient_seconds(jax_model, "JAX", 50, 10, chains=4) * 1000
     if "numba" in modes:
+        out["grad_nutpie_callback_ms"] = callback_seconds(models["blocked"]) * 1000
         pointwise = build_model(design, priors, "partial", cen)
         out["grad_numba_pointwise_ms"] = gradient_seconds(pointwise, "NUMBA") * 1000
         out["grad_numba_plain_ms"] = gradient_seconds(plain_model(design, priors), "NUMBA") * 1000
@@ -227,6 +259,8 @@ def _with_floor(run: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
     evaluations = sum(known)
     grad_ms = grads.get(f"grad_{GRADIENT_OF[run['backend']]}_ms")  # None: not timed
     floor = None if grad_ms is None else grad_ms / 1000 * evaluations / parallel
+    callback_ms = grads.get("grad_nutpie_callback_ms") if run["backend"] == "nutpie" else None
+    strict = None if callback_ms is None else callback_ms / 1000 * evaluations / parallel
     return {
         **run,
         **grads,
@@ -234,6 +268,8 @@ def _with_floor(run: dict[str, Any], grads: dict[str, Any]) -> dict[str, Any]:
         "floor_counts": counts,
         "gradient_floor_s": floor,
         "wall_over_floor": run["wall_s"] / floor if floor else None,
+        "callback_floor_s": strict,
+        "wall_over_callback_floor": run["wall_s"] / strict if strict else None,
     }
 
 

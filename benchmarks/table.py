@@ -26,10 +26,13 @@ COLUMNS = [
     ("grad_c_ms", "grad ms (C)", "{:.3f}"),
     ("grad_jax_ms", "grad ms (JAX)", "{:.3f}"),
     ("grad_jax_4chains_ms", "grad ms (JAX, 4 chains at once)", "{:.3f}"),
+    ("grad_nutpie_callback_ms", "grad ms (nutpie's callback)", "{:.3f}"),
     ("grad_numba_pointwise_ms", "grad ms (numba, row-by-row)", "{:.3f}"),
     ("grad_numba_plain_ms", "grad ms (numba, first model)", "{:.3f}"),
     ("gradient_floor_s", "gradient floor s", "{:.1f}"),
     ("wall_over_floor", "wall / floor", "{:.1f}"),
+    ("callback_floor_s", "callback floor s", "{:.1f}"),
+    ("wall_over_callback_floor", "wall / callback floor", "{:.2f}"),
 ]
 
 

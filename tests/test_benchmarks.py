@@ -10,6 +10,7 @@ import pytest
 from benchmarks.fit_speed import agreement, agreements, main, size_priors
 from benchmarks.scaling import DAYS, cohorts, plot, slope
 from benchmarks.table import markdown
+from hbm.fit import available_cores
 
 
 def test_large_size_has_24_distinct_features():
@@ -26,6 +27,11 @@ def test_fit_speed_harness_smoke(tmp_path):
     assert run["size"] == "tiny" and run["backend"] == "nutpie" and run["rows"] == 240
     for key in ("wall_s", "min_ess_bulk", "min_ess_tail", "max_rhat", "grad_numba_ms"):
         assert run[key] > 0
+    # nutpie's floor also from its own callback's time (no Python call around it)
+    parallel = min(run["chains"], available_cores())
+    strict = run["grad_nutpie_callback_ms"] / 1000 * run["gradient_evaluations"] / parallel
+    assert run["callback_floor_s"] == pytest.approx(strict)
+    assert run["wall_over_callback_floor"] == pytest.approx(run["wall_s"] / run["callback_floor_s"])
     assert run["leapfrog_steps"] > 0 and run["divergences"] >= 0
     assert run["gradient_evaluations"] == sum(run["leapfrog"].values())
     assert run["floor_counts"] == "pilot+warmup+draws" and run["compile_s"] > 0
