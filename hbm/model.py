@@ -46,10 +46,11 @@ NO_POOLING_SD = 1.0
 NO_POOLING_INTERCEPT_SD = 1.5
 Likelihood = Literal["pointwise", "fused"]
 LIKELIHOODS: tuple[str, ...] = ("pointwise", "fused")
-#: Model data of the fused likelihood: the rows regrouped by user. They are data (shared
-#: variables), not constants, because numba cannot cache a function with large constant arrays
-#: inside; a fit drops them from its saved ``constant_data`` (``hbm.fit.sample``).
-FUSED_DATA = ("x_by_user", "y_by_user", "user_offsets")
+#: Model data of the fused likelihood: the rows regrouped by user and the exposures' scale per
+#: feature. They are data (shared variables), not constants: numba cannot cache a function with
+#: large constant arrays inside, and a constant would tie the compiled log density to one diary.
+#: A fit drops them from its saved ``constant_data`` (``hbm.fit.sample``).
+FUSED_DATA = ("x_by_user", "y_by_user", "user_offsets", "exposure_scale")
 
 
 def rows_by_user(design: Design) -> tuple[np.ndarray, np.ndarray]:
@@ -323,7 +324,9 @@ def build_model(
                 _narrow_data("x_by_user", flat_exposures(codes[order], offsets, layout), np.int16),
                 _narrow_data("y_by_user", design.y[order], np.float32),
                 pm.Data("user_offsets", offsets),
-                w * scale,  # x . w = codes . (w * scale)
+                # x . w = codes . (w * scale); the scale as data, not a constant, so that the
+                # compiled log density serves every diary of this form (hbm.nutpie_model caches it)
+                w * pm.Data("exposure_scale", scale, dims="feature"),
                 a,
                 layout,
             )

@@ -14,12 +14,16 @@ from hbm.nutpie_model import compile_cached
 from hbm.simulate import SimulationConfig, simulate
 
 
+def _fused(priors, n_days: int = 60, seed: int = 4):
+    cohort = simulate(priors, SimulationConfig(n_users=5, n_days=n_days, seed=seed))
+    design = exposures(cohort.diary, priors)
+    cen = choose_centring(design, priors, "noncentred")
+    return build_model(design, priors, "partial", cen, likelihood="fused"), len(design.users)
+
+
 @pytest.fixture()
 def fused_model(small_priors):
-    cohort = simulate(small_priors, SimulationConfig(n_users=5, n_days=60, seed=4))
-    design = exposures(cohort.diary, small_priors)
-    cen = choose_centring(design, small_priors, "noncentred")
-    return build_model(design, small_priors, "partial", cen, likelihood="fused"), len(design.users)
+    return _fused(small_priors)
 
 
 def _call(cfunc, sizes: tuple[int, ...], *pointers: int) -> int:
@@ -92,6 +96,17 @@ def test_callbacks_are_always_the_copy_numba_cached(fused_model, tmp_path, monke
     for compiled in (compile_cached(model), compile_cached(model)):
         assert compiled.compiled_logp_func.cache_hits == 1
         assert compiled.compiled_expand_func.cache_hits == 1
+
+
+def test_diaries_of_one_form_share_the_compiled_callbacks(small_priors, tmp_path, monkeypatch):
+    monkeypatch.setattr("pytensor.link.numba.cache.NUMBA_CACHE_PATH", tmp_path)
+    compile_cached(_fused(small_priors)[0])
+    cached = sorted(p.name for p in tmp_path.iterdir())
+    assert any(name.startswith("string.hbm_nutpie_logp") for name in cached)
+    # other days, other exposures and their scales, same users and features: nothing compiles
+    other, _ = _fused(small_priors, n_days=45, seed=9)
+    compile_cached(other)
+    assert sorted(p.name for p in tmp_path.iterdir()) == cached
 
 
 def test_the_cached_model_samples(fused_model):
