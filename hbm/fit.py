@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -392,9 +393,19 @@ def sample(
         steps are counted into ``attrs["leapfrog_steps"]`` and its draws dropped.
     """
     cfg = config or SamplerConfig()
-    cfg.check()
     pw = pointwise if pointwise is not None else model
-    if "y" not in pw.named_vars:
+    dt, timings = draw(model, cfg, compiled, pw)
+    timings["predictive_s"] = add_predictive(dt, pw, cfg)
+    return dt, timings
+
+
+def draw(
+    model: pm.Model, cfg: SamplerConfig, compiled: Any, pointwise: pm.Model
+) -> tuple[xr.DataTree, dict[str, float]]:
+    """The NUTS part of ``sample``: posterior (deterministics added), sample statistics and
+    constant data, warm-up dropped after its leapfrog steps are counted."""
+    cfg.check()
+    if "y" not in pointwise.named_vars:
         raise FitError("log-likelihood and predictive draws need the pointwise model (with y)")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -412,10 +423,10 @@ def sample(
     # numpyro reports each draw's depth, not whether it hit the limit: diagnose compares them
     dt.attrs["max_treedepth"] = cfg.max_treedepth
     posterior = dt["posterior"].to_dataset()
-    missing = [v.name for v in pw.deterministics if v.name not in posterior.data_vars]
+    missing = [v.name for v in pointwise.deterministics if v.name not in posterior.data_vars]
     if missing:  # nutpie stores the sampled variables only (compile_nutpie)
         derived = pm.compute_deterministics(
-            posterior, var_names=missing, model=pw, progressbar=False
+            posterior, var_names=missing, model=pointwise, progressbar=False
         )
         dt["posterior"] = xr.DataTree(xr.merge([posterior, derived]))
     dt.attrs["leapfrog_steps"] = json.dumps(leapfrog_steps(dt))
@@ -423,16 +434,24 @@ def sample(
     if "constant_data" in dt.children:
         data = dt["constant_data"].to_dataset()
         dt["constant_data"] = xr.DataTree(data.drop_vars(FUSED_DATA, errors="ignore"))
+    return dt, timings
+
+
+def add_predictive(dt: xr.DataTree, pointwise: pm.Model, cfg: SamplerConfig) -> float:
+    """Add ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` to a fit's tree,
+    on at most ``cfg.predictive_draws`` evenly thinned draws; returns the seconds taken."""
     t1 = time.perf_counter()
     thin = _thinned_posterior(dt, cfg.predictive_draws)
-    ll = pm.compute_log_likelihood(thin, model=pw, extend_inferencedata=False, progressbar=False)
+    ll = pm.compute_log_likelihood(
+        thin, model=pointwise, extend_inferencedata=False, progressbar=False
+    )
     ll_ds = ll["log_likelihood"].to_dataset() if isinstance(ll, xr.DataTree) else ll
     dt["log_likelihood"] = xr.DataTree(ll_ds.astype("float32"))
     pp = pm.sample_posterior_predictive(
         thin,
-        model=pw,
+        model=pointwise,
         # every parameter comes from the draws; the centring data were set before sampling
-        freeze_vars=[v.name for v in pw.free_RVs],
+        freeze_vars=[v.name for v in pointwise.free_RVs],
         random_seed=cfg.seed,
         progressbar=False,
         extend_inferencedata=False,
@@ -441,8 +460,7 @@ def sample(
     dt["posterior_predictive"] = xr.DataTree(pp_ds.astype("int8"))
     # from the pointwise form: the fused one, sampled, has no observed variable
     dt["observed_data"] = pp["observed_data"]
-    timings["predictive_s"] = time.perf_counter() - t1
-    return dt, timings
+    return time.perf_counter() - t1
 
 
 @dataclass(frozen=True)
@@ -652,9 +670,17 @@ def fit(
         if compiled is not None:
             compiled = compiled.with_data(**centring_data)
     pointwise = build_model(design, priors, pooling, cen)
-    tree, sample_timings = sample(model, cfg, compiled, pointwise)
+    tree, sample_timings = draw(model, cfg, compiled, pointwise)
     timings.update(sample_timings)
-    diagnostics = diagnose(tree)
+    # the diagnostics (ArviZ, a Python loop per parameter) run beside the predictive draws:
+    # sorting and FFTs release the interpreter, so two cores share the work (medium: about
+    # 4.4 s in turn, 3.8 s side by side); they read a tree of their own, not the one being added to
+    draws = xr.DataTree.from_dict({g: tree[g].to_dataset() for g in ("posterior", "sample_stats")})
+    draws.attrs.update(tree.attrs)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(diagnose, draws)
+        timings["predictive_s"] = add_predictive(tree, pointwise, cfg)
+        diagnostics = pending.result()
     timings["total_s"] = time.perf_counter() - t0
     steps = json.loads(tree.attrs.pop("leapfrog_steps"))
     steps["pilot"] = pilot.leapfrog_steps if pilot is not None else 0
