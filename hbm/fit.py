@@ -273,7 +273,7 @@ def compile_nutpie(model: pm.Model) -> Any:
     """nutpie's compiled model (numba), reusable for other values of the model's data.
 
     It stores the sampled variables only: compiling the deterministics into nutpie's per-draw
-    function took 2-3 s of a medium fit's 9-12 s compile; ``sample`` adds them afterwards. Its
+    function took 2-3 s of a medium fit's 9-12 s compile; ``draw`` adds them afterwards. Its
     callbacks are cached on disk (``hbm.nutpie_model``): a model of a form compiled before, in
     any process, loads in about 1 s.
     """

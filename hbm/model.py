@@ -49,7 +49,7 @@ LIKELIHOODS: tuple[str, ...] = ("pointwise", "fused")
 #: Model data of the fused likelihood: the rows regrouped by user and the exposures' scale per
 #: feature. They are data (shared variables), not constants: numba cannot cache a function with
 #: large constant arrays inside, and a constant would tie the compiled log density to one diary.
-#: A fit drops them from its saved ``constant_data`` (``hbm.fit.sample``).
+#: A fit drops them from its saved ``constant_data`` (``hbm.fit.draw``).
 FUSED_DATA = ("x_by_user", "y_by_user", "user_offsets", "exposure_scale")
 
 
