@@ -10,10 +10,10 @@ The callbacks built here read everything from nutpie's user-data record instead.
 record's fixed layout of 64-bit words, and each array's dtype and rank are written into their
 source. Numba can then cache them under a key made of that source and PyTensor's cache key for the
 log-density graph. A refit of a model of the same form loads them from PyTensor's numba cache
-directory; only a new form compiles. A new form's callbacks are compiled, cached, then loaded
-back from the cache: the freshly compiled code rounded differently from its cached copy, so
-without that the first fit of a form on a machine took other draws than later fits with the same
-seed.
+directory; only a new form compiles, in a child process, and this process then loads it like any
+later one. Compiled here, the model's log density would stay loaded in this process and the
+cached callbacks would call that copy, which rounds differently: the first fit of a form on a
+machine took other draws than every later fit with the same seed.
 
 The rest is nutpie's: the compiled model is nutpie's ``CompiledPyMCModel``, so
 ``nutpie.sample`` and ``with_data`` work on it unchanged. Its record layout and function
@@ -24,7 +24,11 @@ compare these callbacks with nutpie's own, value and gradient.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,7 +118,32 @@ def hbm_nutpie_expand(dim, expanded, x_, out_, user_data_):
 """
 
 
-def _cached_cfunc(
+@dataclass(frozen=True)
+class _Callback:
+    """A callback's Python source function, ready for ``numba.cfunc``."""
+
+    fn: Any
+    signature: str
+    cacheable: bool  # PyTensor caches the function inside, so numba can cache this one
+
+    def compile(self) -> Any:
+        import numba
+
+        return numba.cfunc(self.signature, cache=self.cacheable)(self.fn)
+
+    def on_disk(self) -> bool:
+        """Whether numba's cache holds this callback (probing it compiles nothing)."""
+        from numba.core import sigutils
+        from numba.core.ccallback import CFunc
+
+        args, ret = sigutils.normalize_signature(self.signature)
+        probe: Any = CFunc(self.fn, (args, ret), {}, {})
+        probe.enable_caching()
+        context = probe._targetdescr.target_context
+        return probe._cache.load_overload(probe._sig, context) is not None
+
+
+def _callback(
     template: str,
     name: str,
     signature: str,
@@ -122,8 +151,9 @@ def _cached_cfunc(
     keys: dict[Any, str],
     record_dtype: np.dtype,
     **sizes: int,
-) -> Any:
-    """A ``numba.cfunc`` around a compiled PyTensor function, cached when PyTensor caches it."""
+) -> _Callback:
+    """A callback around a compiled PyTensor function, keyed for numba's cache when PyTensor
+    caches that function."""
     import numba
     import nutpie
     from nutpie.compile_pymc import address_as_void_pointer
@@ -146,16 +176,45 @@ def _cached_cfunc(
         "as_ptr": address_as_void_pointer,
     }
     fn = compile_numba_function_src(src, name, env, cache_key=cache_key)
-    cfunc = numba.cfunc(signature, cache=cache_key is not None)(fn)
-    if cache_key is not None and cfunc.cache_hits == 0:
-        # run what every later process will load: the freshly compiled callback computed other
-        # roundings than its cached copy, so the first fit of a form took other draws
-        cfunc = numba.cfunc(signature, cache=True)(fn)
-    return cfunc
+    return _Callback(fn, signature, cache_key is not None)
+
+
+def _compile_in_child(model: pm.Model, var_names: Sequence[str] | None) -> None:
+    """Compile a model's callbacks into numba's cache from a child process.
+
+    Compiled in this process, the model's log density would stay loaded here, and the cached
+    callbacks loaded afterwards call that copy, which rounds differently from the one they
+    carry: the first fit of a model form on a machine would then take other draws than every
+    later fit with the same seed (ARCHITECTURE.md, "Known gaps").
+    """
+    import cloudpickle
+    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
+
+    payload = cloudpickle.dumps((model, list(var_names or []) or None, str(NUMBA_CACHE_PATH)))
+    code = "from hbm.nutpie_model import _compile_from_stdin; _compile_from_stdin()"
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=payload, capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace")[-2000:]
+        raise RuntimeError(f"compiling the model's nutpie callbacks failed:\n{tail}")
+
+
+def _compile_from_stdin() -> None:
+    """The child process of ``_compile_in_child``: compile what it was sent, here."""
+    import cloudpickle
+    import pytensor.link.numba.cache as pytensor_cache
+
+    model, var_names, cache_dir = cloudpickle.loads(sys.stdin.buffer.read())
+    pytensor_cache.NUMBA_CACHE_PATH = Path(cache_dir)  # the parent's, whatever config says
+    _compile(model, var_names, compile_here=True)
 
 
 def compile_cached(model: pm.Model, var_names: Sequence[str] | None = None) -> Any:
     """nutpie's compiled model (numba backend), its callbacks cached across processes.
+
+    A model form not in the cache yet is compiled by a child process (``_compile_in_child``), so
+    that this process runs the cached callbacks like every later one.
 
     Parameters
     ----------
@@ -170,6 +229,11 @@ def compile_cached(model: pm.Model, var_names: Sequence[str] | None = None) -> A
         What ``nutpie.compile_pymc_model(model, backend="numba", var_names=var_names)`` returns,
         with callbacks that compute the same values.
     """
+    return _compile(model, var_names, compile_here=False)
+
+
+def _compile(model: pm.Model, var_names: Sequence[str] | None, compile_here: bool) -> Any:
+    """``compile_cached``; ``compile_here``: compile missing callbacks in this process."""
     from nutpie.compile_pymc import (
         CompiledPyMCModel,
         _make_functions,
@@ -209,19 +273,28 @@ def compile_cached(model: pm.Model, var_names: Sequence[str] | None = None) -> A
         value.flags.writeable = False
         shared_data[keys[var]] = value
     user_data = make_user_data(keys, shared_data)
-    logp = _cached_cfunc(
-        _LOGP_SRC, "hbm_nutpie_logp", _LOGP_SIG, logp_pt, keys, user_data.dtype, n_dim=n_dim
+    callbacks = (
+        _callback(
+            _LOGP_SRC, "hbm_nutpie_logp", _LOGP_SIG, logp_pt, keys, user_data.dtype, n_dim=n_dim
+        ),
+        _callback(
+            _EXPAND_SRC,
+            "hbm_nutpie_expand",
+            _EXPAND_SIG,
+            expand_pt,
+            keys,
+            user_data.dtype,
+            n_dim=n_dim,
+            n_expanded=n_expanded,
+        ),
     )
-    expand = _cached_cfunc(
-        _EXPAND_SRC,
-        "hbm_nutpie_expand",
-        _EXPAND_SIG,
-        expand_pt,
-        keys,
-        user_data.dtype,
-        n_dim=n_dim,
-        n_expanded=n_expanded,
-    )
+    cacheable = all(cb.cacheable for cb in callbacks)
+    if cacheable and not compile_here and not all(cb.on_disk() for cb in callbacks):
+        _compile_in_child(model, var_names)
+    logp, expand = (cb.compile() for cb in callbacks)
+    if cacheable and compile_here and logp.cache_hits == 0:
+        # what every later process will load: the freshly compiled code rounds otherwise
+        logp, expand = (cb.compile() for cb in callbacks)
     dims, coords = _prepare_dims_and_coords(model, shape_info, reparameterized)
     return CompiledPyMCModel(
         _n_dim=n_dim,

@@ -88,14 +88,16 @@ def test_callbacks_compute_what_nutpies_own_compute(fused_model):
 
 def test_callbacks_are_always_the_copy_numba_cached(fused_model, tmp_path, monkeypatch):
     model, _ = fused_model
-    # an empty cache: the first compile below compiles afresh
+    # an empty cache: the first compile below compiles afresh, in a child process
     monkeypatch.setattr("pytensor.link.numba.cache.NUMBA_CACHE_PATH", tmp_path)
-    # the first compile of a form runs its cached copy too (a fresh compile rounds otherwise,
-    # so the first fit on a machine would take other draws than every later one with its seed);
-    # a callback holding per-process constants could not be cached and would fail here
+    # the first compile of a form runs the cached copy too, and this process never compiles the
+    # log density itself: a copy compiled here would round otherwise, so the first fit on a
+    # machine would take other draws than every later one with its seed. A callback holding
+    # per-process constants could not be cached and would fail here.
     for compiled in (compile_cached(model), compile_cached(model)):
         assert compiled.compiled_logp_func.cache_hits == 1
         assert compiled.compiled_expand_func.cache_hits == 1
+        assert not compiled.logp_func.vm.jit_fn.signatures
 
 
 def test_diaries_of_one_form_share_the_compiled_callbacks(small_priors, tmp_path, monkeypatch):
