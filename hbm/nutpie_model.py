@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pymc as pm
 
+from hbm.errors import FitError
+
 #: Bump when the generated source changes meaning without its text changing.
 _WRAPPER_VERSION = 1
 
@@ -185,7 +187,7 @@ def _compile_in_child(model: pm.Model, var_names: Sequence[str] | None) -> None:
     Compiled in this process, the model's log density would stay loaded here, and the cached
     callbacks loaded afterwards call that copy, which rounds differently from the one they
     carry: the first fit of a model form on a machine would then take other draws than every
-    later fit with the same seed (ARCHITECTURE.md, "Known gaps").
+    later fit with the same seed (ARCHITECTURE.md, "Compiled once per form, on disk").
     """
     import cloudpickle
     from pytensor.link.numba.cache import NUMBA_CACHE_PATH
@@ -197,7 +199,7 @@ def _compile_in_child(model: pm.Model, var_names: Sequence[str] | None) -> None:
     )
     if done.returncode != 0:
         tail = done.stderr.decode(errors="replace")[-2000:]
-        raise RuntimeError(f"compiling the model's nutpie callbacks failed:\n{tail}")
+        raise FitError(f"compiling the model's nutpie callbacks failed:\n{tail}")
 
 
 def _compile_from_stdin() -> None:

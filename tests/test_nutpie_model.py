@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import shutil
 
 import numpy as np
 import nutpie
 import pytest
 
+from hbm.errors import FitError
 from hbm.features import exposures
 from hbm.model import build_model, choose_centring
 from hbm.nutpie_model import compile_cached
@@ -98,6 +100,14 @@ def test_callbacks_are_always_the_copy_numba_cached(fused_model, tmp_path, monke
         assert compiled.compiled_logp_func.cache_hits == 1
         assert compiled.compiled_expand_func.cache_hits == 1
         assert not compiled.logp_func.vm.jit_fn.signatures
+
+
+def test_a_failed_compile_in_the_child_process_is_an_error(fused_model, tmp_path, monkeypatch):
+    model, _ = fused_model
+    monkeypatch.setattr("pytensor.link.numba.cache.NUMBA_CACHE_PATH", tmp_path)
+    monkeypatch.setattr("sys.executable", shutil.which("false"))
+    with pytest.raises(FitError, match="compiling the model's nutpie callbacks failed"):
+        compile_cached(model)
 
 
 def test_diaries_of_one_form_share_the_compiled_callbacks(small_priors, tmp_path, monkeypatch):
