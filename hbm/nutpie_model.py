@@ -192,7 +192,9 @@ def _compile_in_child(model: pm.Model, var_names: Sequence[str] | None) -> None:
     import cloudpickle
     from pytensor.link.numba.cache import NUMBA_CACHE_PATH
 
-    payload = cloudpickle.dumps((model, list(var_names or []) or None, str(NUMBA_CACHE_PATH)))
+    # var_names exactly as given: an empty list (store nothing) is another form than None (all)
+    names = None if var_names is None else list(var_names)
+    payload = cloudpickle.dumps((model, names, str(NUMBA_CACHE_PATH)))
     code = "from hbm.nutpie_model import _compile_from_stdin; _compile_from_stdin()"
     done = subprocess.run(
         [sys.executable, "-c", code], input=payload, capture_output=True, check=False
