@@ -25,7 +25,7 @@ import xarray as xr
 
 from hbm.errors import FitError
 from hbm.features import Design, select_users
-from hbm.likelihood import Layout, quantize_exposures, register_jax
+from hbm.likelihood import Layout, quantize_exposures, register_jax, rows_logp_draw
 from hbm.model import (
     FUSED_DATA,
     Centring,
@@ -34,6 +34,7 @@ from hbm.model import (
     Pooling,
     build_model,
     choose_centring,
+    grouped_rows,
 )
 from hbm.nutpie_model import compile_cached
 from hbm.priors import Priors
@@ -363,50 +364,12 @@ def jax_platform() -> str:
     return "cpu" if device.platform == "cpu" else f"{device.platform}: {device.device_kind}"
 
 
-def sample(
-    model: pm.Model,
-    config: SamplerConfig | None = None,
-    compiled: Any = None,
-    pointwise: pm.Model | None = None,
-) -> tuple[xr.DataTree, dict[str, float]]:
-    """Sample a model with NUTS and add log-likelihood and posterior predictive draws.
-
-    Parameters
-    ----------
-    model
-        From ``hbm.model.build_model``, with either likelihood.
-    config
-        Sampler settings; the backend is passed to ``pm.sample`` explicitly.
-    compiled
-        For nutpie, the model already compiled (``compile_nutpie``) with this model's data.
-    pointwise
-        The same model with ``likelihood="pointwise"`` and the same data (centring included),
-        for the log-likelihood, predictive draws and observed data; ``None``: ``model`` itself,
-        which must then be pointwise.
-
-    Returns
-    -------
-    (DataTree, timings)
-        Groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data``,
-        ``log_likelihood`` and ``posterior_predictive`` (the last two on at most
-        ``predictive_draws`` evenly thinned draws); timings in seconds. The warm-up's leapfrog
-        steps are counted into ``attrs["leapfrog_steps"]`` and its draws dropped.
-    """
-    cfg = config or SamplerConfig()
-    pw = pointwise if pointwise is not None else model
-    dt, timings = draw(model, cfg, compiled, pw)
-    timings["predictive_s"] = add_predictive(dt, pw, cfg)
-    return dt, timings
-
-
 def draw(
-    model: pm.Model, cfg: SamplerConfig, compiled: Any, pointwise: pm.Model
+    model: pm.Model, cfg: SamplerConfig, compiled: Any = None
 ) -> tuple[xr.DataTree, dict[str, float]]:
-    """The NUTS part of ``sample``: posterior (deterministics added), sample statistics and
+    """NUTS on ``model``: posterior (deterministics added), sample statistics and
     constant data, warm-up dropped after its leapfrog steps are counted."""
     cfg.check()
-    if "y" not in pointwise.named_vars:
-        raise FitError("log-likelihood and predictive draws need the pointwise model (with y)")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     dt = run_nuts(
@@ -423,10 +386,10 @@ def draw(
     # numpyro reports each draw's depth, not whether it hit the limit: diagnose compares them
     dt.attrs["max_treedepth"] = cfg.max_treedepth
     posterior = dt["posterior"].to_dataset()
-    missing = [v.name for v in pointwise.deterministics if v.name not in posterior.data_vars]
+    missing = [v.name for v in model.deterministics if v.name not in posterior.data_vars]
     if missing:  # nutpie stores the sampled variables only (compile_nutpie)
         derived = pm.compute_deterministics(
-            posterior, var_names=missing, model=pointwise, progressbar=False
+            posterior, var_names=missing, model=model, progressbar=False
         )
         dt["posterior"] = xr.DataTree(xr.merge([posterior, derived]))
     dt.attrs["leapfrog_steps"] = json.dumps(leapfrog_steps(dt))
@@ -437,29 +400,40 @@ def draw(
     return dt, timings
 
 
-def add_predictive(dt: xr.DataTree, pointwise: pm.Model, cfg: SamplerConfig) -> float:
-    """Add ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` to a fit's tree,
-    on at most ``cfg.predictive_draws`` evenly thinned draws; returns the seconds taken."""
+def add_predictive(dt: xr.DataTree, design: Design, cfg: SamplerConfig) -> float:
+    """Add ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` to a fit's tree.
+
+    On at most ``cfg.predictive_draws`` evenly thinned draws of ``w`` and ``a``: each row's
+    Bernoulli log-mass (float32) and one predictive outcome per draw (int8, seeded by
+    ``cfg.seed``), by ``hbm.likelihood.rows_logp_draw`` (the pointwise model's ``y``; a test
+    holds it to PyMC's ``compute_log_likelihood``). It releases the interpreter, so the
+    diagnostics run beside it (``fit``). Returns the seconds taken.
+    """
     t1 = time.perf_counter()
-    thin = _thinned_posterior(dt, cfg.predictive_draws)
-    ll = pm.compute_log_likelihood(
-        thin, model=pointwise, extend_inferencedata=False, progressbar=False
-    )
-    ll_ds = ll["log_likelihood"].to_dataset() if isinstance(ll, xr.DataTree) else ll
-    dt["log_likelihood"] = xr.DataTree(ll_ds.astype("float32"))
-    pp = pm.sample_posterior_predictive(
-        thin,
-        model=pointwise,
-        # every parameter comes from the draws; the centring data were set before sampling
-        freeze_vars=[v.name for v in pointwise.free_RVs],
-        random_seed=cfg.seed,
-        progressbar=False,
-        extend_inferencedata=False,
-    )
-    pp_ds = pp["posterior_predictive"].to_dataset()
-    dt["posterior_predictive"] = xr.DataTree(pp_ds.astype("int8"))
-    # from the pointwise form: the fused one, sampled, has no observed variable
-    dt["observed_data"] = pp["observed_data"]
+    thin = _thinned_posterior(dt, cfg.predictive_draws)["posterior"].to_dataset()
+    rows = grouped_rows(design)
+    users = list(design.users)
+    # x . w = codes . (w * scale), as the fused likelihood reads them
+    w = thin["w"].sel(user=users).transpose("chain", "draw", "user", "feature").values
+    ws = np.ascontiguousarray(w * rows.scale)
+    a = np.ascontiguousarray(thin["a"].sel(user=users).transpose("chain", "draw", "user").values)
+    n_chains, n_draws = ws.shape[:2]
+    logp = np.empty((n_chains, n_draws, design.n_obs), dtype=np.float32)
+    y_rep = np.empty((n_chains, n_draws, design.n_obs), dtype=np.int8)
+    rng = np.random.default_rng(cfg.seed)
+    for c, d in np.ndindex(n_chains, n_draws):
+        uniform = rng.random(design.n_obs, dtype=np.float32)
+        rows_logp_draw(
+            rows.x_flat, rows.y, rows.offsets, rows.order, ws[c, d], a[c, d], uniform,
+            logp[c, d], y_rep[c, d],
+        )  # fmt: skip
+    obs = {"obs": np.arange(design.n_obs)}
+    coords = {"chain": thin["chain"].values, "draw": thin["draw"].values, **obs}
+    sample_dims = ("chain", "draw", "obs")
+    dt["log_likelihood"] = xr.DataTree(xr.Dataset({"y": (sample_dims, logp)}, coords=coords))
+    dt["posterior_predictive"] = xr.DataTree(xr.Dataset({"y": (sample_dims, y_rep)}, coords=coords))
+    y_obs = np.asarray(design.y, dtype=np.int64)
+    dt["observed_data"] = xr.DataTree(xr.Dataset({"y": ("obs", y_obs)}, coords=obs))
     return time.perf_counter() - t1
 
 
@@ -638,7 +612,8 @@ def fit(
     use_pilot = parameterization == "auto" and pooling == "partial"
     first = "noncentred" if use_pilot else parameterization
     cen = choose_centring(design, priors, first)
-    # sampled with the fused likelihood (4x cheaper gradients), read out with the pointwise one
+    # sampled with the fused likelihood (4x cheaper gradients); the rows' log-likelihood and
+    # predictive draws come after (add_predictive)
     sampled_form: Likelihood = "fused"
     # numba reads the exposures block by block, JAX (numpyro) as one (feature, obs) matrix
     layout: Layout = "feature" if cfg.backend == "numpyro" else "blocked"
@@ -669,17 +644,16 @@ def fit(
         pm.set_data(centring_data, model=model)
         if compiled is not None:
             compiled = compiled.with_data(**centring_data)
-    pointwise = build_model(design, priors, pooling, cen)
-    tree, sample_timings = draw(model, cfg, compiled, pointwise)
+    tree, sample_timings = draw(model, cfg, compiled)
     timings.update(sample_timings)
-    # the diagnostics (ArviZ, a Python loop per parameter) run beside the predictive draws:
-    # sorting and FFTs release the interpreter, so two cores share the work (medium: about
-    # 4.4 s in turn, 3.8 s side by side); they read a tree of their own, not the one being added to
+    # the diagnostics (ArviZ, a Python loop per parameter) run beside the predictive draws,
+    # whose kernel releases the interpreter; they read a tree of their own, not the one being
+    # added to
     draws = xr.DataTree.from_dict({g: tree[g].to_dataset() for g in ("posterior", "sample_stats")})
     draws.attrs.update(tree.attrs)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(diagnose, draws)
-        timings["predictive_s"] = add_predictive(tree, pointwise, cfg)
+        timings["predictive_s"] = add_predictive(tree, design, cfg)
         diagnostics = pending.result()
     timings["total_s"] = time.perf_counter() - t0
     steps = json.loads(tree.attrs.pop("leapfrog_steps"))

@@ -75,12 +75,9 @@ def _atanh_series(s: np.float32) -> np.float32:
     return p * s + _F4(1.0)
 
 
-@numba.njit(fastmath=True, error_model="numpy", cache=True)
-def _block(
-    eta: np.ndarray, y: np.ndarray, q: np.ndarray, bits: np.ndarray, g: np.ndarray, n: int
-) -> tuple[float, float]:
-    """Log-mass sum and residual sum of ``n`` rows (float32 rows, float64 sums); residuals
-    ``y - sigmoid(eta)`` into ``g``."""
+@numba.njit(inline="always", fastmath=True, error_model="numpy", cache=True)
+def _exp_neg_abs(eta: np.ndarray, q: np.ndarray, bits: np.ndarray, n: int) -> np.ndarray:
+    """``exp(-|eta|) = q[i] * scale[i]`` for ``n`` rows; returns ``scale`` (a view of ``bits``)."""
     for i in range(n):
         # q = exp(-|eta|) = 2^k exp(r): the polynomial here, 2^k from its exponent bits below;
         # below -87 it would leave float32's normal range (log1p(q) is then 0 to float32 anyway)
@@ -88,19 +85,66 @@ def _block(
         k = np.floor(z * _LOG2E + _F4(0.5))
         q[i] = _exp_poly(z - k * _LN2_HI - k * _LN2_LO)
         bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
-    scale = bits[:n].view(np.float32)
+    return bits[:n].view(np.float32)
+
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy", cache=True)
+def _log_mass(y: np.float32, e: np.float32, qi: np.float32) -> np.float32:
+    # y e - log(1 + exp(e)) = y e - max(e, 0) - log1p(exp(-|e|)), with qi = exp(-|e|)
+    t = qi / (_F4(2.0) + qi)
+    return y * e - max(e, _F4(0.0)) - _F4(2.0) * t * _atanh_series(t * t)
+
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy", cache=True)
+def _sigmoid(e: np.float32, qi: np.float32) -> np.float32:
+    # 1 / (1 + exp(-e)), with qi = exp(-|e|)
+    return (_F4(1.0) if e >= _F4(0.0) else qi) / (_F4(1.0) + qi)
+
+
+@numba.njit(fastmath=True, error_model="numpy", cache=True)
+def _block(
+    eta: np.ndarray, y: np.ndarray, q: np.ndarray, bits: np.ndarray, g: np.ndarray, n: int
+) -> tuple[float, float]:
+    """Log-mass sum and residual sum of ``n`` rows (float32 rows, float64 sums); residuals
+    ``y - sigmoid(eta)`` into ``g``."""
+    scale = _exp_neg_abs(eta, q, bits, n)
     lp = 0.0
     gsum = 0.0
     for i in range(n):
         qi = q[i] * scale[i]
-        t = qi / (_F4(2.0) + qi)
         e = eta[i]
-        # log(1 + exp(e)) = max(e, 0) + log1p(exp(-|e|))
-        lp += np.float64(y[i] * e - max(e, _F4(0.0)) - _F4(2.0) * t * _atanh_series(t * t))
-        gi = y[i] - (_F4(1.0) if e >= _F4(0.0) else qi) / (_F4(1.0) + qi)
+        lp += np.float64(_log_mass(y[i], e, qi))
+        gi = y[i] - _sigmoid(e, qi)
         g[i] = gi
         gsum += np.float64(gi)
     return lp, gsum
+
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy", cache=True)
+def _linear_predictor(
+    x_flat: np.ndarray,
+    w: np.ndarray,
+    a: np.ndarray,
+    u: int,
+    start: int,
+    n: int,
+    stride: int,
+    blocked: bool,
+    eta: np.ndarray,
+) -> tuple[int, int]:
+    """``eta = a[u] + x . w[u]`` of user ``u``'s ``n`` rows from ``start`` into ``eta``; returns
+    where feature ``f`` of the block starts in ``x_flat``: ``base + f * stride``."""
+    n_feat = w.shape[1]
+    base, step = (start * n_feat, n) if blocked else (start, stride)
+    au = np.float32(a[u])
+    for i in range(n):
+        eta[i] = au
+    for f in range(n_feat):
+        wf = np.float32(w[u, f])
+        xf = x_flat[base + f * step : base + f * step + n]
+        for i in range(n):
+            eta[i] += wf * xf[i]
+    return base, step
 
 
 def quantize_exposures(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,16 +258,7 @@ def segment_logp_grad(
     for u in range(n_users):
         for start in range(offsets[u], offsets[u + 1], BLOCK):
             n = min(BLOCK, offsets[u + 1] - start)
-            # feature f of the block starts at base + f * stride
-            base, stride = (start * n_feat, n) if blocked else (start, n_obs)
-            au = np.float32(a[u])
-            for i in range(n):
-                eta[i] = au
-            for f in range(n_feat):
-                wf = np.float32(w[u, f])
-                xf = x_flat[base + f * stride : base + f * stride + n]
-                for i in range(n):
-                    eta[i] += wf * xf[i]
+            base, stride = _linear_predictor(x_flat, w, a, u, start, n, n_obs, blocked, eta)
             block_lp, block_g = _block(eta, y[start : start + n], q, bits, g, n)
             lp += block_lp
             ga[u] += block_g
@@ -236,10 +271,68 @@ def segment_logp_grad(
     return lp, gw, ga
 
 
+@numba.njit(fastmath=True, error_model="numpy", cache=True, nogil=True)
+def rows_logp_draw(
+    x_flat: np.ndarray,
+    y: np.ndarray,
+    offsets: np.ndarray,
+    rows: np.ndarray,
+    w: np.ndarray,
+    a: np.ndarray,
+    uniform: np.ndarray,
+    logp: np.ndarray,
+    y_rep: np.ndarray,
+) -> None:
+    """Each row's log-mass and a predictive outcome under one posterior draw (``w``, ``a``).
+
+    The rows as ``segment_logp_grad`` reads them (``"blocked"`` layout, sorted by user); the
+    results go to their places in the diary: sorted row ``j`` is the diary's row ``rows[j]``.
+
+    Parameters
+    ----------
+    x_flat, y, offsets
+        As in ``segment_logp_grad`` (blocked layout).
+    rows
+        ``(obs,)``: the diary row of each sorted row (``hbm.model.rows_by_user``'s order).
+    w, a
+        One draw's weights ``(user, feature)`` (times the exposures' scale when ``x_flat``
+        holds codes) and intercepts ``(user,)``.
+    uniform
+        ``(obs,)`` uniform draws in [0, 1), by diary row: ``y_rep = uniform < P(y = 1)``.
+    logp, y_rep
+        ``(obs,)`` outputs by diary row: float32 log-mass and int8 outcome.
+    """
+    n_users = a.shape[0]
+    eta = np.empty(BLOCK, dtype=np.float32)
+    q = np.empty(BLOCK, dtype=np.float32)
+    bits = np.empty(BLOCK, dtype=np.int32)
+    for u in range(n_users):
+        for start in range(offsets[u], offsets[u + 1], BLOCK):
+            n = min(BLOCK, offsets[u + 1] - start)
+            _linear_predictor(x_flat, w, a, u, start, n, 0, True, eta)
+            scale = _exp_neg_abs(eta, q, bits, n)
+            for i in range(n):
+                qi = q[i] * scale[i]
+                e = eta[i]
+                row = rows[start + i]
+                logp[row] = _log_mass(y[start + i], e, qi)
+                y_rep[row] = uniform[row] < _sigmoid(e, qi)
+
+
 # Salts PyTensor's on-disk cache key, so an edited kernel is never served from an old cache.
 _SOURCE_KEY = zlib.crc32(
     "".join(
-        inspect.getsource(f.py_func) for f in (_exp_poly, _atanh_series, _block, segment_logp_grad)
+        inspect.getsource(f.py_func)
+        for f in (
+            _exp_poly,
+            _atanh_series,
+            _exp_neg_abs,
+            _log_mass,
+            _sigmoid,
+            _block,
+            _linear_predictor,
+            segment_logp_grad,
+        )
     ).encode()
 )
 

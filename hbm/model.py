@@ -68,6 +68,31 @@ def rows_by_user(design: Design) -> tuple[np.ndarray, np.ndarray]:
     return order, offsets
 
 
+@dataclass(frozen=True)
+class GroupedRows:
+    """A design's rows as the fused likelihood reads them (``hbm.likelihood``): sorted by user,
+    exposures as 16-bit codes flattened in ``layout``, outcomes in float32."""
+
+    x_flat: np.ndarray  # int16 codes, (obs * feature,) in ``layout``
+    y: np.ndarray  # float32 (obs,), sorted
+    offsets: np.ndarray  # (user + 1,): user u owns sorted rows offsets[u]:offsets[u + 1]
+    order: np.ndarray  # (obs,): sorted row j is the design's row order[j]
+    scale: np.ndarray  # (feature,): x ~= codes * scale
+
+
+def grouped_rows(design: Design, layout: Layout = "blocked") -> GroupedRows:
+    """The design's rows grouped by user for the fused likelihood (``GroupedRows``)."""
+    codes, scale = quantize_exposures(design.x)
+    order, offsets = rows_by_user(design)
+    return GroupedRows(
+        x_flat=np.ascontiguousarray(flat_exposures(codes[order], offsets, layout), dtype=np.int16),
+        y=np.ascontiguousarray(design.y[order], dtype=np.float32),
+        offsets=offsets,
+        order=order,
+        scale=scale,
+    )
+
+
 def _bernoulli_logit_logp(value: pt.TensorVariable, eta: pt.TensorVariable) -> pt.TensorVariable:
     # Bernoulli log-mass of a 0/1 outcome: y * eta - log(1 + exp(eta)). PyMC's Bernoulli(logit_p)
     # evaluates both branches of a switch; this form takes about a third off a gradient (medium).
@@ -319,11 +344,11 @@ def build_model(
                     dims=("user", "feature"),
                 )
         if likelihood == "fused":
-            order, offsets = rows_by_user(design)
+            rows = grouped_rows(design, layout)
             logp = segment_logp(
-                _narrow_data("x_by_user", flat_exposures(codes[order], offsets, layout), np.int16),
-                _narrow_data("y_by_user", design.y[order], np.float32),
-                pm.Data("user_offsets", offsets),
+                _narrow_data("x_by_user", rows.x_flat, np.int16),
+                _narrow_data("y_by_user", rows.y, np.float32),
+                pm.Data("user_offsets", rows.offsets),
                 # x . w = codes . (w * scale); the scale as data, not a constant, so that the
                 # compiled log density serves every diary of this form (hbm.nutpie_model caches it)
                 w * pm.Data("exposure_scale", scale, dims="feature"),

@@ -16,6 +16,7 @@ from hbm.diary import Diary, split_by_time
 from hbm.errors import FitError
 from hbm.features import exposures
 from hbm.fit import Gate, SamplerConfig, diagnose, fit
+from hbm.model import build_model
 from hbm.posterior import CLASSES, build_exports, classify
 from hbm.predict import predict
 from hbm.simulate import SimulationConfig, simulate
@@ -79,6 +80,37 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     steps = json.loads(attrs["leapfrog_steps"])
     assert steps == result.leapfrog_steps
     assert min(steps["pilot"], steps["warmup"], steps["draws"]) > 0
+
+
+def test_log_likelihood_and_predictive_draws_are_the_pointwise_models(small_fit):
+    """hbm's kernel against PyMC's own log-likelihood of the pointwise model (``y``), on the
+    same thinned draws; the predictive outcomes' rate against the model's, and by seed."""
+    import pymc as pm
+
+    fit_module = sys.modules["hbm.fit"]
+    result, _ = small_fit
+    tree = result.tree
+    ll = tree["log_likelihood"]["y"]
+    thin = tree["posterior"].to_dataset().sel(draw=ll["draw"])
+    pointwise = build_model(result.design, result.priors, result.pooling, result.centring)
+    ref = pm.compute_log_likelihood(
+        xr.DataTree.from_dict({"posterior": thin}),
+        model=pointwise,
+        extend_inferencedata=False,
+        progressbar=False,
+    )
+    assert ll.dtype == np.float32 and ll.dims == ("chain", "draw", "obs")
+    np.testing.assert_allclose(ll.values, ref["y"].transpose(*ll.dims).values, atol=2e-5)
+    # P(y = 1) of each row and draw, from the log-mass of the observed outcome
+    p_obs = np.exp(ref["y"].values)
+    p1 = np.where(result.design.y == 1, p_obs, 1.0 - p_obs)
+    y_rep = tree["posterior_predictive"]["y"].values
+    assert y_rep.dtype == np.int8 and y_rep.shape == p1.shape
+    z = (y_rep.sum() - p1.sum()) / np.sqrt((p1 * (1.0 - p1)).sum())
+    assert abs(z) < 4.0
+    again = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset()})
+    fit_module.add_predictive(again, result.design, result.config)
+    np.testing.assert_array_equal(again["posterior_predictive"]["y"].values, y_rep)
 
 
 def test_pilot_reads_a_seeded_subset_of_a_large_cohort(small_priors_module, monkeypatch):

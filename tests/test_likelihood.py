@@ -15,6 +15,7 @@ from hbm.likelihood import (
     flat_exposures,
     quantize_exposures,
     register_jax,
+    rows_logp_draw,
     segment_bernoulli_logit,
     segment_logp_grad,
 )
@@ -165,3 +166,33 @@ def test_second_derivatives_are_refused():
     _, gw, _ = segment_bernoulli_logit(flat_exposures(x_t.T, offsets), y, offsets, w, a)
     with pytest.raises(NotImplementedError, match="second derivatives"):
         pt.grad(gw.sum(), w)
+
+
+@pytest.mark.parametrize("scale", [0.3, 5.0, 40.0])
+def test_rows_logp_draw_puts_each_rows_log_mass_and_outcome_at_its_diary_row(scale):
+    """Per row, in the diary's order (not the kernel's by-user order): the log-mass against
+    numpy in float64, and ``y_rep = uniform < sigmoid(eta)`` wherever the two are not tied."""
+    x_t, y, offsets, w, a = case([0, 7, BLOCK + 3, 1, 2 * BLOCK], scale=scale, seed=8)
+    n = y.size
+    rows = np.random.default_rng(9).permutation(n)  # sorted row j is diary row rows[j]
+    uniform = np.random.default_rng(10).random(n, dtype=np.float32)
+    logp = np.full(n, np.nan, dtype=np.float32)
+    y_rep = np.full(n, -1, dtype=np.int8)
+    x_flat = flat_exposures(x_t.T, offsets, "blocked")
+    rows_logp_draw(x_flat, y.astype(np.float32), offsets, rows, w, a, uniform, logp, y_rep)
+
+    user = np.repeat(np.arange(len(a)), np.diff(offsets))
+    eta_sorted = a[user] + np.einsum("fn,nf->n", x_t, w[user])
+    eta, y_diary = np.empty(n), np.empty(n)
+    eta[rows], y_diary[rows] = eta_sorted, y
+    expected = y_diary * eta - np.logaddexp(0.0, eta)
+    # float32 rows: a few roundings of each term of eta (6e-8 relative)
+    bound = 1e-6 * (np.abs(a[user]) + np.abs(x_t * w[user].T).sum(axis=0) + 1.0)
+    bound_diary = np.empty(n)
+    bound_diary[rows] = bound
+    assert np.all(np.abs(logp - expected) <= bound_diary)
+    p = 1.0 / (1.0 + np.exp(-eta))
+    clear = np.abs(uniform - p) > bound_diary
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(y_rep[clear], (uniform < p)[clear])
+    assert set(np.unique(y_rep)) <= {0, 1}
