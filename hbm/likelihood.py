@@ -7,15 +7,17 @@ one of two layouts (``flat_exposures``). The operation returns the gradients in 
 beside the value, so NUTS gets both from one pass over the data.
 
 It exists for speed only; ``hbm.model`` uses it for sampling and keeps the row-by-row likelihood
-for log-likelihood values and predictive draws. A test checks that both give one log density and
-gradient. Why it is faster than PyTensor's graph of the same sum (0.27 against 1.1 ms a gradient
-on the medium benchmark): the exponential and logarithm are evaluated by polynomials that the
-compiler vectorizes (numba's ``np.exp``/``np.log1p`` call scalar libm), one exponential serves
-both the log-mass and the gradient, and each block of rows is read once for the linear predictor
-and once, still in cache, for the gradient. In the ``"blocked"`` layout (numba's) each block's
-exposures lie in one contiguous run of memory, which the processor streams well once the diary
-outgrows its caches; JAX gets the ``"feature"`` layout, ``(feature, obs)`` flattened, which it reads
-without a gather.
+(PyTensor's graph) for prior draws and SBC. ``rows_logp_draw`` returns each row's log-mass and a
+predictive outcome under one posterior draw, for the fit's log-likelihood and predictive draws.
+Tests check both against the row-by-row form: one log density and gradient, and the same
+log-likelihood per row. Why it is faster than PyTensor's graph of the same sum (0.27 against 1.1 ms
+a gradient on the medium benchmark): the exponential and logarithm are evaluated by polynomials that
+the compiler vectorizes (numba's ``np.exp``/``np.log1p`` call scalar libm), one exponential serves
+both the log-mass and the gradient, and each block of rows is read once for the linear predictor and
+once, still in cache, for the gradient. In the ``"blocked"`` layout (numba's) each block's exposures
+lie in one contiguous run of memory, which the processor streams well once the diary outgrows its
+caches; JAX gets the ``"feature"`` layout, ``(feature, obs)`` flattened, which it reads without a
+gather.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ SD (from a pilot fit, see ``hbm.fit.fit``). ``lambda = 1`` is the centred form (
 sees one vector whatever the mix.
 
 Two forms of one model (``likelihood``): ``"pointwise"`` has the outcome ``y`` as a random
-variable (log-likelihood per row, predictive and prior draws, SBC); ``"fused"`` computes the same
-log density with the likelihood as one operation (``hbm.likelihood``) and is what ``hbm.fit``
-samples.
+variable (prior draws, SBC, the reference for ``hbm.fit``'s log-likelihood per row); ``"fused"``
+computes the same log density with the likelihood as one operation (``hbm.likelihood``) and is
+what ``hbm.fit`` samples.
 """
 
 from __future__ import annotations
@@ -271,8 +271,8 @@ def build_model(
         Partial centring per cell (``choose_centring``); ``None`` applies the rule with the
         priors' spreads.
     likelihood
-        ``"pointwise"``: the outcome ``y`` is a random variable (log-likelihood per row,
-        predictive draws, SBC). ``"fused"``: the same log density as one ``Potential``
+        ``"pointwise"``: the outcome ``y`` is a random variable (prior and predictive draws,
+        log-likelihood per row, SBC). ``"fused"``: the same log density as one ``Potential``
         (``hbm.likelihood``), 4x faster a gradient; for sampling only, it has no ``y``.
     layout
         With the fused likelihood, how the exposures are stored (``hbm.likelihood.flat_exposures``):
