@@ -412,10 +412,10 @@ def add_predictive(dt: xr.DataTree, design: Design, cfg: SamplerConfig) -> float
     t1 = time.perf_counter()
     thin = _thinned_posterior(dt, cfg.predictive_draws)["posterior"].to_dataset()
     rows = grouped_rows(design)
-    users = list(design.users)
+    users, features = list(design.users), list(design.features)
     # x . w = codes . (w * scale), as the fused likelihood reads them
-    w = thin["w"].sel(user=users).transpose("chain", "draw", "user", "feature").values
-    ws = np.ascontiguousarray(w * rows.scale)
+    w = thin["w"].sel(user=users, feature=features).transpose("chain", "draw", "user", "feature")
+    ws = np.ascontiguousarray(w.values * rows.scale)
     a = np.ascontiguousarray(thin["a"].sel(user=users).transpose("chain", "draw", "user").values)
     n_chains, n_draws = ws.shape[:2]
     logp = np.empty((n_chains, n_draws, design.n_obs), dtype=np.float32)
