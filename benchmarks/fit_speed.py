@@ -8,20 +8,19 @@ Sizes (users x days x features): small 20 x 200 x 6, medium 50 x 1000 x 12, larg
 large adds five copies of shipped features lagged by two more days (keys ``<key>_lag2``), since the
 shipped file has 19. Cohorts come from ``hbm.simulate`` (heterogeneity 0.5, seed 7).
 
-Per run: wall time of ``hbm.fit`` (compilation, pilot, sampling and predictive draws included),
-its parts, minimum bulk and tail ESS over all parameters (``a0, sigma_a, mu, tau, a, w``), ESS
-per second of wall time, maximum R-hat, divergences, leapfrog steps of the pilot, warm-up and
-draws, posterior means with their Monte Carlo errors (``agreement`` compares backends), and the
-time of one log-density-and-gradient evaluation under PyTensor's numba (nutpie's and PyMC's
-default), C (``cvm`` linker) and JAX (numpyro's, also for four chains in one call) backends: the
-fastest of several batches' medians of repeated calls at the initial point (``fastest_median``),
-for the model as sampled (fused likelihood); ``_pointwise``
-and ``_plain`` gradient columns time the same density with PyTensor's row-by-row graph and the
-model as first written. The gradient floor is ``gradient time x gradient evaluations / chains run
-in parallel`` (``_with_floor``); for nutpie also with the time of its compiled callback itself
-(``grad_nutpie_callback_ms``, no Python call: the strict floor). ``--gradients-only``
-re-measures the gradient columns of the stored runs of the given sizes without refitting;
-``--gradients`` picks the backends timed.
+Per run: wall time of ``hbm.fit`` (compilation, pilot, sampling and predictive draws included), its
+parts, minimum bulk and tail ESS over all parameters (``a0, sigma_a, mu, tau, a, w``), ESS per
+second of wall time, maximum R-hat, divergences, leapfrog steps of the pilot, warm-up and draws,
+posterior means with their Monte Carlo errors (``agreement`` compares backends), and the time of one
+log-density-and-gradient evaluation under PyTensor's numba (nutpie's and PyMC's default), C (``cvm``
+linker) and JAX (numpyro's, also for four chains in one call) backends: the fastest of several
+batches' medians of repeated calls at the initial point (``fastest_median``), for the model as
+sampled (fused likelihood); ``_pointwise`` and ``_plain`` gradient columns time the same density
+with PyTensor's row-by-row graph and the model as first written. The gradient floor is ``gradient
+time x gradient evaluations / chains run in parallel`` (``_with_floor``); for nutpie also with the
+time of its compiled callback itself (``grad_nutpie_callback_ms``, no Python call: the strict
+floor). ``--gradients-only`` re-measures the gradient columns of the stored runs of the given sizes
+without refitting; ``--gradients`` picks the backends timed.
 """
 
 from __future__ import annotations
