@@ -80,9 +80,14 @@ class GroupedRows:
     scale: np.ndarray  # (feature,): x ~= codes * scale
 
 
-def grouped_rows(design: Design, layout: Layout = "blocked") -> GroupedRows:
-    """The design's rows grouped by user for the fused likelihood (``GroupedRows``)."""
-    codes, scale = quantize_exposures(design.x)
+def grouped_rows(
+    design: Design,
+    layout: Layout = "blocked",
+    quantized: tuple[np.ndarray, np.ndarray] | None = None,
+) -> GroupedRows:
+    """The design's rows grouped by user for the fused likelihood (``GroupedRows``);
+    ``quantized``: ``quantize_exposures(design.x)`` when the caller has it already."""
+    codes, scale = quantized if quantized is not None else quantize_exposures(design.x)
     order, offsets = rows_by_user(design)
     return GroupedRows(
         x_flat=np.ascontiguousarray(flat_exposures(codes[order], offsets, layout), dtype=np.int16),
@@ -344,7 +349,7 @@ def build_model(
                     dims=("user", "feature"),
                 )
         if likelihood == "fused":
-            rows = grouped_rows(design, layout)
+            rows = grouped_rows(design, layout, (codes, scale))
             logp = segment_logp(
                 _narrow_data("x_by_user", rows.x_flat, np.int16),
                 _narrow_data("y_by_user", rows.y, np.float32),
