@@ -12,10 +12,11 @@ try:
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
+from hbm.diagnostics import diagnose
 from hbm.diary import Diary, load_diary, split_by_time
 from hbm.errors import DiaryError, FitError, HBMError, PriorsError, RunError
 from hbm.features import Design, exposures
-from hbm.fit import FitResult, SamplerConfig, diagnose, fit
+from hbm.fit import FitResult, SamplerConfig, fit
 from hbm.model import build_model, choose_centring
 from hbm.posterior import build_exports
 from hbm.predict import predict

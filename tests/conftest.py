@@ -163,3 +163,15 @@ def no_pooling_run(workspace, tmp_path_factory):
     args = ["fit", str(diary), "--priors", str(priors), "--out", str(run), "--pooling", "none"]
     assert main([*args, *FIT_ARGS]) == 0
     return run
+
+
+#: Fixtures that run NUTS: every test using one is marked ``fits`` (left out of mutation runs).
+FIT_FIXTURES = frozenset(
+    {"workspace", "no_pooling_run", "small_fit", "reported", "run_dir", "client", "fused_model"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if FIT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.fits)

@@ -12,6 +12,9 @@ from benchmarks.scaling import DAYS, cohorts, plot, slope
 from benchmarks.table import markdown
 from hbm.fit import available_cores
 
+# Every test here compiles a model or samples: left out of mutation runs.
+pytestmark = pytest.mark.fits
+
 
 def test_large_size_has_24_distinct_features():
     priors = size_priors(24)

@@ -109,6 +109,7 @@ def test_weight_stability():
     assert s["mean_abs_change"] == pytest.approx(0.1) and s["correlation"] == pytest.approx(1.0)
 
 
+@pytest.mark.fits
 def test_embedding_trains_predicts_and_is_reproducible(priors, cohort):
     train, test = temporal_designs(cohort.diary, priors, 0.25)
     one = fit_model("embedding", train, priors, seed=3)
@@ -196,6 +197,7 @@ def test_compare_rejects_unknown_model(workspace, tmp_path, capsys):
 
 
 @pytest.mark.ci_stat
+@pytest.mark.fits
 def test_quick_study_runs_every_model_in_every_cell(tmp_path, capsys):
     assert main(["study", "--quick", "--out", str(tmp_path)]) == 0
     results = pd.read_csv(tmp_path / "study.csv")

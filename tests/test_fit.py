@@ -12,10 +12,11 @@ import xarray as xr
 from scipy import stats
 
 from hbm import io
+from hbm.diagnostics import Gate, diagnose
 from hbm.diary import Diary, split_by_time
 from hbm.errors import FitError
 from hbm.features import exposures
-from hbm.fit import Gate, SamplerConfig, diagnose, fit
+from hbm.fit import SamplerConfig, fit
 from hbm.model import build_model
 from hbm.posterior import CLASSES, build_exports, classify
 from hbm.predict import predict
@@ -113,6 +114,7 @@ def test_log_likelihood_and_predictive_draws_are_the_pointwise_models(small_fit)
     np.testing.assert_array_equal(again["posterior_predictive"]["y"].values, y_rep)
 
 
+@pytest.mark.fits
 def test_pilot_reads_a_seeded_subset_of_a_large_cohort(small_priors_module, monkeypatch):
     fit_module = sys.modules["hbm.fit"]  # the module: ``hbm.fit`` is also the function
     diary, _ = _truncated_cohort(small_priors_module)
@@ -144,6 +146,7 @@ def test_numpyro_runs_chains_in_parallel_only_with_a_device_per_chain():
     assert numpyro_chain_method(XLA_HOST_DEVICES + 1) == "vectorized"
 
 
+@pytest.mark.fits
 def test_every_backend_stops_trajectories_at_max_treedepth(small_priors_module):
     # a depth this low binds on every draw: the limit reaches nutpie, PyMC's NUTS and numpyro,
     # and each backend's own record of it is counted
@@ -162,7 +165,7 @@ def test_every_backend_stops_trajectories_at_max_treedepth(small_priors_module):
 
 
 def test_max_treedepth_hits_reads_each_backends_statistics():
-    from hbm.fit import max_treedepth_hits
+    from hbm.diagnostics import max_treedepth_hits
 
     flags = xr.Dataset({"maxdepth_reached": ("draw", [True, False, True])})
     assert max_treedepth_hits(flags) == 2
@@ -175,6 +178,7 @@ def test_max_treedepth_hits_reads_each_backends_statistics():
         SamplerConfig(max_treedepth=0).check()
 
 
+@pytest.mark.fits
 def test_sbc_completes_every_simulation(small_priors_module):
     # pm.sample rewrites the `nuts` dict it is handed and simuk hands the same dict to every fit:
     # with target_accept beside it, the second fit failed ("defined twice")

@@ -20,6 +20,9 @@ from hbm.likelihood import (
     segment_logp_grad,
 )
 
+# Every test here compiles a model or samples: left out of mutation runs.
+pytestmark = pytest.mark.fits
+
 
 def reference(x_t, y, offsets, w, a):
     user = np.repeat(np.arange(len(a)), np.diff(offsets))

@@ -19,6 +19,9 @@ from hbm.model import (
 )
 from hbm.simulate import SimulationConfig, simulate
 
+# Every test here compiles a model or samples: left out of mutation runs.
+pytestmark = pytest.mark.fits
+
 
 @pytest.fixture()
 def design(small_priors):

@@ -15,6 +15,9 @@ from hbm.model import build_model, choose_centring
 from hbm.nutpie_model import compile_cached
 from hbm.simulate import SimulationConfig, simulate
 
+# Every test here compiles a model or samples: left out of mutation runs.
+pytestmark = pytest.mark.fits
+
 
 def _fused(priors, n_days: int = 60, seed: int = 4):
     cohort = simulate(priors, SimulationConfig(n_users=5, n_days=n_days, seed=seed))

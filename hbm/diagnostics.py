@@ -1,0 +1,151 @@
+"""The reliability gate: ArviZ diagnostics of a fit and the thresholds it must meet.
+
+``GATE``: R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, E-BFMI >= 0.3 on every chain.
+A fit that fails is still returned and saved, with ``reliable = False`` and its reasons in words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Thresholds a fit must meet to be called reliable."""
+
+    max_rhat: float = 1.01
+    min_ess_bulk: float = 400.0
+    min_ess_tail: float = 400.0
+    max_divergences: int = 0
+    min_ebfmi: float = 0.3
+
+
+GATE = Gate()
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What the gate saw, per variable and overall."""
+
+    reliable: bool
+    reasons: tuple[str, ...]
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    ebfmi: tuple[float, ...]
+    #: Draws whose trajectory stopped at ``SamplerConfig.max_treedepth`` (-1: not reported). Not
+    #: gated: such draws are valid but cost the sampler efficiency (Stan reports them likewise).
+    max_treedepth_hits: int = -1
+    per_variable: dict[str, dict[str, float]] = field(default_factory=dict)
+    gate: Gate = GATE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Sampled and derived variables whose convergence the gate checks (those present in a model).
+GATED_VARS = ("a0", "sigma_a", "mu", "tau", "a", "w")
+
+
+def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
+    """Compute R-hat, ESS, divergences and E-BFMI with ArviZ and apply the gate."""
+    post = dt["posterior"].to_dataset()
+    names = [v for v in GATED_VARS if v in post.data_vars]
+    rhat = az.rhat(dt, var_names=names)
+    ess_bulk = az.ess(dt, var_names=names, method="bulk")
+    ess_tail = az.ess(dt, var_names=names, method="tail")
+    per_var: dict[str, dict[str, float]] = {}
+    for name in names:
+        # A weight fixed by construction (complete pooling repeats mu) has NaN diagnostics per
+        # copy; nanmax/nanmin read the copies that vary.
+        per_var[name] = {
+            "max_rhat": float(np.nanmax(rhat[name].values)),
+            "min_ess_bulk": float(np.nanmin(ess_bulk[name].values)),
+            "min_ess_tail": float(np.nanmin(ess_tail[name].values)),
+        }
+    max_rhat = _worst(per_var, "max_rhat", largest=True)[0]
+    min_bulk = _worst(per_var, "min_ess_bulk", largest=False)[0]
+    min_tail = _worst(per_var, "min_ess_tail", largest=False)[0]
+    stats = dt["sample_stats"].to_dataset()
+    divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+    depth_hits = max_treedepth_hits(stats, dt.attrs.get("max_treedepth"))
+    ebfmi = tuple(float(v) for v in np.atleast_1d(az.bfmi(dt)["energy"].values))
+    reasons = gate_reasons(per_var, divergences, ebfmi, gate)
+    return Diagnostics(
+        reliable=not reasons,
+        reasons=tuple(reasons),
+        max_rhat=max_rhat,
+        min_ess_bulk=min_bulk,
+        min_ess_tail=min_tail,
+        divergences=divergences,
+        ebfmi=ebfmi,
+        max_treedepth_hits=depth_hits,
+        per_variable=per_var,
+        gate=gate,
+    )
+
+
+def gate_reasons(
+    per_var: dict[str, dict[str, float]],
+    divergences: int,
+    ebfmi: tuple[float, ...],
+    gate: Gate = GATE,
+) -> list[str]:
+    """Why a fit fails ``gate``, in words (empty when it passes).
+
+    Parameters
+    ----------
+    per_var
+        Per gated variable: ``max_rhat``, ``min_ess_bulk`` and ``min_ess_tail``. A NaN fails.
+    divergences
+        Divergent transitions after warm-up, all chains.
+    ebfmi
+        E-BFMI of each chain.
+    gate
+        The thresholds.
+    """
+    reasons = []
+    max_rhat, worst = _worst(per_var, "max_rhat", largest=True)
+    if not max_rhat <= gate.max_rhat:
+        reasons.append(f"max R-hat {max_rhat:.3f} > {gate.max_rhat} (worst: {worst})")
+    min_bulk, worst = _worst(per_var, "min_ess_bulk", largest=False)
+    if not min_bulk >= gate.min_ess_bulk:
+        reasons.append(f"min bulk ESS {min_bulk:.0f} < {gate.min_ess_bulk:.0f} (worst: {worst})")
+    min_tail, worst = _worst(per_var, "min_ess_tail", largest=False)
+    if not min_tail >= gate.min_ess_tail:
+        reasons.append(f"min tail ESS {min_tail:.0f} < {gate.min_ess_tail:.0f} (worst: {worst})")
+    if divergences > gate.max_divergences:
+        reasons.append(f"{divergences} divergent transitions (allowed {gate.max_divergences})")
+    if ebfmi and min(ebfmi) < gate.min_ebfmi:
+        reasons.append(f"E-BFMI {min(ebfmi):.2f} < {gate.min_ebfmi} on some chain")
+    return reasons
+
+
+def _worst(per_var: dict[str, dict[str, float]], key: str, largest: bool) -> tuple[float, str]:
+    """The worst value of ``key`` over the variables and its variable; a NaN is the worst."""
+    for name, values in per_var.items():
+        if np.isnan(values[key]):
+            return float("nan"), name
+    pick = max if largest else min
+    name = pick(per_var, key=lambda k: per_var[k][key])
+    return per_var[name][key], name
+
+
+def max_treedepth_hits(stats: xr.Dataset, max_treedepth: Any = None) -> int:
+    """Draws that stopped at the maximum tree depth, from a backend's sample statistics.
+
+    nutpie and PyMC's NUTS flag them; numpyro reports each draw's depth, compared with
+    ``max_treedepth``. -1 when neither is available.
+    """
+    for flag in ("maxdepth_reached", "reached_max_treedepth"):
+        if flag in stats:
+            return int(stats[flag].sum())
+    if "tree_depth" in stats and max_treedepth is not None:
+        return int((stats["tree_depth"] >= int(max_treedepth)).sum())
+    return -1
