@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: study study-quick browser demo test test-fast test-slow lint typecheck ci-stat example serve-bench clean
+.PHONY: study study-quick browser demo test test-fast test-slow lint typecheck ci-stat example serve-bench clean mutation mutation-ci
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then PYTHON=$$(scripts/find-python.sh) && $$PYTHON -m venv $(VENV); fi
@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/hbm demo --out reports/demo
 
-## test: set up, lint, type-check, fast tests, then the small SBC and recovery checks CI runs
-test: $(STAMP) browser lint typecheck test-fast ci-stat
+## test: set up, lint, type-check, fast tests, the small SBC and recovery checks, the CI mutation subset
+test: $(STAMP) browser lint typecheck test-fast ci-stat mutation-ci
 
 ## browser: Debian's chromium for the report test (as root, or through sudo)
 browser:
@@ -26,8 +26,8 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hbm tests benchmarks
-	$(VENV)/bin/ruff format --check hbm tests benchmarks
+	$(VENV)/bin/ruff check hbm tests benchmarks scripts
+	$(VENV)/bin/ruff format --check hbm tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -58,5 +58,19 @@ study-quick: $(STAMP)
 serve-bench: $(STAMP)
 	$(PY) -m benchmarks.service_latency reports/demo --out reports/demo/service_latency.json
 
+## mutation: mutmut on every module that decides what users receive (pyproject [tool.mutmut]);
+## scores per module and each survivor's diff and reason in reports/mutation/survivors.md
+mutation: $(STAMP)
+	@rm -rf mutants && mkdir -p reports/mutation
+	$(VENV)/bin/mutmut run --max-children 2 > reports/mutation/run.log 2>&1 || { tail -40 reports/mutation/run.log; exit 1; }
+	$(PY) scripts/mutation_report.py --out reports/mutation/survivors.md
+
+## mutation-ci: the subset CI runs (the gate, decide, trigger classes and confidence), same threshold
+MUTATION_CI := 'hbm.diagnostics*' 'hbm.decide*' 'hbm.posterior.x_classify*' 'hbm.posterior.x__confidence*'
+mutation-ci: $(STAMP)
+	@rm -rf mutants && mkdir -p reports/mutation
+	$(VENV)/bin/mutmut run --max-children 2 $(MUTATION_CI) > reports/mutation/run-ci.log 2>&1 || { tail -40 reports/mutation/run-ci.log; exit 1; }
+	$(PY) scripts/mutation_report.py --only $(MUTATION_CI) --out reports/mutation/survivors-ci.md
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants
