@@ -203,8 +203,10 @@ def run_a(tmp_path_factory) -> Path:
     return write_run(d)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def client(run_a) -> TestClient:
+    # prepared per test (not per module), so each test is recorded as calling prepare and
+    # create_app, and mutation runs re-run it against their mutants
     return TestClient(create_app(load_service_data(run_a)))
 
 
@@ -436,9 +438,13 @@ def test_population_literal_with_nan_as_null(client):
 
 def test_population_of_one_feature(tmp_path):
     one = POPULATION.iloc[[1]].assign(ci_prob=0.8, ci_kind="hdi")
-    body = _client_for(tmp_path, population=one).get("/population").json()
+    c = _client_for(tmp_path, population=one)
+    body = c.get("/population").json()
     assert body["ci_prob"] == 0.8 and body["ci_kind"] == "hdi"
     assert body["features"] == [{**POPULATION_FEATURES[1], "ci_prob": 0.8, "ci_kind": "hdi"}]
+    # the run's interval choice carries over to cold-start profiles
+    cold = c.get("/users/newcomer/trigger_profile", params={"cold_start": "true"}).json()
+    assert (cold["ci_prob"], cold["ci_kind"]) == (0.8, "hdi")
 
 
 # --- start-up ----------------------------------------------------------------------------------
