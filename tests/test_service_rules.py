@@ -203,23 +203,23 @@ def run_a(tmp_path_factory) -> Path:
     return write_run(d)
 
 
-@pytest.fixture()
-def client(run_a) -> TestClient:
-    # prepared per test (not per module), so each test is recorded as calling prepare and
-    # create_app, and mutation runs re-run it against their mutants
-    return TestClient(create_app(load_service_data(run_a)))
+def serve(run_dir: Path) -> TestClient:
+    """Prepare and serve a run folder. Tests call this in their body, not through a fixture:
+    mutmut records which tests reach a function only while the test itself runs."""
+    return TestClient(create_app(load_service_data(run_dir)))
 
 
 def _client_for(tmp_path: Path, **kwargs: Any) -> TestClient:
     d = tmp_path / "run-b"
     d.mkdir()
-    return TestClient(create_app(load_service_data(write_run(d, **kwargs))))
+    return serve(write_run(d, **kwargs))
 
 
 # --- /health -----------------------------------------------------------------------------------
 
 
-def test_health_is_the_literal_summary(client):
+def test_health_is_the_literal_summary(run_a):
+    client = serve(run_a)
     assert client.get("/health").json() == {
         "status": "ok",
         "version": __version__,
@@ -276,7 +276,8 @@ SUMMARIES = [
 ]
 
 
-def test_users_default_page(client):
+def test_users_default_page(run_a):
+    client = serve(run_a)
     assert client.get("/users").json() == {
         "total": 4,
         "offset": 0,
@@ -289,7 +290,8 @@ def test_users_default_page(client):
     ("offset", "limit", "first", "last"),
     [(0, 1, 0, 1), (1, 2, 1, 3), (3, 1, 3, 4), (3, 2, 3, 4), (4, 1, 4, 4), (2, 500, 2, 4)],
 )
-def test_users_page_edges(client, offset, limit, first, last):
+def test_users_page_edges(run_a, offset, limit, first, last):
+    client = serve(run_a)
     body = client.get("/users", params={"offset": offset, "limit": limit}).json()
     assert body == {
         "total": 4,
@@ -300,7 +302,8 @@ def test_users_page_edges(client, offset, limit, first, last):
 
 
 @pytest.mark.parametrize("params", [{"limit": 501}, {"limit": 0}, {"offset": -1}])
-def test_users_page_out_of_bounds_is_a_422(client, params):
+def test_users_page_out_of_bounds_is_a_422(run_a, params):
+    client = serve(run_a)
     r = client.get("/users", params=params)
     assert r.status_code == 422
     (err,) = r.json()["detail"]
@@ -327,21 +330,24 @@ def test_users_without_optional_columns_are_null(tmp_path):
 
 @pytest.mark.parametrize("path", ["/users/{}/trigger_profile", "/user/{}/trigger_profile"])
 @pytest.mark.parametrize("index", [0, 1, 3])
-def test_known_profile_at_both_paths(client, path, index):
+def test_known_profile_at_both_paths(run_a, path, index):
+    client = serve(run_a)
     r = client.get(path.format(PROFILES[index]["user_id"]))
     assert r.status_code == 200
     expected = {**PROFILES[index], "reliability_reasons": REASONS, "cold_start": False}
     assert r.json() == expected
 
 
-def test_known_profile_ignores_cold_start_flag(client):
+def test_known_profile_ignores_cold_start_flag(run_a):
+    client = serve(run_a)
     body = client.get("/users/U-2/trigger_profile", params={"cold_start": "true"}).json()
     assert body == {**PROFILES[1], "reliability_reasons": REASONS, "cold_start": False}
 
 
 @pytest.mark.parametrize("path", ["/users/{}/trigger_profile", "/user/{}/trigger_profile"])
 @pytest.mark.parametrize("params", [{}, {"cold_start": "false"}])
-def test_unknown_user_is_a_404_with_the_literal_body(client, path, params):
+def test_unknown_user_is_a_404_with_the_literal_body(run_a, path, params):
+    client = serve(run_a)
     r = client.get(path.format("nobody"), params=params)
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/json"
@@ -352,7 +358,8 @@ def test_unknown_user_is_a_404_with_the_literal_body(client, path, params):
 
 
 @pytest.mark.parametrize("path", ["/users/{}/trigger_profile", "/user/{}/trigger_profile"])
-def test_cold_start_profile_by_hand(client, path):
+def test_cold_start_profile_by_hand(run_a, path):
+    client = serve(run_a)
     r = client.get(path.format("newcomer"), params={"cold_start": "true"})
     assert r.status_code == 200
     body = r.json()
@@ -397,7 +404,8 @@ def test_no_pooling_run_has_no_cold_start(tmp_path):
 @pytest.mark.parametrize(
     "bad", ["L" * 129, "has space", "semi;colon", "a,b", "caf\u00e9", "a+b", "x@y"]
 )
-def test_ids_outside_the_pattern_are_a_422(client, bad):
+def test_ids_outside_the_pattern_are_a_422(run_a, bad):
+    client = serve(run_a)
     for path in ("/users/{}/trigger_profile", "/user/{}/trigger_profile"):
         r = client.get(path.format(bad), params={"cold_start": "true"})
         assert r.status_code == 422
@@ -405,7 +413,8 @@ def test_ids_outside_the_pattern_are_a_422(client, bad):
 
 
 @pytest.mark.parametrize("good", ["L" * 128, "a", "A-z_0.9~"])
-def test_ids_inside_the_pattern_reach_the_lookup(client, good):
+def test_ids_inside_the_pattern_reach_the_lookup(run_a, good):
+    client = serve(run_a)
     r = client.get(f"/users/{good}/trigger_profile", params={"cold_start": "true"})
     assert r.status_code == 200
     assert r.json()["user_id"] == good
@@ -423,7 +432,8 @@ def test_a_malformed_export_is_not_served(tmp_path):
 # --- /population -------------------------------------------------------------------------------
 
 
-def test_population_literal_with_nan_as_null(client):
+def test_population_literal_with_nan_as_null(run_a):
+    client = serve(run_a)
     r = client.get("/population")
     assert r.status_code == 200
     assert r.json() == {
@@ -471,7 +481,8 @@ def test_unservable_ids_are_named_at_start_up(tmp_path):
     )
 
 
-def test_openapi_names_the_run(client):
+def test_openapi_names_the_run(run_a):
+    client = serve(run_a)
     info = client.get("/openapi.json").json()["info"]
     assert info == {
         "title": "hbm trigger profiles",
