@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from hbm import __version__, io
 from hbm.cli import load_service_data
 from hbm.errors import RunError
-from hbm.service import create_app, prepare
+from hbm.service import _clean, create_app, prepare
 
 from .conftest import small_priors_doc
 
@@ -490,3 +490,28 @@ def test_openapi_names_the_run(run_a):
         "description": "Read-only trigger profiles of run 'run-a'. Weights are log-odds per unit "
         "of exposure; intervals carry their probability and kind.",
     }
+
+
+def test_served_version_is_hbm_s(run_a, monkeypatch):
+    monkeypatch.setattr("hbm.service.__version__", "9.8.7")
+    client = serve(run_a)
+    assert client.get("/health").json()["version"] == "9.8.7"
+    assert client.get("/openapi.json").json()["info"]["version"] == "9.8.7"
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        (np.int64(3), 3),
+        (np.float64(0.25), 0.25),
+        (np.bool_(True), True),
+        (np.float64("nan"), None),
+        (float("nan"), None),
+        ("eti", "eti"),
+        (None, None),
+        (2, 2),
+    ],
+)
+def test_clean_gives_plain_json_scalars(value, want):
+    got = _clean(value)
+    assert got == want and type(got) is type(want)
