@@ -275,6 +275,25 @@ def test_cold_start_is_seeded():
     assert (first["risk_mean"] != other["risk_mean"]).all()
 
 
+def test_default_seed_is_0():
+    """The documented default seed: a run without --seed reproduces one with seed 0."""
+    tree = partial_tree(sigma_a=0.7, tau=0.9)
+    d = design(("new",), [0], [[1.0, -1.0, 0.5]])
+    pd.testing.assert_frame_equal(predict_design(tree, d), predict_design(tree, d, seed=0))
+    frame = pd.DataFrame(
+        {
+            "user_id": ["new"],
+            "date": ["2025-03-01"],
+            "migraine": [0],
+            "screen_hours": [10.0],
+            "chocolate": [0.0],
+            "pressure": [1000.0],
+        }
+    )
+    diary = validate_frame(frame, parse_priors(PRIORS_JSON))
+    pd.testing.assert_frame_equal(predict(tree, diary), predict(tree, diary, seed=0))
+
+
 def test_users_without_rows_do_not_stop_later_users():
     x = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     d = design(("gone", "k1", "absent", "new"), [1, 3], x)
