@@ -28,7 +28,8 @@ def client(run_dir):
 def test_health(client, run_dir):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["users"] == 5 and body["run"] == run_dir.name
-    assert isinstance(body["reliable"], bool)
+    diagnostics = json.loads((run_dir / io.DIAGNOSTICS_FILE).read_text())
+    assert body["reliable"] is diagnostics["reliable"]
 
 
 def test_users_are_paginated(client, run_dir):
