@@ -543,6 +543,29 @@ def test_cold_start_profile_by_hand(small_priors, seed):
     assert prof["top_triggers"][-1]["class"] == "protector"
 
 
+def test_cold_start_profile_records_its_interval_kind(small_priors):
+    # mu, tau constant over draws: the 20 cold-start draws of feature k are mu_k + tau_k * eps
+    keys = small_priors.keys
+    mu, tau = np.array([0.5, 0.0, -0.5]), np.array([0.3, 0.2, 0.1])
+    dt = tree(
+        mu=by_feature({k: np.full(N_DRAWS, m) for k, m in zip(keys, mu, strict=True)}),
+        tau=by_feature({k: np.full(N_DRAWS, t) for k, t in zip(keys, tau, strict=True)}),
+    )
+    prof = cold_start_profile(dt, small_priors, True, (), 0.9, "hdi", seed=1)
+    assert (prof["ci_prob"], prof["ci_kind"]) == (0.9, "hdi")
+    eps = np.random.default_rng(1).standard_normal((CHAINS, DRAWS, 3)).reshape(N_DRAWS, 3)
+    for t in prof["top_triggers"]:
+        k = keys.index(t["feature"])
+        v = np.sort(mu[k] + tau[k] * eps[:, k])
+        # the shortest window holding 18 (or, by another convention, 19) of the 20 draws
+        candidates = [
+            min(((v[i], v[i + n - 1]) for i in range(N_DRAWS - n + 1)), key=lambda w: w[1] - w[0])
+            for n in (18, 19)
+        ]
+        assert any(np.allclose(t["weight_ci"], c, atol=1e-12) for c in candidates)
+        assert not np.allclose(t["weight_ci"], eti(v), atol=1e-6)
+
+
 def test_cold_start_profile_defaults(small_priors):
     dt, _, _ = cold_tree(small_priors.keys)
     prof = cold_start_profile(dt, small_priors, True, user_id="newcomer")
@@ -638,6 +661,8 @@ def test_users_table_by_hand(ci_kind):
     assert list(table["n_protectors"]) == [0, 0, 0, 0]  # no protector anywhere
     assert list(table["n_no_association"]) == [1, 1, 0, 0]
     assert list(table["few_days"]) == [True, False, True, True]  # default min_days 30
+    for col in ("days_logged", "attacks", "n_triggers", "n_protectors", "n_no_association"):
+        assert table[col].dtype.kind == "i", col  # counts are written as integers, not 2.0
 
 
 def test_users_table_counts_each_class_and_min_days():
@@ -666,6 +691,8 @@ def test_users_table_defaults_and_complete_pooling():
     weights = class_rows({"u1": ["uncertain"]})
     table = users_table(dt, design, weights)
     assert (table["ci_prob"] == 0.9).all() and (table["ci_kind"] == "eti").all()
+    for col in ("n_triggers", "n_protectors", "n_no_association"):  # no such class anywhere
+        assert list(table[col]) == [0, 0, 0, 0], col
     np.testing.assert_allclose(table["confidence"], [CONF_PARTIAL[u] for u in DAYS], atol=1e-12)
     complete = users_table(dt, design, weights, "complete")
     assert (complete["confidence"] == 0.0).all()
@@ -770,6 +797,24 @@ def test_profile_records_top_and_reliable(small_priors):
     out = profile_records(weights, users, small_priors, True, top=2)
     assert [t["feature"] for t in out[0]["top_triggers"]] == ["f7", "f2"]
     assert out[0]["reliable"] is True and out[0]["reliability_reasons"] == []
+
+
+def test_profile_records_with_a_single_feature(tmp_path):
+    from hbm.priors import load_priors
+    from tests.conftest import small_priors_doc, write_priors
+
+    doc = small_priors_doc()
+    doc["variables"] = [v for v in doc["variables"] if v["key"] == "chocolate"]
+    priors = load_priors(write_priors(tmp_path, doc))
+    weights = profile_weights()
+    weights = weights[weights["feature"] == "f2"]  # one row per user, group lifestyle
+    users = pd.DataFrame({"user_id": ["u1", "u2"], "confidence": [0.25, 0.6]})
+    out = profile_records(weights, users, priors, True)
+    assert [p["user_id"] for p in out] == ["u2", "u1"]
+    assert out[0]["trigger_weights"] == {"lifestyle": 0.5}
+    assert out[1]["trigger_weights"] == {"lifestyle": -0.1}
+    assert [(p["ci_prob"], p["ci_kind"]) for p in out] == [(0.8, "hdi")] * 2
+    assert [[t["feature"] for t in p["top_triggers"]] for p in out] == [["f2"], ["f2"]]
 
 
 # ---------------------------------------------------------------- build_exports
