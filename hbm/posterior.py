@@ -86,10 +86,12 @@ def population_table(
         for col in ("mean", "sd", "ci_lb", "ci_ub", "ess_bulk", "ess_tail", "r_hat"):
             rows[f"{var}_{col}"] = s[col].to_numpy()
     if "mu" in post:
-        rows["mu_odds_ratio"] = np.exp(post["mu"].median(("chain", "draw")).values)
-        rows["p_mu_positive"] = (post["mu"] > 0).mean(("chain", "draw")).values
+        mu = post["mu"].sel(feature=list(priors.keys))  # the rows' order, not the tree's
+        rows["mu_odds_ratio"] = np.exp(mu.median(("chain", "draw")).values)
+        rows["p_mu_positive"] = (mu > 0).mean(("chain", "draw")).values
     if "tau" in post:
-        rows["p_tau_above_0.3"] = (post["tau"] > 0.3).mean(("chain", "draw")).values
+        tau = post["tau"].sel(feature=list(priors.keys))
+        rows["p_tau_above_0.3"] = (tau > 0.3).mean(("chain", "draw")).values
     rows["ci_prob"] = ci_prob
     rows["ci_kind"] = ci_kind
     return rows
@@ -103,7 +105,7 @@ def weights_table(
     rope: float = ROPE,
 ) -> pd.DataFrame:
     """Per (user, feature): posterior mean, sd, interval, odds ratio, P(w > 0) and class."""
-    w = dt["posterior"].to_dataset()["w"]
+    w = dt["posterior"].to_dataset()["w"].sel(feature=list(priors.keys))  # the index's order
     s = _summary(dt, "w", ci_prob, ci_kind)
     users = [str(u) for u in w["user"].values]
     index = pd.MultiIndex.from_product([users, list(priors.keys)], names=["user", "feature"])
@@ -177,8 +179,10 @@ def cold_start_weights(dt: xr.DataTree, seed: int = 0) -> xr.DataArray:
 def new_user_confidence(dt: xr.DataTree, seed: int = 0) -> float:
     """Personalization confidence of a user with no days, from their cold-start weights."""
     post = dt["posterior"].to_dataset()
+    if "tau" not in post:  # complete pooling: nobody has personal weights (see ``confidence``)
+        return 0.0
     w_new = cold_start_weights(dt, seed)
-    return float(_confidence(w_new, post.get("tau")).item())
+    return float(_confidence(w_new, post["tau"]).item())
 
 
 def users_table(
