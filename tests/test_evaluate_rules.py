@@ -113,6 +113,17 @@ def test_scores_without_any_within_person_auc():
     assert math.isnan(ones["pooled_auc"])
 
 
+def test_scores_with_a_single_attack_and_certain_predictions():
+    """One attack is enough for a pooled AUC (.4 above .2 and .3: 1). Certain predictions that
+    are wrong cost -log(1e-12) ≈ 27.63 nats each, as in per_user_scores (scikit-learn's own
+    clipping, at machine epsilon, would give ≈ 36.04)."""
+    s = scores(np.array([0.0, 0.0, 1.0]), np.array([0.2, 0.3, 0.4]), np.array([0, 1, 1]))
+    assert s["pooled_auc"] == 1.0
+    for y, p in (([1.0], [0.0]), ([0.0], [1.0])):
+        s = scores(np.array(y), np.array(p), np.array([0]))
+        assert s["log_loss"] == pytest.approx(-math.log(1e-12), rel=1e-5)
+
+
 def test_ece_by_hand():
     assert ECE_BINS == 10
     # calibrated constant: 0; predicting .9 for a .5 rate: .4
@@ -313,6 +324,13 @@ def test_weight_recovery_by_hand():
     assert rec["sign_accuracy"] == 0.5
     # called trigger: u1/a (.3, real) and u2/a (.2 <= ROPE: false)
     assert rec["false_trigger_rate"] == 0.5 and rec["n_triggers_called"] == 2.0
+
+
+def test_weight_recovery_counts_right_signs():
+    """Clear cells u1/a (right) and u2/b (wrong) plus u3/b (-.4 with mean -.1: right): 2 of 3."""
+    w = pd.concat([_weights(), _weights().iloc[[3]].assign(user_id="u3", mean=-0.1)])
+    rec = weight_recovery(w, {"weights": {**TRUTH["weights"], "u3": {"b": -0.4}}})
+    assert rec["sign_accuracy"] == pytest.approx(2 / 3)
 
 
 def test_weight_recovery_with_nothing_clear_or_called():
