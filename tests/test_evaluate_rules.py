@@ -239,6 +239,17 @@ def test_brier_and_log_loss_are_pooled_per_day():
     assert out["d_log_loss_lb"] == pytest.approx(0.5) and out["d_log_loss_ub"] == pytest.approx(0.5)
 
 
+def test_bootstrap_keeps_each_users_days_with_its_difference():
+    """Model rows in user order (1, 0), reference (0, 1). User 0: 1 day, sse difference 1; user
+    1: 3 days, 0. Resample {0,0} (p 1/4) -> 2/2 = 1, so the 90% interval reaches 1 (pairing user
+    0's difference with user 1's 3 days would cap it at 2/6)."""
+    model = _table([0.7, 0.7], [0.0, 1.0], [3, 1], users=[1, 0])
+    ref = _table([0.7, 0.7], [0.0, 0.0], [1, 3])
+    out = paired_bootstrap(model, ref, n_boot=4000, seed=4, ci_prob=0.9)
+    assert out["d_brier"] == pytest.approx(0.25)
+    assert out["d_brier_lb"] == 0.0 and out["d_brier_ub"] == pytest.approx(1.0)
+
+
 def test_bootstrap_resamples_every_user():
     """Two users with AUC differences 1 and 0: resample means 0, .5, 1 with p 1/4, 1/2, 1/4, so
     the 95% interval is [0, 1] (it would collapse if the first or last user were never drawn)."""
