@@ -68,7 +68,9 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = ECE_B
     from sklearn.calibration import calibration_curve
 
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    counts = np.histogram(p, bins=edges)[0]
+    # calibration_curve's bins (right-closed: searchsorted), so that a prediction on an edge is
+    # counted in the bin its rate and mean come from (np.histogram's bins are left-closed)
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=n_bins)
     rate, pred = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
     return float(np.sum(counts[counts > 0] / len(p) * np.abs(rate - pred)))
 
@@ -142,6 +144,8 @@ def paired_bootstrap(
     auc_boot = np.nansum(np.where(valid, d_auc, 0.0)[idx], axis=1) / np.maximum(
         valid[idx].sum(axis=1), 1
     )
+    if not valid.any():  # no user has an AUC: no interval either (not [0, 0])
+        auc_boot = np.full(n_boot, np.nan)
     brier_boot = d_sse[idx].sum(axis=1) / n[idx].sum(axis=1)
     nll_boot = d_nll[idx].sum(axis=1) / n[idx].sum(axis=1)
     lo, hi = 100 * (1 - ci_prob) / 2, 100 * (1 + ci_prob) / 2

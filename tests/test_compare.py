@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import special
-from sklearn.metrics import roc_auc_score
 
 from hbm import io
 from hbm.baselines import MODELS, SEED_FIXED_BIAS, fit_model, seed_fixed_logit
@@ -70,18 +69,22 @@ def test_users_split_holds_out_whole_users(priors, cohort):
     assert len(test.users) == 2 and train.n_obs + test.n_obs == len(cohort.diary.data)
 
 
-def test_metrics_are_scikit_learns_per_user():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 200).astype(float)
-    p = np.clip(0.3 * y + 0.5 * rng.random(200), 0.01, 0.99)
-    users = np.repeat(np.arange(4), 50)
+def test_per_user_metrics_match_hand_counts():
+    """Per-user AUC counted over (attack, no-attack) pairs by hand, not by scikit-learn.
+
+    User 0: attacks {.35, .8} vs none {.1, .4}: .35>.1, .35<.4, .8>.1, .8>.4 -> 3/4.
+    User 1: attacks {.3, .9} vs none {.3, .65}: tie (1/2), .3<.65, .9>.3, .9>.65 -> 2.5/4.
+    User 2: attack {.15} vs none {.25, .45}: both wrong -> 0.
+    """
+    y = np.array([0, 0, 1, 1, 1, 0, 0, 1, 1, 0, 0], dtype=float)
+    p = np.array([0.1, 0.4, 0.35, 0.8, 0.3, 0.3, 0.65, 0.9, 0.15, 0.25, 0.45])
+    users = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
     table = per_user_scores(y, p, users)
-    for u in range(4):
-        sel = users == u
-        assert table.loc[u, "auc"] == pytest.approx(roc_auc_score(y[sel], p[sel]))
+    np.testing.assert_allclose(table["auc"], [0.75, 0.625, 0.0])
     s = scores(y, p, users)
-    assert s["within_auc_median"] == pytest.approx(table["auc"].median())
-    assert s["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert s["within_auc_median"] == pytest.approx(0.625)
+    # squared errors by hand: .01 .16 .4225 .04 | .49 .09 .4225 .01 | .7225 .0625 .2025
+    assert s["brier"] == pytest.approx(2.6325 / 11)
     # a perfectly calibrated constant: ECE 0; predicting 0.9 for a 0.5 rate: 0.4
     assert expected_calibration_error(np.array([0, 1] * 50), np.full(100, 0.5)) == 0.0
     assert expected_calibration_error(np.array([0, 1] * 50), np.full(100, 0.9)) == pytest.approx(
@@ -189,11 +192,17 @@ def test_compare_and_decide_commands(workspace, tmp_path, capsys):
     assert code == 1 and "PERSONALIZE: no" in printed and "5 users" in printed
 
 
-def test_compare_rejects_unknown_model(workspace, tmp_path, capsys):
-    _, priors, diary, _ = workspace
-    args = ["compare", str(diary), "--priors", str(priors), "--out", str(tmp_path)]
-    with pytest.raises(SystemExit):
-        main([*args, "--models", "forest"])
+def test_compare_rejects_unknown_model(tmp_path, capsys):
+    """argparse refuses the model before any file is read: exit 2, naming it and the choices."""
+    args = ["compare", str(tmp_path / "diary.csv"), "--out", str(tmp_path / "cmp")]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--models", "hbm", "forest"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error: argument --models: invalid choice: 'forest' (choose from " in err
+    choices = err.split("(choose from ", 1)[1].rstrip(")").replace("'", "").split(", ")
+    assert choices == list(MODELS)
+    assert not (tmp_path / "cmp").exists()
 
 
 @pytest.mark.ci_stat
