@@ -25,6 +25,7 @@ from hbm.errors import DiaryError
 
 from .conftest import small_diary_frame
 
+DATA_COLUMNS = ["user_id", "date", "migraine", "screen_hours", "chocolate", "pressure"]
 HEADER = "user_id,date,migraine,screen_hours,chocolate,pressure\n"
 
 
@@ -149,6 +150,17 @@ def test_non_utf8_csv_is_a_diary_error(tmp_path, small_priors):
     p = tmp_path / "d.csv"
     p.write_bytes(HEADER.encode() + "p\xe9,2025-03-01,0,2,0,1010\n".encode("latin-1"))
     assert _err(p, small_priors).startswith(f"{p}: cannot read diary (")
+
+
+def test_header_names_with_quoted_line_breaks_are_not_confused(tmp_path, small_priors):
+    # "a<CR><LF>b" and "a<LF>b" are two different names; reading the header with newline
+    # translation would make them one and refuse a valid file
+    p = tmp_path / "d.csv"
+    p.write_bytes(
+        b'user_id,date,migraine,screen_hours,chocolate,pressure,"a\r\nb","a\nb"\r\n'
+        b"p0,2025-03-01,0,2,0,1010,1,2\r\n"
+    )
+    assert load_diary(p, small_priors).report.extra_columns == ("a\r\nb", "a\nb")
 
 
 def test_utf8_user_ids_are_kept(tmp_path, small_priors):
@@ -284,6 +296,15 @@ def test_bad_dates_quote_first_three_values(tmp_path, small_priors):
     assert _err(p, small_priors) == (
         f"{p}: column 'date' cannot be parsed at line 3, line 4, line 5, line 6 "
         "(values '2025/03/02', '20250303', '2025-3-4x'); expected ISO dates YYYY-MM-DD"
+    )
+
+
+def test_non_iso_dates_are_refused_even_when_all_agree(tmp_path, small_priors):
+    # day/month order is ambiguous: a diary of only such dates must not be guessed at
+    p = _csv(tmp_path, "p0,01/03/2025,0,2,0,1010\np0,02/03/2025,0,2,0,1010\n")
+    assert _err(p, small_priors) == (
+        f"{p}: column 'date' cannot be parsed at line 2, line 3 "
+        "(values '01/03/2025', '02/03/2025'); expected ISO dates YYYY-MM-DD"
     )
 
 
@@ -567,6 +588,8 @@ def test_split_by_time_default_quarter_and_report_carried(tmp_path, small_priors
     assert test.data["date"].dt.day.tolist() == [4, 4, 5]
     assert test.data.index.tolist() == [0, 1, 2]
     for part in (train, test):
+        assert list(part.data.columns) == DATA_COLUMNS
+    for part in (train, test):
         r = part.report
         assert r.missing_policy == "impute"
         assert r.imputed_values == {"screen_hours": 1}
@@ -595,3 +618,12 @@ def test_subset_users_recounts(tmp_path, small_priors):
     assert sub.report.missing_days_per_user == {"b": 2}
     assert sub.report.missing_policy == "drop"
     assert sub.data.index.tolist() == [0, 1]
+    assert list(sub.data.columns) == DATA_COLUMNS
+
+
+def test_split_by_time_passes_the_fraction_on(tmp_path, small_priors):
+    diary = _four_and_five(tmp_path, small_priors)
+    train, test = split_by_time(diary, 0.5)
+    # a: floor(4 * 0.5) = 2 train days, b: floor(5 * 0.5) = 2
+    assert train.report.days_per_user == {"a": 2, "b": 2}
+    assert test.report.days_per_user == {"a": 2, "b": 3}
