@@ -384,6 +384,10 @@ def test_write_run_then_read_run(tmp_path):
     run = hio.read_run(d)
     assert run.users["user_id"].tolist() == ["007", "b"]
     assert hio.load_fit(d / "fit.nc", ("mu",))["posterior"]["mu"].values[1, 2] == 5.0
+    # a second run into the same folder replaces the exports
+    hio.write_run(d, _tree(), exports, {"seed": 4})
+    assert (d / "run.json").read_text() == '{\n  "seed": 4\n}\n'
+    assert sorted(os.listdir(d)) == sorted(hio.RUN_FILES)
 
 
 def test_read_optional_csv(tmp_path):
