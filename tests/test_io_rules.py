@@ -225,6 +225,17 @@ def test_read_json(tmp_path):
     )
 
 
+EXPORTS = [  # what a run folder holds, in sorted order
+    "diagnostics.json",
+    "fit.nc",
+    "population.csv",
+    "profiles.json",
+    "run.json",
+    "users.csv",
+    "weights.csv",
+    "weights.parquet",
+]
+
 RUN_TEXT = {
     "population.csv": "feature,ci_prob,ci_kind\nscreen_hours,0.9,hdi\n",
     "weights.csv": "user_id,feature,mean,ci_lb,ci_ub,class\n007,x,0.1,-0.2,0.4,neutral\n",
@@ -367,7 +378,7 @@ def test_write_run_then_read_run(tmp_path):
     )
     d = tmp_path / "a" / "run"
     assert hio.write_run(str(d), _tree(), exports, {"seed": 3}) == d
-    assert sorted(os.listdir(d)) == sorted(hio.RUN_FILES)
+    assert sorted(os.listdir(d)) == EXPORTS
     assert (d / "users.csv").read_text() == (
         "user_id,days_logged,confidence,reliable\n007,60,high,True\nb,5,low,False\n"
     )
@@ -387,7 +398,7 @@ def test_write_run_then_read_run(tmp_path):
     # a second run into the same folder replaces the exports
     hio.write_run(d, _tree(), exports, {"seed": 4})
     assert (d / "run.json").read_text() == '{\n  "seed": 4\n}\n'
-    assert sorted(os.listdir(d)) == sorted(hio.RUN_FILES)
+    assert sorted(os.listdir(d)) == EXPORTS
 
 
 def test_read_optional_csv(tmp_path):
