@@ -439,6 +439,19 @@ def test_impute_uses_user_median_then_cohort_median(tmp_path, small_priors):
     assert r.n_rows == 8
 
 
+def test_impute_refuses_a_column_with_no_values_at_all(tmp_path, small_priors):
+    # bug: the NaNs used to stay in the diary and were reported as imputed
+    p = _csv(tmp_path, "p0,2025-03-01,0,,0,1010\np1,2025-03-02,1,,1,1011\n")
+    assert _err(p, small_priors, missing="impute") == (
+        f"{p}: column 'screen_hours' has no values at all; missing='impute' needs at least one "
+        "number to take a median of"
+    )
+    # one value anywhere in the cohort is enough: p1 gets the cohort median 7
+    p = _csv(tmp_path, "p0,2025-03-01,0,7,0,1010\np1,2025-03-02,1,,1,1011\n")
+    diary = load_diary(p, small_priors, missing="impute")
+    assert diary.data["screen_hours"].tolist() == [7.0, 7.0]
+
+
 def test_impute_counts_only_columns_that_had_gaps(tmp_path, small_priors):
     p = _csv(tmp_path, "p0,2025-03-01,0,,0,1010\np0,2025-03-02,0,3,0,1010\n")
     diary = load_diary(p, small_priors, missing="impute")
