@@ -203,6 +203,11 @@ def test_load_fit_errors_name_the_file(tmp_path):
     assert _raises(RunError, hio.load_fit, p, ("mu", "beta", "sigma")) == (
         f"{p}: the posterior holds no ['beta', 'sigma']"
     )
+    # bug: a netCDF file without a posterior group used to raise a bare KeyError
+    other = hio.save_fit(xr.DataTree.from_dict({"prior": _tree()["posterior"]}), tmp_path / "o.nc")
+    assert _raises(RunError, hio.load_fit, other, ("mu",)) == (
+        f"{other}: the fit holds no posterior group"
+    )
     gone = tmp_path / "none.nc"
     assert _raises(RunError, hio.load_fit, gone) == f"{gone}: fit file not found"
     bad = tmp_path / "bad.nc"
