@@ -237,6 +237,11 @@ def validate_frame(
     elif missing == "impute":
         for col in priors.columns:
             nan = data[col].isna()
+            if nan.all():
+                raise DiaryError(
+                    f"{source}: column '{col}' has no values at all; missing='impute' needs at "
+                    "least one number to take a median of"
+                )
             if nan.any():
                 user_median = data.groupby("user_id")[col].transform("median")
                 fill = user_median.fillna(data[col].median())

@@ -117,6 +117,8 @@ def load_fit(path: str | Path, posterior_vars: tuple[str, ...] | None = None) ->
         with xr.open_datatree(p, engine="netcdf4") as tree:
             if posterior_vars is None:
                 return tree.load()
+            if "posterior" not in tree.children:
+                raise RunError(f"{p}: the fit holds no posterior group")
             post = tree["posterior"].to_dataset()
             missing = [v for v in posterior_vars if v not in post]
             if missing:
