@@ -81,7 +81,7 @@ CHANGES = [
         "hbm/io.py",
         "    with atomic_path(target) as tmp:\n        writer(tmp)\n",
         "    writer(Path(target))\n",
-        ["tests/test_io_rules.py::test_a_writer_failing_part_way_keeps_the_old_file"],
+        ["tests/test_io_rules.py::test_failed_csv_write_keeps_old_file_and_leaves_no_temp"],
     ),
 ]
 
