@@ -29,10 +29,8 @@ CHANGES = [
     (
         "confidence: variance ratio -> SD ratio",
         "hbm/posterior.py",
-        'var_w = w.var(("chain", "draw"))\n'
-        '    ref = (tau**2).mean(("chain", "draw"))',
-        'var_w = w.std(("chain", "draw"))\n'
-        '    ref = np.sqrt((tau**2).mean(("chain", "draw")))',
+        'var_w = w.var(("chain", "draw"))\n    ref = (tau**2).mean(("chain", "draw"))',
+        'var_w = w.std(("chain", "draw"))\n    ref = np.sqrt((tau**2).mean(("chain", "draw")))',
         ["tests/test_posterior_rules.py::test_confidence_is_one_minus_the_variance_ratio_by_hand"],
     ),
     (
