@@ -6,9 +6,10 @@
 Sizes (users x days x features): small 20 x 200 x 6, medium 50 x 1000 x 12, large 100 x 1000 x
 24; ``tiny`` (6 x 40 x 3) is the smoke test's. Features are the first k of the shipped priors;
 large adds five copies of shipped features lagged by two more days (keys ``<key>_lag2``), since the
-shipped file has 19. Cohorts come from ``hbm.simulate`` (heterogeneity 0.5, seed 7).
+shipped file has 19. Cohorts come from ``hbm.data.simulation`` (heterogeneity 0.5, seed 7).
 
-Per run: wall time of ``hbm.fit`` (compilation, pilot, sampling and predictive draws included), its
+Per run: wall time of ``hbm.inference.fitting`` (compilation, pilot, sampling and predictive draws
+included), its
 parts, minimum bulk and tail ESS over all parameters (``a0, sigma_a, mu, tau, a, w``), ESS per
 second of wall time, maximum R-hat, divergences, leapfrog steps of the pilot, warm-up and draws,
 posterior means with their Monte Carlo errors (``agreement`` compares backends), and the time of one
@@ -35,8 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from hbm.features import Design, exposures
-from hbm.fit import (
+from hbm.data.exposures import Design, exposures
+from hbm.data.priors import Priors, default_priors_path, parse_priors
+from hbm.data.simulation import SimulationConfig, simulate
+from hbm.inference.fitting import (
     BACKENDS,
     SamplerConfig,
     available_cores,
@@ -44,9 +47,7 @@ from hbm.fit import (
     jax_platform,
     package_versions,
 )
-from hbm.model import build_model, choose_centring
-from hbm.priors import Priors, default_priors_path, parse_priors
-from hbm.simulate import SimulationConfig, simulate
+from hbm.model.build import build_model, choose_centring
 
 SEED = 7
 
@@ -142,12 +143,13 @@ def callback_seconds(model: Any, repeats: int = 300, warmup: int = 100) -> float
     """Time of one call of nutpie's compiled log-density callback at the initial point
     (``fastest_median``).
 
-    The callback is what nutpie's sampler calls (``hbm.nutpie_model``), without the Python call
+    The callback is what nutpie's sampler calls (``hbm.inference.nutpie_cache``), without the
+    Python call
     of a PyTensor function that ``gradient_seconds`` includes, so its floor is the strict one.
     """
     import ctypes
 
-    from hbm.nutpie_model import compile_cached
+    from hbm.inference.nutpie_cache import compile_cached
 
     compiled = compile_cached(model, var_names=[v.name for v in model.free_RVs])
     signature = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, *[ctypes.c_void_p] * 4)
@@ -190,7 +192,7 @@ def _cohort(size_name: str, seed: int) -> tuple[Priors, Any, Any]:
 
 def plain_model(design: Design, priors: Priors) -> Any:
     """The model as first written, for reference: non-centred, weights gathered per row, PyMC's
-    ``Bernoulli(logit_p)``. Same log density as ``hbm.model.build_model``."""
+    ``Bernoulli(logit_p)``. Same log density as ``hbm.model.build.build_model``."""
     import pymc as pm
 
     m = np.array([f.prior.mean for f in priors.features])
@@ -219,7 +221,7 @@ def gradients(
 ) -> dict[str, float]:
     """Milliseconds per log-density-and-gradient evaluation, per PyTensor backend and likelihood.
 
-    ``grad_<backend>_ms`` is hbm's model as sampled (the fused likelihood, ``hbm.likelihood``)
+    ``grad_<backend>_ms`` is hbm's model as sampled (the fused likelihood, ``hbm.model.likelihood``)
     for each of ``modes``; with numba among them, ``grad_numba_pointwise_ms`` the same density
     with the row-by-row likelihood (PyTensor's own graph) and ``grad_numba_plain_ms`` the plain
     first version (``plain_model``), to show what each change gained; with jax among them,
@@ -227,12 +229,13 @@ def gradients(
     """
     from pytensor.compile.mode import Mode
 
-    from hbm.likelihood import register_jax
+    from hbm.model.likelihood import register_jax
 
     register_jax()
     priors, _, design = _cohort(size_name, seed)
     cen = choose_centring(design, priors, "noncentred")
-    # each backend's PyTensor mode and exposure layout as hbm.fit builds it; only those timed
+    # each backend's PyTensor mode and exposure layout as hbm.inference.fitting builds it; only
+    # those timed
     known: dict[str, Any] = {
         "numba": ("NUMBA", "blocked"),
         "c": (Mode(linker="cvm", optimizer="fast_run"), "blocked"),
@@ -344,7 +347,8 @@ def run_one(
     seed: int = SEED,
     sampler_seed: int | None = None,
 ) -> dict:
-    """One default ``hbm.fit`` of a size's cohort (made with ``seed``), timed and diagnosed.
+    """One default ``hbm.inference.fitting`` of a size's cohort (made with ``seed``), timed and
+    diagnosed.
 
     ``sampler_seed`` (default ``seed``) seeds the pilot and the chains only: the same cohort with
     other chains, to show how much the minimum ESS varies between runs.
@@ -421,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def save(runs: list[dict[str, Any]]) -> None:
-        from hbm.io import write_json
+        from hbm.results.io import write_json
 
         write_json(
             args.out,

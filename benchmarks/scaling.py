@@ -1,6 +1,6 @@
 """Fit time and peak memory against rows: ``python -m benchmarks.scaling [--users 10 25 ...]``.
 
-Cohorts of ``users x 1000 days x 12 features`` (``hbm.simulate``, heterogeneity 0.5, seed 7),
+Cohorts of ``users x 1000 days x 12 features`` (``hbm.data.simulation``, heterogeneity 0.5, seed 7),
 from 10 users (10,000 rows) to 500 (500,000 rows); with ``--days 100 250 ...`` the rows grow by
 days instead, for a fixed number of users (``--fixed-users``, 100), so that the number of
 parameters stays the same while the rows grow. Every fit uses the same short sampler, 2 chains
@@ -34,9 +34,9 @@ CHAINS, TUNE, DRAWS = 2, 300, 300
 def fit_once(users: int, days: int = DAYS) -> dict[str, Any]:
     """One fit of a ``users x days x FEATURES`` cohort with the sweep's sampler settings."""
     from benchmarks.fit_speed import SEED, size_priors
-    from hbm.features import exposures
-    from hbm.fit import SamplerConfig, fit
-    from hbm.simulate import SimulationConfig, simulate
+    from hbm.data.exposures import exposures
+    from hbm.data.simulation import SimulationConfig, simulate
+    from hbm.inference.fitting import SamplerConfig, fit
 
     priors = size_priors(FEATURES)
     cohort = simulate(
@@ -53,7 +53,8 @@ def fit_once(users: int, days: int = DAYS) -> dict[str, Any]:
         "rows": design.n_obs,
         "wall_s": wall,
         "compile_s": result.timings.get("compile_s", 0.0),
-        # above hbm.fit.PILOT_MAX_USERS users the pilot is a model of its own, compiled apart
+        # above hbm.inference.fitting.PILOT_MAX_USERS users the pilot is a model of its own,
+        # compiled apart
         "pilot_compile_s": result.timings.get("pilot_compile_s", 0.0),
         "pilot_s": result.timings.get("pilot_s", 0.0),
         "sampling_s": result.timings["sampling_s"],
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one is not None:
         print(json.dumps(fit_once(*args.one)))
         return 0
-    from hbm.io import write_bytes, write_json
+    from hbm.results.io import write_bytes, write_json
 
     runs = []
     for users, days in cohorts(args.users, args.days, args.fixed_users):

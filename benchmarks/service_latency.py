@@ -47,7 +47,7 @@ def _wait(port: int, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> N
 
 def run(run_dir: str, n_requests: int) -> dict[str, object]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "hbm.cli", "serve", run_dir, "--port", str(port)]
+    cmd = [sys.executable, "-m", "hbm.app.cli", "serve", run_dir, "--port", str(port)]
     proc = subprocess.Popen([*cmd, "--log-level", "warning"])
     try:
         t_start = time.monotonic()
@@ -105,7 +105,7 @@ def main() -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        from hbm.io import write_text
+        from hbm.results.io import write_text
 
         write_text(args.out, text + "\n")
     return 0 if result["errors"] == 0 else 1

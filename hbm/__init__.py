@@ -1,27 +1,48 @@
 """hbm: which migraine triggers matter for this person, and how sure are we?
 
-The public functions follow the data flow: priors -> diary -> exposures -> model -> fit ->
-posterior tables -> predictions.
+The package is laid out by stage, in the order data flows: ``hbm.data`` (priors, diaries,
+exposures, simulation) -> ``hbm.model`` -> ``hbm.inference`` (fitting, the gate) ->
+``hbm.results`` (tables, predictions, report, run folders) -> ``hbm.evaluation`` -> ``hbm.app``.
+
+The public functions are loaded on first use, so ``import hbm`` stays light (no PyMC, numba or
+JAX until a fit or prediction needs them): ``hbm.load_priors``, ``hbm.load_diary``,
+``hbm.exposures``, ``hbm.fit``, ``hbm.build_exports``, ``hbm.predict``, ``hbm.simulate``.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING, Any
+
+from hbm.errors import DiaryError, FitError, HBMError, PriorsError, RunError
 
 try:
     __version__ = _version("hbm")
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-from hbm.diagnostics import diagnose
-from hbm.diary import Diary, load_diary, split_by_time
-from hbm.errors import DiaryError, FitError, HBMError, PriorsError, RunError
-from hbm.features import Design, exposures
-from hbm.fit import FitResult, SamplerConfig, fit
-from hbm.model import build_model, choose_centring
-from hbm.posterior import build_exports
-from hbm.predict import predict
-from hbm.priors import Priors, load_priors
-from hbm.simulate import SimulationConfig, simulate
+#: public name -> the module that defines it
+_PUBLIC = {
+    "Priors": "hbm.data.priors",
+    "load_priors": "hbm.data.priors",
+    "Diary": "hbm.data.diary",
+    "load_diary": "hbm.data.diary",
+    "split_by_time": "hbm.data.diary",
+    "Design": "hbm.data.exposures",
+    "exposures": "hbm.data.exposures",
+    "SimulationConfig": "hbm.data.simulation",
+    "simulate": "hbm.data.simulation",
+    "build_model": "hbm.model.build",
+    "choose_centring": "hbm.model.build",
+    "FitResult": "hbm.inference.fitting",
+    "SamplerConfig": "hbm.inference.fitting",
+    "fit": "hbm.inference.fitting",
+    "diagnose": "hbm.inference.diagnostics",
+    "build_exports": "hbm.results.tables",
+    "predict": "hbm.results.prediction",
+}
 
 __all__ = [
     "Design",
@@ -47,3 +68,27 @@ __all__ = [
     "simulate",
     "split_by_time",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'hbm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
+
+if TYPE_CHECKING:
+    from hbm.data.diary import Diary, load_diary, split_by_time
+    from hbm.data.exposures import Design, exposures
+    from hbm.data.priors import Priors, load_priors
+    from hbm.data.simulation import SimulationConfig, simulate
+    from hbm.inference.diagnostics import diagnose
+    from hbm.inference.fitting import FitResult, SamplerConfig, fit
+    from hbm.model.build import build_model, choose_centring
+    from hbm.results.prediction import predict
+    from hbm.results.tables import build_exports

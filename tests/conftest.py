@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from hbm.priors import Priors, load_priors
+from hbm.data.priors import Priors, load_priors
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PRIORS = REPO / "priors" / "migraine_features.json"
@@ -125,7 +125,7 @@ FIT_ARGS = ["--chains", "2", "--tune", "150", "--draws", "150", "--seed", "3", "
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
     """5 users of the small priors, simulated and fitted by the CLI: (dir, priors, diary, run)."""
-    from hbm.cli import main
+    from hbm.app.cli import main
 
     d = tmp_path_factory.mktemp("cli")
     priors = write_priors(d, small_priors_doc(), "priors.json")
@@ -156,7 +156,7 @@ def workspace(tmp_path_factory):
 @pytest.fixture(scope="session")
 def no_pooling_run(workspace, tmp_path_factory):
     """The workspace cohort fitted without pooling (no mu, tau): a run folder."""
-    from hbm.cli import main
+    from hbm.app.cli import main
 
     _, priors, diary, _ = workspace
     run = tmp_path_factory.mktemp("nopool") / "run"

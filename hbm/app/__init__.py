@@ -1,0 +1,1 @@
+"""Stage 6, app: the command line and the HTTP service."""

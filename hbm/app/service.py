@@ -1,0 +1,255 @@
+"""Read-only HTTP API over an exported run (``hbm serve``).
+
+Everything is read once at start-up (``prepare``) and served from memory: no request names a file,
+so none can reach the filesystem. User ids in paths must match ``USER_ID_PATTERN`` (URL-safe
+characters; a malformed id is a 422); an id the run does not hold is a 404 with a JSON body,
+unless ``?cold_start=true`` asks for the population-predictive profile of an unseen user, which is
+then marked ``cold_start: true``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import xarray as xr
+from fastapi import FastAPI, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+
+from hbm import __version__
+from hbm.errors import RunError
+from hbm.results.io import RunFolder
+from hbm.results.prediction import fit_priors
+from hbm.results.tables import cold_start_profile
+
+USER_ID_PATTERN = r"^[A-Za-z0-9._~-]{1,128}$"
+MAX_PAGE = 500
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    run: str
+    users: int
+    reliable: bool
+
+
+class UserSummary(BaseModel):
+    user_id: str
+    days_logged: int
+    attacks: int | None = None
+    personalization_confidence: float
+    n_triggers: int | None = None
+
+
+class UsersPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    users: list[UserSummary]
+
+
+class Trigger(BaseModel):
+    feature: str
+    name: str
+    category: str
+    group: str
+    weight: float
+    weight_ci: list[float] = Field(min_length=2, max_length=2)
+    odds_ratio: float
+    odds_ratio_ci: list[float] = Field(min_length=2, max_length=2)
+    p_positive: float
+    class_: str = Field(alias="class", serialization_alias="class")
+
+
+class Profile(BaseModel):
+    user_id: str
+    trigger_weights: dict[str, float]
+    top_triggers: list[Trigger]
+    personalization_confidence: float
+    reliable: bool
+    reliability_reasons: list[str]
+    ci_prob: float
+    ci_kind: str
+    cold_start: bool
+
+
+class Population(BaseModel):
+    reliable: bool
+    reliability_reasons: list[str]
+    ci_prob: float
+    ci_kind: str
+    features: list[dict[str, str | float | bool | None]]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+@dataclass(frozen=True)
+class ServiceData:
+    """What the service serves, prepared once from a run folder."""
+
+    name: str
+    profiles: dict[str, dict[str, Any]]
+    users: list[dict[str, Any]]
+    population: dict[str, Any]
+    reliable: bool
+    cold_start: dict[str, Any] | None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe scalars: NaN (a column this pooling lacks) becomes null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def prepare(run: RunFolder, population_draws: xr.DataTree | None) -> ServiceData:
+    """Check a run folder for serving and index its exports.
+
+    Parameters
+    ----------
+    run
+        ``hbm.results.io.read_run`` of the folder.
+    population_draws
+        The fit's ``mu`` and ``tau`` draws (``hbm.results.io.load_fit(..., posterior_vars=...)``)
+        for
+        cold-start profiles; ``None`` when the run has no population (``pooling="none"``).
+
+    Raises
+    ------
+    RunError
+        A user id that no URL could address, naming the id and the pattern.
+    """
+    bad = [u for u in run.users["user_id"] if not _matches(str(u))]
+    if bad:
+        raise RunError(
+            f"{run.path}: user ids {bad[:5]} cannot be served: ids must match {USER_ID_PATTERN}"
+        )
+    reasons = [str(r) for r in run.diagnostics.get("reasons", [])]
+    reliable = bool(run.diagnostics.get("reliable", False))
+    profiles = {
+        str(p["user_id"]): {**p, "cold_start": False, "reliability_reasons": reasons}
+        for p in run.profiles
+    }
+    users = [
+        {
+            "user_id": str(r["user_id"]),
+            "days_logged": int(r["days_logged"]),
+            "attacks": int(r["attacks"]) if "attacks" in r else None,
+            "personalization_confidence": float(r["confidence"]),
+            "n_triggers": int(r["n_triggers"]) if "n_triggers" in r else None,
+        }
+        for r in run.users.to_dict("records")
+    ]
+    ci_prob = float(run.population["ci_prob"].iloc[0])
+    ci_kind = str(run.population["ci_kind"].iloc[0])
+    population = {
+        "reliable": reliable,
+        "reliability_reasons": reasons,
+        "ci_prob": ci_prob,
+        "ci_kind": ci_kind,
+        "features": [
+            {str(k): _clean(v) for k, v in row.items()} for row in run.population.to_dict("records")
+        ],
+    }
+    cold = None
+    if population_draws is not None:
+        cold = cold_start_profile(
+            population_draws,
+            fit_priors(population_draws),
+            reliable,
+            tuple(reasons),
+            ci_prob,
+            ci_kind,
+        )
+    return ServiceData(run.path.name, profiles, users, population, reliable, cold)
+
+
+def _matches(user_id: str) -> bool:
+    return re.fullmatch(USER_ID_PATTERN, user_id) is not None
+
+
+UserId = Annotated[
+    str, Path(pattern=USER_ID_PATTERN, description="a user id of the run (URL-safe characters)")
+]
+ColdStart = Annotated[
+    bool,
+    Query(description="for an id the run does not hold, return the population-predictive profile"),
+]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+
+
+def create_app(data: ServiceData) -> FastAPI:
+    """The FastAPI application serving one prepared run (see the module doc for the routes)."""
+    app = FastAPI(
+        title="hbm trigger profiles",
+        version=__version__,
+        description=(
+            f"Read-only trigger profiles of run '{data.name}'. Weights are log-odds per unit of "
+            "exposure; intervals carry their probability and kind."
+        ),
+    )
+
+    @app.get("/health", response_model=Health)
+    def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "run": data.name,
+            "users": len(data.users),
+            "reliable": data.reliable,
+        }
+
+    @app.get("/users", response_model=UsersPage)
+    def users(
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> dict[str, Any]:
+        return {
+            "total": len(data.users),
+            "offset": offset,
+            "limit": limit,
+            "users": data.users[offset : offset + limit],
+        }
+
+    def profile(user_id: str, cold_start: bool) -> dict[str, Any]:
+        if user_id in data.profiles:
+            return data.profiles[user_id]
+        if not cold_start:
+            raise HTTPException(
+                404,
+                f"user '{user_id}' is not in run '{data.name}'; "
+                "add ?cold_start=true for a population-predictive profile",
+            )
+        if data.cold_start is None:
+            raise HTTPException(404, f"run '{data.name}' has no population (pooling 'none')")
+        return {**data.cold_start, "user_id": user_id}
+
+    @app.get(
+        "/users/{user_id}/trigger_profile",
+        response_model=Profile,
+        response_model_by_alias=True,
+        responses=NOT_FOUND,
+    )
+    def trigger_profile(user_id: UserId, cold_start: ColdStart = False) -> dict[str, Any]:
+        return profile(user_id, cold_start)
+
+    @app.get(
+        "/user/{user_id}/trigger_profile",
+        response_model=Profile,
+        response_model_by_alias=True,
+        responses=NOT_FOUND,
+        summary="Trigger Profile (the earlier design's path)",
+    )
+    def trigger_profile_legacy(user_id: UserId, cold_start: ColdStart = False) -> dict[str, Any]:
+        return profile(user_id, cold_start)
+
+    @app.get("/population", response_model=Population)
+    def population() -> dict[str, Any]:
+        return data.population
+
+    return app

@@ -1,0 +1,1 @@
+"""Stage 1, data: the priors file, diaries, exposures (the design) and simulated cohorts."""

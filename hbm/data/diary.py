@@ -1,0 +1,381 @@
+"""Load and validate headache diaries (CSV or Parquet): one row per user per day.
+
+Format (data/README.md): ``user_id``, ``date`` (ISO ``YYYY-MM-DD``), ``migraine`` (0/1) and one
+column per diary column named in the priors file, in raw units. Every violation raises a
+``DiaryError`` that names the file, the first offending rows, the column and the expectation.
+
+Policies, stated once here and reported in ``DiaryReport``:
+
+* Missing feature values: ``missing="error"`` (default) refuses the diary; ``"impute"`` fills a
+  value with that user's median of the column (the cohort median when the user has none) and
+  counts each fill; ``"drop"`` removes the row and counts it. Nothing is dropped silently.
+* Missing days (gaps in a user's dates) are allowed and counted; lags that reach into a gap are
+  handled in ``hbm.data.exposures`` (the lagged exposure is set to its centring mean and counted).
+* Users with fewer than ``min_days`` logged days are kept (partial pooling is meant for them) and
+  listed in the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from hbm.data.priors import Priors
+from hbm.errors import DiaryError
+
+ID_COLUMNS = ("user_id", "date", "migraine")
+MissingPolicy = Literal["error", "impute", "drop"]
+MISSING_POLICIES: tuple[str, ...] = ("error", "impute", "drop")
+DEFAULT_MIN_DAYS = 30
+_SHOW = 5  # offending rows quoted in an error message
+
+
+@dataclass(frozen=True)
+class DiaryReport:
+    """What loading found and did: counts, never silent changes."""
+
+    n_rows: int
+    n_users: int
+    days_per_user: Mapping[str, int]
+    missing_days_per_user: Mapping[str, int]
+    missing_values: Mapping[str, int]
+    missing_policy: str
+    imputed_values: Mapping[str, int]
+    dropped_rows: int
+    short_users: tuple[str, ...]
+    min_days: int
+    extra_columns: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Diary:
+    """A validated diary, sorted by user then date.
+
+    ``data`` has ``user_id`` (str), ``date`` (datetime64), ``migraine`` (int8) and one float column
+    per diary column of the priors file.
+    """
+
+    data: pd.DataFrame
+    columns: tuple[str, ...]
+    source: str
+    report: DiaryReport
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return tuple(pd.unique(self.data["user_id"]))
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the validated content (not of the file's bytes), stable across CSV/Parquet."""
+        canon = self.data[["user_id", "date", "migraine", *self.columns]].copy()
+        canon["date"] = canon["date"].dt.strftime("%Y-%m-%d")
+        return hashlib.sha256(canon.to_csv(index=False).encode()).hexdigest()
+
+
+def _rows(kind: str, index: Sequence[int] | pd.Index) -> str:
+    """Quote the first offending rows in the file's own numbering."""
+    idx = list(index)
+    if kind == "csv":  # header is line 1
+        shown = ", ".join(f"line {i + 2}" for i in idx[:_SHOW])
+    else:
+        shown = ", ".join(f"row {i}" for i in idx[:_SHOW])
+    more = f" and {len(idx) - _SHOW} more" if len(idx) > _SHOW else ""
+    return shown + more
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, str]:
+    """Read a CSV or Parquet diary as strings/raw values; returns the frame and its kind."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DiaryError(f"{path}: unknown diary format '{suffix}'; expected .csv or .parquet")
+    if not p.exists():
+        raise DiaryError(f"{path}: diary file not found")
+    try:
+        if suffix == ".csv":
+            with p.open(newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+            # pandas renames a repeated header to 'name.1'; refuse it before it can hide.
+            repeated = sorted({c for c in header if header.count(c) > 1})
+            if repeated:
+                raise DiaryError(
+                    f"{path}: column(s) {repeated} appear more than once in the header"
+                )
+            # Strings first: numbers are parsed column by column so a bad cell can be named.
+            frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
+            return frame, "csv"
+        return pd.read_parquet(p), "parquet"
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DiaryError(f"{path}: cannot read diary ({exc})") from None
+
+
+def validate_frame(
+    frame: pd.DataFrame,
+    priors: Priors,
+    *,
+    source: str = "<frame>",
+    kind: str = "frame",
+    column_map: Mapping[str, str] | None = None,
+    missing: MissingPolicy = "error",
+    min_days: int = DEFAULT_MIN_DAYS,
+) -> Diary:
+    """Validate a raw diary table (see ``load_diary``); ``kind`` sets the row numbering."""
+    if missing not in MISSING_POLICIES:
+        raise DiaryError(
+            f"missing policy '{missing}' is unknown; expected one of {MISSING_POLICIES}"
+        )
+    frame = frame.reset_index(drop=True)
+    if column_map:
+        absent = [c for c in column_map if c not in frame.columns]
+        if absent:
+            raise DiaryError(
+                f"{source}: column map names {absent}, which the file does not have; "
+                f"file columns: {list(frame.columns)}"
+            )
+        frame = frame.rename(columns=dict(column_map))
+    required = [*ID_COLUMNS, *priors.columns]
+    lacking = [c for c in required if c not in frame.columns]
+    if lacking:
+        raise DiaryError(
+            f"{source}: missing column(s) {lacking}; a diary needs {list(ID_COLUMNS)} and one "
+            f"column per diary column of the priors file {priors.path} "
+            f"(use a column map to rename); file columns: {list(frame.columns)}"
+        )
+    dupe_names = frame.columns[frame.columns.duplicated()].tolist()
+    if dupe_names:
+        raise DiaryError(f"{source}: column(s) {dupe_names} appear more than once")
+    extra = tuple(c for c in frame.columns if c not in required)
+    if len(frame) == 0:
+        raise DiaryError(f"{source}: the diary has no rows")
+
+    user = frame["user_id"]
+    bad = user.isna() | (user.astype(str).str.strip() == "")
+    if bad.any():
+        raise DiaryError(
+            f"{source}: column 'user_id' is empty at {_rows(kind, frame.index[bad])}; "
+            "expected a non-empty id on every row"
+        )
+    user = user.astype(str).str.strip()
+
+    raw_date = frame["date"]
+    if pd.api.types.is_datetime64_any_dtype(raw_date):
+        date = pd.to_datetime(raw_date).dt.normalize()
+        bad = date.isna()
+    else:
+        text = raw_date.astype("string").str.strip()
+        date = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        bad = date.isna()
+    if bad.any():
+        examples = ", ".join(repr(v) for v in raw_date[bad].head(3))
+        raise DiaryError(
+            f"{source}: column 'date' cannot be parsed at {_rows(kind, frame.index[bad])} "
+            f"(values {examples}); expected ISO dates YYYY-MM-DD"
+        )
+
+    outcome = pd.to_numeric(frame["migraine"], errors="coerce")
+    bad = ~outcome.isin([0, 1])
+    if bad.any():
+        examples = ", ".join(repr(v) for v in frame["migraine"][bad].head(3))
+        raise DiaryError(
+            f"{source}: column 'migraine' has values other than 0/1 at "
+            f"{_rows(kind, frame.index[bad])} (values {examples}); expected 0 or 1 on every row"
+        )
+
+    key = pd.DataFrame({"user_id": user, "date": date})
+    dup = key.duplicated(keep=False)
+    if dup.any():
+        first = key[dup].iloc[0]
+        raise DiaryError(
+            f"{source}: duplicated (user_id, date) at {_rows(kind, frame.index[dup])} "
+            f"(e.g. user '{first['user_id']}' on {first['date']:%Y-%m-%d}); expected one row "
+            "per user per day"
+        )
+
+    data = pd.DataFrame({"user_id": user, "date": date, "migraine": outcome.astype(np.int8)})
+    missing_values: dict[str, int] = {}
+    for col in priors.columns:
+        raw = frame[col]
+        values = pd.to_numeric(raw, errors="coerce").astype(float)
+        not_number = values.isna() & raw.notna()
+        if not_number.any():
+            examples = ", ".join(repr(v) for v in raw[not_number].head(3))
+            raise DiaryError(
+                f"{source}: column '{col}' is not numeric at {_rows(kind, frame.index[not_number])}"
+                f" (values {examples}); expected a number in raw units"
+            )
+        lo, hi = priors.column_range(col)
+        out = (values < lo) | (values > hi)
+        if out.any():
+            examples = ", ".join(f"{v:g}" for v in values[out].head(3))
+            raise DiaryError(
+                f"{source}: column '{col}' is outside its declared range [{lo:g}, {hi:g}] at "
+                f"{_rows(kind, frame.index[out])} (values {examples})"
+            )
+        nan = values.isna()
+        missing_values[col] = int(nan.sum())
+        if nan.any() and missing == "error":
+            raise DiaryError(
+                f"{source}: column '{col}' has {int(nan.sum())} missing value(s) (NaN or empty) at "
+                f"{_rows(kind, frame.index[nan])}; expected a number, or pass missing='impute' "
+                "(user median) or missing='drop' (--missing on the command line)"
+            )
+        data[col] = values
+
+    imputed: dict[str, int] = {}
+    dropped = 0
+    if missing == "drop":
+        has_nan = data[list(priors.columns)].isna().any(axis=1)
+        dropped = int(has_nan.sum())
+        data = data[~has_nan]
+    elif missing == "impute":
+        for col in priors.columns:
+            nan = data[col].isna()
+            if nan.all():
+                raise DiaryError(
+                    f"{source}: column '{col}' has no values at all; missing='impute' needs at "
+                    "least one number to take a median of"
+                )
+            if nan.any():
+                user_median = data.groupby("user_id")[col].transform("median")
+                fill = user_median.fillna(data[col].median())
+                data[col] = data[col].fillna(fill)
+                imputed[col] = int(nan.sum())
+    if len(data) == 0:
+        raise DiaryError(f"{source}: no rows left after dropping rows with missing values")
+
+    data = data.sort_values(["user_id", "date"], kind="stable").reset_index(drop=True)
+    return _diary(
+        data,
+        priors.columns,
+        source,
+        missing_values=missing_values,
+        missing_policy=missing,
+        imputed_values=imputed,
+        dropped_rows=dropped,
+        min_days=min_days,
+        extra_columns=extra,
+    )
+
+
+def _diary(
+    data: pd.DataFrame,
+    columns: tuple[str, ...],
+    source: str,
+    *,
+    missing_values: Mapping[str, int],
+    missing_policy: str,
+    imputed_values: Mapping[str, int],
+    dropped_rows: int,
+    min_days: int,
+    extra_columns: tuple[str, ...],
+) -> Diary:
+    """Wrap sorted rows in a ``Diary`` with day counts, gaps and short users computed from them."""
+    grouped = data.groupby("user_id", sort=False)["date"]
+    days = grouped.size()
+    gaps = (grouped.max() - grouped.min()).dt.days + 1 - days
+    report = DiaryReport(
+        n_rows=len(data),
+        n_users=len(days),
+        days_per_user={str(k): int(v) for k, v in days.items()},
+        missing_days_per_user={str(k): int(v) for k, v in gaps.items()},
+        missing_values=dict(missing_values),
+        missing_policy=missing_policy,
+        imputed_values=dict(imputed_values),
+        dropped_rows=dropped_rows,
+        short_users=tuple(str(u) for u, n in days.items() if n < min_days),
+        min_days=min_days,
+        extra_columns=extra_columns,
+    )
+    return Diary(data=data, columns=columns, source=source, report=report)
+
+
+def load_diary(
+    path: str | Path,
+    priors: Priors,
+    *,
+    column_map: Mapping[str, str] | None = None,
+    missing: MissingPolicy = "error",
+    min_days: int = DEFAULT_MIN_DAYS,
+) -> Diary:
+    """Load and validate a diary.
+
+    Parameters
+    ----------
+    path
+        ``.csv`` or ``.parquet`` file, one row per user per day.
+    priors
+        The priors whose diary columns the file must hold.
+    column_map
+        Renames file columns to hbm's names, e.g. ``{"patient": "user_id"}``.
+    missing
+        Policy for missing feature values: ``"error"`` (default), ``"impute"`` or ``"drop"``.
+    min_days
+        Users with fewer logged days are listed in the report (and kept).
+
+    Raises
+    ------
+    DiaryError
+        Naming the file, the first offending rows, the column and the expectation.
+    """
+    frame, kind = read_table(path)
+    return validate_frame(
+        frame,
+        priors,
+        source=str(path),
+        kind=kind,
+        column_map=column_map,
+        missing=missing,
+        min_days=min_days,
+    )
+
+
+def subset_users(diary: Diary, users: Sequence[str]) -> Diary:
+    """A diary restricted to some users (report counts recomputed for them)."""
+    keep = diary.data["user_id"].isin(list(users))
+    return _with_data(diary, diary.data[keep].reset_index(drop=True))
+
+
+def train_mask(diary: Diary, test_fraction: float = 0.25) -> np.ndarray:
+    """True for the rows of ``diary.data`` that ``split_by_time`` puts in training: the first
+    ``floor(n * (1 - test_fraction))`` of each user's ``n`` days (rows are sorted by date)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DiaryError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    data = diary.data
+    rank = data.groupby("user_id", sort=False).cumcount()
+    size = data.groupby("user_id", sort=False)["date"].transform("size")
+    return np.asarray(rank < np.floor(size * (1.0 - test_fraction)).astype(int))
+
+
+def split_by_time(diary: Diary, test_fraction: float = 0.25) -> tuple[Diary, Diary]:
+    """Temporal split within each user: the first ``1 - test_fraction`` of days train.
+
+    Rows are never split at random: a user's test days all come after their training days.
+    """
+    data = diary.data
+    is_train = train_mask(diary, test_fraction)
+    return (
+        _with_data(diary, data[is_train].reset_index(drop=True)),
+        _with_data(diary, data[~is_train].reset_index(drop=True)),
+    )
+
+
+def _with_data(diary: Diary, data: pd.DataFrame) -> Diary:
+    r = diary.report
+    return _diary(
+        data,
+        diary.columns,
+        diary.source,
+        missing_values=r.missing_values,
+        missing_policy=r.missing_policy,
+        imputed_values=r.imputed_values,
+        dropped_rows=r.dropped_rows,
+        min_days=r.min_days,
+        extra_columns=r.extra_columns,
+    )

@@ -1,0 +1,177 @@
+"""Exposures: raw diary values -> dose-response exposures in [0, 1] -> centred design matrix.
+
+For feature k with diary column c, lag L and transform T, the value used on day t is
+
+* ``level``:  ``v = x_c(t - L)``
+* ``change``: ``v = x_c(t - L) - x_c(t - L - 1)``
+
+where ``x_c(d)`` is the user's own raw value on calendar day ``d`` (never another user's row, never
+the previous *row* when days are missing). The exposure is ``e = (RR(v) - min RR) / (max RR - min
+RR)`` with ``RR`` the impact pattern interpolated piecewise-linearly over ``levels`` and held flat
+outside them, so 0 is the pattern's lowest-risk level and 1 its highest. A weight is therefore the
+log-odds ratio between a day at the highest-risk level and one at the lowest.
+
+When a lag or change reaches a day the user did not log (a gap, or before their first day), the
+exposure is unknown; it is set to the feature's centring mean (centred value 0, "no information")
+and counted in ``Design.lag_filled``. Exposures are centred by their training means, which are
+stored in ``Centering`` and reused for prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from hbm.data.diary import Diary
+from hbm.data.priors import Feature, Priors
+
+
+@dataclass(frozen=True)
+class Centering:
+    """Training means of each feature's exposure, reused at prediction."""
+
+    features: tuple[str, ...]
+    means: tuple[float, ...]
+
+    def as_array(self, features: tuple[str, ...]) -> np.ndarray:
+        lookup = dict(zip(self.features, self.means, strict=True))
+        return np.array([lookup[f] for f in features], dtype=float)
+
+
+@dataclass(frozen=True)
+class Design:
+    """Model inputs with named axes: ``x[obs, feature]``, ``user_index[obs]``, ``y[obs]``."""
+
+    x: np.ndarray  # centred exposures (obs, feature)
+    exposure: np.ndarray  # uncentred exposures in [0, 1] (obs, feature)
+    y: np.ndarray  # migraine onset 0/1 (obs,)
+    user_index: np.ndarray  # position in ``users`` (obs,)
+    users: tuple[str, ...]
+    features: tuple[str, ...]
+    dates: np.ndarray  # datetime64[ns] (obs,)
+    centering: Centering
+    lag_filled: Mapping[str, int]
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.y.shape[0])
+
+
+def impact(feature: Feature, values: np.ndarray) -> np.ndarray:
+    """Map transformed raw values to exposures in [0, 1] through the feature's impact pattern."""
+    pattern = np.asarray(feature.pattern, dtype=float)
+    rr = np.interp(values, np.asarray(feature.levels, dtype=float), pattern)
+    out: np.ndarray = (rr - pattern.min()) / (pattern.max() - pattern.min())
+    return out
+
+
+def _shifted(data: pd.DataFrame, column: str, days: int) -> np.ndarray:
+    """The user's own value of ``column`` ``days`` calendar days earlier (NaN when not logged)."""
+    if days == 0:
+        return data[column].to_numpy(dtype=float)
+    lookup = data.set_index(["user_id", "date"])[column]
+    wanted = pd.MultiIndex.from_arrays(
+        [data["user_id"], data["date"] - pd.Timedelta(days=days)], names=["user_id", "date"]
+    )
+    return lookup.reindex(wanted).to_numpy(dtype=float)
+
+
+def transformed_values(diary: Diary, feature: Feature) -> np.ndarray:
+    """Lagged (and differenced, for ``change``) raw values; NaN where a needed day is missing."""
+    v = _shifted(diary.data, feature.column, feature.lag_days)
+    if feature.transform == "change":
+        v = v - _shifted(diary.data, feature.column, feature.lag_days + 1)
+    return v
+
+
+def exposures(diary: Diary, priors: Priors, centering: Centering | None = None) -> Design:
+    """Build the design matrix of a diary.
+
+    Parameters
+    ----------
+    diary
+        A validated diary.
+    priors
+        The features, in model order.
+    centering
+        Stored training means; ``None`` computes them from this diary (training).
+
+    Returns
+    -------
+    Design
+        Centred exposures with user index, outcome and the centring used.
+    """
+    data = diary.data
+    keys = priors.keys
+    raw_exposure = (
+        np.column_stack([impact(f, transformed_values(diary, f)) for f in priors.features])
+        if len(data)
+        else np.zeros((0, len(keys)))
+    )
+    unknown = np.isnan(raw_exposure)
+    if centering is None:
+        with np.errstate(invalid="ignore"):
+            col_means = np.nanmean(np.where(unknown, np.nan, raw_exposure), axis=0)
+        # A feature never observed (all lags unknown) is centred at 0.5, the middle of its scale.
+        col_means = np.where(np.isnan(col_means), 0.5, col_means)
+        centering = Centering(features=keys, means=tuple(float(m) for m in col_means))
+    means = centering.as_array(keys)
+    filled = np.where(unknown, means[None, :], raw_exposure)
+    users = tuple(pd.unique(data["user_id"]))
+    codes = pd.Categorical(data["user_id"], categories=list(users)).codes
+    return Design(
+        x=filled - means[None, :],
+        exposure=filled,
+        y=data["migraine"].to_numpy(dtype=np.int8),
+        user_index=np.asarray(codes, dtype=np.int64),
+        users=users,
+        features=keys,
+        dates=data["date"].to_numpy(),
+        centering=centering,
+        lag_filled={k: int(n) for k, n in zip(keys, unknown.sum(axis=0), strict=True)},
+    )
+
+
+def select_rows(design: Design, keep: np.ndarray) -> Design:
+    """The rows of a design where ``keep`` is true (users, features and centring unchanged)."""
+    keep = np.asarray(keep, dtype=bool)
+    return replace(
+        design,
+        x=design.x[keep],
+        exposure=design.exposure[keep],
+        y=design.y[keep],
+        user_index=design.user_index[keep],
+        dates=design.dates[keep],
+    )
+
+
+def select_users(design: Design, users: np.ndarray) -> Design:
+    """The rows of the users at positions ``users`` (in ``design.users`` order), re-indexed."""
+    chosen = np.unique(np.asarray(users, dtype=np.int64))
+    position = np.full(len(design.users), -1, dtype=np.int64)
+    position[chosen] = np.arange(len(chosen))
+    kept = select_rows(design, position[design.user_index] >= 0)
+    return replace(
+        kept,
+        user_index=position[kept.user_index],
+        users=tuple(design.users[i] for i in chosen),
+    )
+
+
+def day_rank(design: Design) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's position (0-based, by date) among its user's rows, and that user's row count."""
+    frame = pd.DataFrame({"u": design.user_index, "d": design.dates})
+    rank = frame.groupby("u")["d"].rank(method="first").to_numpy() - 1
+    size = frame.groupby("u")["d"].transform("size").to_numpy()
+    return rank, size
+
+
+def exposure_prevalence(design: Design) -> dict[str, float]:
+    """Share of days on which each feature's exposure is at least 0.5 (nearer its high-risk end)."""
+    share = (
+        (design.exposure >= 0.5).mean(axis=0) if design.n_obs else np.zeros(len(design.features))
+    )
+    return {k: float(v) for k, v in zip(design.features, share, strict=True)}

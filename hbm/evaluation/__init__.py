@@ -1,0 +1,1 @@
+"""Stage 5, evaluation: baselines, the neural model, metrics, comparison, the study, decide."""

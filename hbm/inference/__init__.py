@@ -1,0 +1,1 @@
+"""Stage 3, inference: sampler settings, backends, the nutpie cache, fitting and the gate."""

@@ -1,0 +1,1 @@
+"""Stage 4, results: tables, profiles, predictions, days needed, plots, report, run folders."""

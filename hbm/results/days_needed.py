@@ -1,0 +1,164 @@
+"""How many diary days a new user needs: simulation from a fitted population.
+
+For each simulated user: one posterior draw of the population (``mu, tau, a0, sigma_a``) gives
+their true intercept and weights; their exposures are the logged days of a randomly chosen user of
+the fit (so exposure patterns are real ones); outcomes are simulated from the model. For each
+number of days ``n`` the user's posterior is computed from their first ``n`` days under the
+population-predictive prior of a new user, approximated as normal (mean ``E[mu]``, variance
+``Var(mu) + E[tau^2]``; likewise for the intercept), by a Laplace approximation of the single-user
+logistic model: mode by Newton's method, SD from the Hessian. A new user joins a fitted cohort and
+barely moves the population, so the rest of the hierarchy is held fixed. With no days the
+confidence is 0, as for ``hbm.results.tables.cold_start_profile``. The intervals are equal-tailed
+normal ones at ``ci_prob``; classes use ``hbm.results.tables.classify``, so they follow the same
+ROPE
+rule as the exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import special, stats
+
+from hbm.errors import RunError
+from hbm.results.tables import DEFAULT_CI_PROB, ROPE, classify
+
+DAYS = (30, 60, 90, 180, 365)
+
+
+def _true_class(w: np.ndarray, rope: float) -> np.ndarray:
+    out = np.full(w.shape, "no association", dtype=object)
+    out[w > rope] = "trigger"
+    out[w < -rope] = "protector"
+    return out
+
+
+def _laplace(
+    x: np.ndarray,
+    y: np.ndarray,
+    prior_mean: np.ndarray,
+    prior_sd: np.ndarray,
+    iters: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mode and SDs of the posterior of ``logit p = X beta``, ``beta ~ Normal(mean, sd)``."""
+    beta = prior_mean.copy()
+    prec = 1.0 / prior_sd**2
+    for _ in range(iters):
+        p = special.expit(x @ beta)
+        grad = x.T @ (y - p) - prec * (beta - prior_mean)
+        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(prec)
+        step = np.linalg.solve(hess, grad)
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    p = special.expit(x @ beta)
+    hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(prec)
+    return beta, np.sqrt(np.diag(np.linalg.inv(hess)))
+
+
+def days_needed(
+    tree: xr.DataTree,
+    days: Sequence[int] = DAYS,
+    n_users: int = 40,
+    ci_prob: float = DEFAULT_CI_PROB,
+    rope: float = ROPE,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Interval width and class accuracy of a new user's weights against days logged.
+
+    Parameters
+    ----------
+    tree
+        A partial-pooling fit with ``constant_data`` (``x``, ``user_index``) and posterior draws of
+        ``mu, tau, a0, sigma_a``.
+    days
+        Numbers of days logged to evaluate. A user whose real exposure series is shorter than a
+        number of days repeats it from the start.
+    n_users
+        Simulated users per number of days (the same users, with nested day ranges).
+    ci_prob, rope
+        Interval probability and the region of practical equivalence of the classes.
+    seed
+        Seed of the simulation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per number of days: ``median_ci_width``, ``mean_ci_width``, ``decided_share``
+        (share of (user, feature) with a class other than "uncertain"), ``class_accuracy``
+        (share of (user, feature) whose class equals the class of the true weight),
+        ``wrong_class_rate`` (a definite class the truth contradicts), ``trigger_sensitivity``
+        (true triggers called triggers), ``confidence`` (``1 - mean Var / tau^2``, as exported),
+        ``n_users``, ``ci_prob``.
+    """
+    post = tree["posterior"].to_dataset()
+    if "tau" not in post or "constant_data" not in tree.children:
+        raise RunError("days needed needs a partial-pooling fit with its constant_data (x)")
+    x_all = np.asarray(tree["constant_data"]["x"].values, dtype=float)
+    user_index = np.asarray(tree["constant_data"]["user_index"].values)
+    flat = {
+        name: post[name].stack(sample=("chain", "draw")).transpose("sample", ...).values
+        for name in ("mu", "tau", "a0", "sigma_a")
+    }
+    n_draws = flat["mu"].shape[0]
+    ref_var = (flat["tau"] ** 2).mean(0)
+    mu_hat = flat["mu"].mean(0)
+    prior_mean = np.concatenate([[flat["a0"].mean()], mu_hat])
+    prior_sd = np.sqrt(
+        np.concatenate(
+            [[flat["a0"].var() + (flat["sigma_a"] ** 2).mean()], flat["mu"].var(0) + ref_var]
+        )
+    )
+    z = stats.norm.ppf(0.5 + ci_prob / 2)
+    rng = np.random.default_rng(seed)
+    n_real = int(user_index.max()) + 1
+    max_days = max(days)
+    rows: dict[int, list[dict[str, float]]] = {n: [] for n in days}
+    for _ in range(n_users):
+        s = rng.integers(n_draws)
+        w = flat["mu"][s] + flat["tau"][s] * rng.standard_normal(mu_hat.shape)
+        a = flat["a0"][s] + flat["sigma_a"][s] * rng.standard_normal()
+        x_user = x_all[user_index == rng.integers(n_real)]
+        x_user = np.resize(x_user, (max_days, x_user.shape[1]))  # repeats a short series
+        y = (rng.random(max_days) < special.expit(a + x_user @ w)).astype(float)
+        design = np.column_stack([np.ones(max_days), x_user])
+        truth = _true_class(w, rope)
+        for n in days:
+            mean, sd = _laplace(design[:n], y[:n], prior_mean, prior_sd)
+            lb, ub = (mean - z * sd)[1:], (mean + z * sd)[1:]
+            called = classify(lb, ub, rope)
+            definite = called != "uncertain"
+            wrong = definite & (called != truth)
+            rows[n].append(
+                {
+                    "decided": float(np.mean(definite)),
+                    "width": float(np.median(ub - lb)),
+                    "mean_width": float(np.mean(ub - lb)),
+                    "accuracy": float(np.mean(called == truth)),
+                    "wrong": float(np.mean(wrong)),
+                    "sens_hits": float(np.sum((truth == "trigger") & (called == "trigger"))),
+                    "sens_n": float(np.sum(truth == "trigger")),
+                    "confidence": float(np.clip(1 - np.mean(sd[1:] ** 2 / ref_var), 0, 1)),
+                }
+            )
+    out = []
+    for n in days:
+        r = pd.DataFrame(rows[n])
+        out.append(
+            {
+                "days": n,
+                "median_ci_width": float(r["width"].median()),
+                "mean_ci_width": float(r["mean_width"].mean()),
+                "decided_share": float(r["decided"].mean()),
+                "class_accuracy": float(r["accuracy"].mean()),
+                "wrong_class_rate": float(r["wrong"].mean()),
+                "trigger_sensitivity": float(r["sens_hits"].sum() / max(r["sens_n"].sum(), 1)),
+                "confidence": float(r["confidence"].mean()),
+                "n_users": n_users,
+                "ci_prob": ci_prob,
+            }
+        )
+    return pd.DataFrame(out)

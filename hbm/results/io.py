@@ -1,0 +1,260 @@
+"""Files: atomic writers, fit save/load, simulated cohorts and the run folder's exports.
+
+Every writer writes a temporary file in the target folder and renames it over the target, so a
+reader never sees half a file and an interrupted run leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+from hbm.errors import RunError
+
+FIT_FILE = "fit.nc"
+POPULATION_FILE = "population.csv"
+WEIGHTS_CSV = "weights.csv"
+WEIGHTS_PARQUET = "weights.parquet"
+USERS_FILE = "users.csv"
+PROFILES_FILE = "profiles.json"
+DIAGNOSTICS_FILE = "diagnostics.json"
+RUN_FILE = "run.json"
+RUN_FILES = (
+    FIT_FILE,
+    POPULATION_FILE,
+    WEIGHTS_CSV,
+    WEIGHTS_PARQUET,
+    USERS_FILE,
+    PROFILES_FILE,
+    DIAGNOSTICS_FILE,
+    RUN_FILE,
+)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _write(target: str | Path, writer: Callable[[Path], object]) -> Path:
+    with atomic_path(target) as tmp:
+        writer(tmp)
+    return Path(target)
+
+
+def write_text(target: str | Path, text: str) -> Path:
+    return _write(target, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_bytes(target: str | Path, data: bytes) -> Path:
+    return _write(target, lambda p: p.write_bytes(data))
+
+
+def write_json(target: str | Path, obj: Any) -> Path:
+    return write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_csv(target: str | Path, table: pd.DataFrame) -> Path:
+    return _write(target, lambda p: table.to_csv(p, index=False, lineterminator="\n"))
+
+
+def write_parquet(target: str | Path, table: pd.DataFrame) -> Path:
+    return _write(target, lambda p: table.to_parquet(p, index=False))
+
+
+def save_fit(tree: xr.DataTree, target: str | Path) -> Path:
+    """Save a fit as netCDF (groups as netCDF groups; attrs survive the round trip), compressed."""
+    encoding = {
+        f"/{name}": {
+            var: {"zlib": True, "complevel": 4, "shuffle": True}
+            for var in child.to_dataset().data_vars
+        }
+        for name, child in tree.children.items()
+    }
+    return _write(target, lambda p: tree.to_netcdf(p, engine="netcdf4", encoding=encoding))
+
+
+def load_fit(path: str | Path, posterior_vars: tuple[str, ...] | None = None) -> xr.DataTree:
+    """Load a saved fit into memory (the file is closed afterwards).
+
+    With ``posterior_vars``, only those posterior variables (and the root attrs) are read: the
+    population draws of a 100 MB fit load in well under a second.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RunError(f"{p}: fit file not found")
+    try:
+        with xr.open_datatree(p, engine="netcdf4") as tree:
+            if posterior_vars is None:
+                return tree.load()
+            if "posterior" not in tree.children:
+                raise RunError(f"{p}: the fit holds no posterior group")
+            post = tree["posterior"].to_dataset()
+            missing = [v for v in posterior_vars if v not in post]
+            if missing:
+                raise RunError(f"{p}: the posterior holds no {missing}")
+            small = xr.DataTree.from_dict({"posterior": post[list(posterior_vars)].load()})
+            small.attrs.update(tree.attrs)
+            return small
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{p}: cannot read fit ({exc})") from None
+
+
+def read_json(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise RunError(f"{p}: file not found")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{p}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """The run folder, if it holds every export; else a ``RunError`` naming what is missing."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise RunError(f"{d}: run folder not found")
+    missing = [f for f in RUN_FILES if not (d / f).exists()]
+    if missing:
+        raise RunError(f"{d}: run folder lacks {missing}; was `hbm fit` run with --out {d}?")
+    return d
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The exports of a finished run, read back (``read_run``)."""
+
+    path: Path
+    population: pd.DataFrame
+    weights: pd.DataFrame
+    users: pd.DataFrame
+    profiles: list[dict[str, Any]]
+    diagnostics: dict[str, Any]
+    run_info: dict[str, Any]
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, dtype={"user_id": str})
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: cannot read ({exc})") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise RunError(f"{path}: lacks columns {missing}; expected an export of `hbm fit`")
+    return table
+
+
+def read_run(run_dir: str | Path) -> RunFolder:
+    """Read a run folder's tables and JSON exports, checking that they agree with each other.
+
+    Raises ``RunError`` naming the file and what is wrong: a missing export, missing columns,
+    or profiles and users tables that list different users.
+    """
+    d = check_run_dir(run_dir)
+    population = _read_csv(d / POPULATION_FILE, ("feature", "ci_prob", "ci_kind"))
+    weights = _read_csv(d / WEIGHTS_CSV, ("user_id", "feature", "mean", "ci_lb", "ci_ub", "class"))
+    users = _read_csv(d / USERS_FILE, ("user_id", "days_logged", "confidence", "reliable"))
+    profiles = read_json(d / PROFILES_FILE)
+    if not isinstance(profiles, list) or not all(
+        isinstance(p, dict) and "user_id" in p for p in profiles
+    ):
+        raise RunError(f"{d / PROFILES_FILE}: expected a list of profiles with 'user_id'")
+    ids = [str(p["user_id"]) for p in profiles]
+    if ids != users["user_id"].tolist():
+        extra = sorted(set(ids) ^ set(users["user_id"]))[:5]
+        raise RunError(
+            f"{d}: {PROFILES_FILE} and {USERS_FILE} list different users (e.g. {extra}); "
+            "the folder mixes two runs"
+        )
+    diagnostics = read_json(d / DIAGNOSTICS_FILE)
+    run_info = read_json(d / RUN_FILE)
+    for name, obj in ((DIAGNOSTICS_FILE, diagnostics), (RUN_FILE, run_info)):
+        if not isinstance(obj, dict):
+            raise RunError(f"{d / name}: expected a JSON object")
+    return RunFolder(d, population, weights, users, profiles, diagnostics, run_info)
+
+
+def write_run(
+    run_dir: str | Path, tree: xr.DataTree, exports: Any, run_info: dict[str, Any]
+) -> Path:
+    """Write a fit and its exports (``hbm.results.tables.Exports``) into a run folder."""
+    d = Path(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    save_fit(tree, d / FIT_FILE)
+    write_csv(d / POPULATION_FILE, exports.population)
+    write_csv(d / WEIGHTS_CSV, exports.weights)
+    write_parquet(d / WEIGHTS_PARQUET, exports.weights)
+    write_csv(d / USERS_FILE, exports.users)
+    write_json(d / PROFILES_FILE, exports.profiles)
+    write_json(d / DIAGNOSTICS_FILE, exports.diagnostics)
+    write_json(d / RUN_FILE, run_info)
+    return d
+
+
+REPORT_FILE = "report.html"
+COMPARISON_FILE = "comparison.csv"
+PER_USER_METRICS_FILE = "per_user_metrics.csv"
+
+
+def read_optional_csv(path: str | Path) -> pd.DataFrame | None:
+    """A table a folder may hold (``comparison.csv``); ``None`` when it is absent."""
+    p = Path(path)
+    return _read_csv(p, ()) if p.exists() else None
+
+
+def write_report(run_dir: str | Path, page: str, figures: dict[str, bytes]) -> Path:
+    """Write ``report.html`` and ``figures/<name>.png`` into a run folder."""
+    d = Path(run_dir)
+    for name, png in figures.items():
+        write_bytes(d / "figures" / name, png)
+    return write_text(d / REPORT_FILE, page)
+
+
+def write_cohort(target: str | Path, diary_frame: pd.DataFrame, truth: dict[str, Any]) -> Path:
+    """Write a simulated diary (CSV, dates as YYYY-MM-DD) and ``<stem>.truth.json`` beside it."""
+    target = Path(target)
+    frame = diary_frame.copy()
+    frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")
+    if target.suffix.lower() in (".parquet", ".pq"):
+        write_parquet(target, frame)
+    else:
+        write_csv(target, frame)
+    write_json(truth_path(target), truth)
+    return target
+
+
+def truth_path(diary_path: str | Path) -> Path:
+    """``data/x.csv`` -> ``data/x.truth.json``."""
+    p = Path(diary_path)
+    return p.with_name(p.stem + ".truth.json")

@@ -1,0 +1,73 @@
+"""Diagnostic and posterior figures with arviz_plots (matplotlib backend).
+
+Functions return ``PlotCollection`` objects; callers (CLI, report) decide where to save them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import arviz_plots as azp
+import matplotlib
+import numpy as np
+import xarray as xr
+
+from hbm.results.tables import DEFAULT_CI_KIND, DEFAULT_CI_PROB, CiKind
+
+matplotlib.use("Agg")  # files only; no display on the machines this runs on
+
+Backend = Literal["matplotlib", "bokeh", "plotly"]
+
+#: Population-level variables shown in rank/trace plots (per-user ones would be hundreds of panels).
+POPULATION_VARS = ("a0", "sigma_a", "mu", "tau")
+
+
+def _present(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
+    post = tree["posterior"]
+    return [n for n in names if n in post.data_vars]
+
+
+def rank_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
+    """Rank plots of the population-level variables (chains should overlap uniformly)."""
+    names = _present(tree, POPULATION_VARS)
+    post = tree["posterior"]
+    panels = sum(
+        int(np.prod([n for d, n in post[v].sizes.items() if d not in ("chain", "draw")]))
+        for v in names
+    )
+    kwargs: dict[str, Any] = {}
+    if backend == "matplotlib":
+        # four panels a row, tall enough that two-line titles do not overlap the row above
+        kwargs["figure_kwargs"] = {"figsize": (13, 2.1 * -(-panels // 4)), "layout": "constrained"}
+    return azp.plot_rank(tree, var_names=names, backend=backend, **kwargs)
+
+
+def energy_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
+    """Marginal energy against energy transitions, with E-BFMI per chain."""
+    return azp.plot_energy(tree, backend=backend)
+
+
+def forest_plot(
+    tree: xr.DataTree,
+    var_names: tuple[str, ...] = ("mu", "tau"),
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: CiKind = DEFAULT_CI_KIND,
+    backend: Literal["matplotlib", "bokeh"] = "matplotlib",
+) -> Any:
+    """Forest plot of the population weights and spreads with the run's interval choice."""
+    return azp.plot_forest(
+        tree,
+        var_names=_present(tree, var_names),
+        combined=True,
+        ci_kind=ci_kind,
+        ci_probs=[0.5, ci_prob],
+        backend=backend,
+    )
+
+
+DIAGNOSTIC_FIGURES: dict[str, Callable[..., Any]] = {
+    "rank.png": rank_plot,
+    "energy.png": energy_plot,
+    "forest.png": forest_plot,
+}

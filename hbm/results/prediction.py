@@ -1,0 +1,139 @@
+"""Risk for new days: known users from their own posterior, unseen users from the population.
+
+For a known user, ``p = invlogit(a[u] + x . w[u])`` per posterior draw. For an unseen user (cold
+start), every draw first draws a new user from the fitted population, ``a ~ Normal(a0, sigma_a)``
+and ``w[k] ~ Normal(mu[k], tau[k])`` (under no pooling: the priors' means and wide SDs), so the
+prediction carries the between-user uncertainty. Exposures use the centring stored in the fit.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import special
+
+from hbm.data.diary import Diary
+from hbm.data.exposures import Centering, Design, exposures
+from hbm.data.priors import Priors, parse_priors
+from hbm.errors import RunError
+from hbm.model.build import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
+from hbm.results.tables import DEFAULT_CI_PROB
+
+MAX_DRAWS = 1000
+
+
+def fit_priors(tree: xr.DataTree) -> Priors:
+    """The priors a fit was made with (from its attrs)."""
+    if "priors_json" not in tree.attrs:
+        raise RunError("the fit's attrs hold no priors_json; was it saved by hbm?")
+    return parse_priors(str(tree.attrs["priors_json"]), "<priors stored in fit.nc>")
+
+
+def fit_centering(tree: xr.DataTree) -> Centering:
+    means = json.loads(str(tree.attrs["centering"]))
+    return Centering(features=tuple(means), means=tuple(float(v) for v in means.values()))
+
+
+def _stacked(post: xr.Dataset, name: str, max_draws: int) -> np.ndarray:
+    arr = post[name].stack(sample=("chain", "draw"))
+    step = max(1, int(np.ceil(arr.sizes["sample"] / max_draws)))
+    return np.asarray(arr.isel(sample=slice(None, None, step)).transpose("sample", ...).values)
+
+
+def predict(
+    tree: xr.DataTree,
+    diary: Diary,
+    ci_prob: float = DEFAULT_CI_PROB,
+    seed: int = 0,
+    max_draws: int = MAX_DRAWS,
+) -> pd.DataFrame:
+    """Posterior predictive migraine risk for every row of a diary.
+
+    Parameters
+    ----------
+    tree
+        A fit saved by ``hbm fit`` (``hbm.results.io.load_fit``).
+    diary
+        Days to predict, validated against the fit's priors. Include the preceding days when
+        features are lagged: lags are computed within this diary.
+    ci_prob
+        Probability of the equal-tailed interval of the risk.
+    seed
+        Seed of the cold-start draws of unseen users.
+    max_draws
+        Posterior draws used (evenly thinned).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id, date, known_user, risk_mean, risk_lb, risk_ub, ci_prob, ci_kind`` and
+        ``migraine`` when the diary has it.
+    """
+    design = exposures(diary, fit_priors(tree), centering=fit_centering(tree))
+    return predict_design(tree, design, ci_prob, seed, max_draws)
+
+
+def predict_design(
+    tree: xr.DataTree,
+    design: Design,
+    ci_prob: float = DEFAULT_CI_PROB,
+    seed: int = 0,
+    max_draws: int = MAX_DRAWS,
+) -> pd.DataFrame:
+    """``predict`` for a design already built with the fit's centring (one row per obs, in order).
+
+    Unseen users in ``design.users`` get the population-predictive (cold-start) risk.
+    """
+    priors = fit_priors(tree)
+    post = tree["posterior"].to_dataset()
+    pooling = str(tree.attrs.get("pooling", "partial"))
+    known = [str(u) for u in post["user"].values]
+    pos = {u: i for i, u in enumerate(known)}
+    a = _stacked(post, "a", max_draws)  # (S, U)
+    w = _stacked(post, "w", max_draws)  # (S, U, K)
+    n_s, n_k = int(w.shape[0]), int(w.shape[2])
+    # A new user's intercept and weights per draw: loc + scale * standard normal. The population
+    # arrays are stacked once here, not once per unseen user.
+    if pooling == "none":
+        a_loc: np.ndarray | float = priors.intercept.logit_base_rate
+        a_scale: np.ndarray | float = NO_POOLING_INTERCEPT_SD
+        w_loc: np.ndarray = np.array([[f.prior.mean for f in priors.features]])
+        w_scale: np.ndarray | float = NO_POOLING_SD
+    else:
+        a_loc, a_scale = _stacked(post, "a0", max_draws), _stacked(post, "sigma_a", max_draws)
+        w_loc = _stacked(post, "mu", max_draws)
+        w_scale = _stacked(post, "tau", max_draws) if "tau" in post else np.zeros_like(w_loc)
+    rng = np.random.default_rng(seed)
+    lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
+    risk = np.empty((3, design.n_obs))
+    for ui, user in enumerate(design.users):
+        sel = design.user_index == ui
+        if not sel.any():
+            continue
+        x = design.x[sel]
+        if user in pos:
+            eta = a[:, pos[user], None] + w[:, pos[user], :] @ x.T
+        else:
+            a_new = a_loc + a_scale * rng.standard_normal(n_s)
+            w_new = w_loc + w_scale * rng.standard_normal((n_s, n_k))
+            eta = a_new[:, None] + w_new @ x.T
+        p = special.expit(eta)  # (S, days)
+        risk[:, sel] = p.mean(axis=0), np.quantile(p, lo_q, axis=0), np.quantile(p, hi_q, axis=0)
+    users = np.asarray(design.users, dtype=object)
+    out = pd.DataFrame(
+        {
+            "user_id": users[design.user_index] if design.n_obs else [],
+            "date": design.dates,
+            "known_user": np.isin(users[design.user_index], known) if design.n_obs else [],
+            "risk_mean": risk[0],
+            "risk_lb": risk[1],
+            "risk_ub": risk[2],
+        }
+    )
+    out["ci_prob"] = ci_prob
+    out["ci_kind"] = "eti"
+    out["migraine"] = design.y
+    return out

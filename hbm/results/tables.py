@@ -1,0 +1,343 @@
+"""Posterior tables: population, per-user weights, users, and trigger profiles.
+
+Interval defaults are stated once here (``DEFAULT_CI_PROB``, ``DEFAULT_CI_KIND``) and every table
+records the probability and kind it used. Classes per (user, feature), with the region of practical
+equivalence ``ROPE`` = |log-odds| < 0.2 (odds ratios 0.82-1.22, smaller than every non-null effect
+in the evidence file except the weakest weather effects):
+
+* ``trigger``: the whole interval lies above +ROPE;
+* ``protector``: the whole interval lies below -ROPE;
+* ``no association``: the whole interval lies inside the ROPE;
+* ``uncertain``: anything else (the data cannot yet tell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import special
+
+from hbm.data.exposures import Design
+from hbm.data.priors import Priors
+from hbm.errors import HBMError
+from hbm.inference.fitting import FitResult
+from hbm.model.build import NO_POOLING_SD
+
+CiKind = Literal["eti", "hdi"]
+DEFAULT_CI_PROB = 0.90
+DEFAULT_CI_KIND: CiKind = "eti"
+CI_KINDS: tuple[CiKind, ...] = ("eti", "hdi")
+ROPE = 0.2
+CLASSES = ("trigger", "protector", "no association", "uncertain")
+TOP_TRIGGERS = 5
+
+
+def _summary(dt: xr.DataTree, var: str, ci_prob: float, ci_kind: str) -> pd.DataFrame:
+    """Tidy ArviZ summary of one variable: one row per element, columns mean/sd/ci_lb/ci_ub/..."""
+    ds = az.summary(
+        dt, var_names=[var], fmt="xarray", ci_prob=ci_prob, ci_kind=ci_kind, round_to="none"
+    )
+    table = ds[var].to_series().unstack("summary")
+    prefix = f"{ci_kind}{round(ci_prob * 100):g}"
+    table = table.rename(columns={f"{prefix}_lb": "ci_lb", f"{prefix}_ub": "ci_ub"})
+    return table
+
+
+def classify(lb: np.ndarray, ub: np.ndarray, rope: float = ROPE) -> np.ndarray:
+    """Class of each interval against the region of practical equivalence (see module doc)."""
+    lb, ub = np.asarray(lb), np.asarray(ub)
+    out = np.full(lb.shape, "uncertain", dtype=object)
+    out[(lb >= -rope) & (ub <= rope)] = "no association"
+    out[lb > rope] = "trigger"
+    out[ub < -rope] = "protector"
+    return out
+
+
+def population_table(
+    dt: xr.DataTree,
+    priors: Priors,
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+) -> pd.DataFrame:
+    """Per feature: posterior of the population weight ``mu`` and between-user SD ``tau``."""
+    post = dt["posterior"].to_dataset()
+    rows = pd.DataFrame(
+        {
+            "feature": list(priors.keys),
+            "name": [f.name for f in priors.features],
+            "group": [f.group for f in priors.features],
+            "category": [f.category for f in priors.features],
+            "prior_mean": [f.prior.mean for f in priors.features],
+            "prior_sd": [f.prior.sd for f in priors.features],
+            "prior_between_user_sd": [f.prior.between_user_sd for f in priors.features],
+            "premonitory_confound": [f.premonitory_confound for f in priors.features],
+        }
+    )
+    for var in ("mu", "tau"):
+        if var not in post:
+            continue
+        s = _summary(dt, var, ci_prob, ci_kind).reindex(list(priors.keys))
+        for col in ("mean", "sd", "ci_lb", "ci_ub", "ess_bulk", "ess_tail", "r_hat"):
+            rows[f"{var}_{col}"] = s[col].to_numpy()
+    if "mu" in post:
+        mu = post["mu"].sel(feature=list(priors.keys))  # the rows' order, not the tree's
+        rows["mu_odds_ratio"] = np.exp(mu.median(("chain", "draw")).values)
+        rows["p_mu_positive"] = (mu > 0).mean(("chain", "draw")).values
+    if "tau" in post:
+        tau = post["tau"].sel(feature=list(priors.keys))
+        rows["p_tau_above_0.3"] = (tau > 0.3).mean(("chain", "draw")).values
+    rows["ci_prob"] = ci_prob
+    rows["ci_kind"] = ci_kind
+    return rows
+
+
+def weights_table(
+    dt: xr.DataTree,
+    priors: Priors,
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+    rope: float = ROPE,
+) -> pd.DataFrame:
+    """Per (user, feature): posterior mean, sd, interval, odds ratio, P(w > 0) and class."""
+    w = dt["posterior"].to_dataset()["w"].sel(feature=list(priors.keys))  # the index's order
+    s = _summary(dt, "w", ci_prob, ci_kind)
+    users = [str(u) for u in w["user"].values]
+    index = pd.MultiIndex.from_product([users, list(priors.keys)], names=["user", "feature"])
+    s = s.reindex(index)
+    by_key = {f.key: f for f in priors.features}
+    median = w.median(("chain", "draw")).transpose("user", "feature").values.reshape(-1)
+    p_pos = (w > 0).mean(("chain", "draw")).transpose("user", "feature").values.reshape(-1)
+    p_trig = (w > rope).mean(("chain", "draw")).transpose("user", "feature").values.reshape(-1)
+    features = index.get_level_values("feature")
+    table = pd.DataFrame(
+        {
+            "user_id": index.get_level_values("user"),
+            "feature": features,
+            "name": [by_key[k].name for k in features],
+            "group": [by_key[k].group for k in features],
+            "category": [by_key[k].category for k in features],
+            "mean": s["mean"].to_numpy(),
+            "sd": s["sd"].to_numpy(),
+            "median": median,
+            "ci_lb": s["ci_lb"].to_numpy(),
+            "ci_ub": s["ci_ub"].to_numpy(),
+            "ci_prob": ci_prob,
+            "ci_kind": ci_kind,
+            "odds_ratio": np.exp(median),
+            "odds_ratio_lb": np.exp(s["ci_lb"].to_numpy()),
+            "odds_ratio_ub": np.exp(s["ci_ub"].to_numpy()),
+            "p_positive": p_pos,
+            "p_above_rope": p_trig,
+            "rope": rope,
+        }
+    )
+    table["class"] = classify(table["ci_lb"].to_numpy(), table["ci_ub"].to_numpy(), rope)
+    return table
+
+
+def confidence(dt: xr.DataTree, pooling: str = "partial") -> pd.Series:
+    """Personalization confidence per user: ``1 - mean_k Var(w[u,k]) / E[tau[k]^2]``, in [0, 1].
+
+    0 for a user the data say nothing about (their weights are as uncertain as a new user's),
+    towards 1 when their own days pin their weights down. Under complete pooling nobody has
+    personal weights (0); without pooling the reference spread is the prior's ``NO_POOLING_SD``.
+    """
+    post = dt["posterior"].to_dataset()
+    users = [str(u) for u in post["user"].values]
+    if pooling == "complete" or "w" not in post:
+        return pd.Series(0.0, index=pd.Index(users, name="user_id"), name="confidence")
+    conf = _confidence(post["w"], post.get("tau")).values
+    return pd.Series(conf, index=pd.Index(users, name="user_id"), name="confidence")
+
+
+def _confidence(w: xr.DataArray, tau: xr.DataArray | None) -> xr.DataArray:
+    var_w = w.var(("chain", "draw"))
+    ref = (tau**2).mean(("chain", "draw")) if tau is not None else NO_POOLING_SD**2
+    return (1.0 - (var_w / ref).mean("feature")).clip(0.0, 1.0)
+
+
+def cold_start_weights(dt: xr.DataTree, seed: int = 0) -> xr.DataArray:
+    """Weights of a user the fit has never seen: one draw from the population per posterior draw.
+
+    ``w_new[k] = mu[k] + tau[k] * eps`` (``(chain, draw, feature)``); without ``tau`` (complete
+    pooling) the population weights themselves.
+    """
+    post = dt["posterior"].to_dataset()
+    mu = post["mu"]
+    if "tau" not in post:
+        return mu
+    eps = np.random.default_rng(seed).standard_normal(mu.shape)
+    return mu + post["tau"] * xr.DataArray(eps, dims=mu.dims, coords=mu.coords)
+
+
+def new_user_confidence(dt: xr.DataTree, seed: int = 0) -> float:
+    """Personalization confidence of a user with no days, from their cold-start weights."""
+    post = dt["posterior"].to_dataset()
+    if "tau" not in post:  # complete pooling: nobody has personal weights (see ``confidence``)
+        return 0.0
+    w_new = cold_start_weights(dt, seed)
+    return float(_confidence(w_new, post["tau"]).item())
+
+
+def users_table(
+    dt: xr.DataTree,
+    design: Design,
+    weights: pd.DataFrame,
+    pooling: str = "partial",
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+    min_days: int = 30,
+) -> pd.DataFrame:
+    """Per user: days, attacks, posterior base rate, confidence and class counts."""
+    users = list(design.users)
+    days = np.bincount(design.user_index, minlength=len(users))
+    attacks = np.bincount(design.user_index, weights=design.y, minlength=len(users)).astype(int)
+    a = dt["posterior"]["a"]
+    rate = xr.apply_ufunc(special.expit, a)
+    rate_tree = xr.DataTree.from_dict({"posterior": rate.to_dataset(name="base_rate")})
+    s = _summary(rate_tree, "base_rate", ci_prob, ci_kind).reindex(users)
+    counts = weights.groupby(["user_id", "class"]).size().unstack("class").reindex(users).fillna(0)
+    table = pd.DataFrame(
+        {
+            "user_id": users,
+            "days_logged": days,
+            "attacks": attacks,
+            "attack_rate_observed": attacks / np.maximum(days, 1),
+            "base_rate_mean": s["mean"].to_numpy(),
+            "base_rate_ci_lb": s["ci_lb"].to_numpy(),
+            "base_rate_ci_ub": s["ci_ub"].to_numpy(),
+            "ci_prob": ci_prob,
+            "ci_kind": ci_kind,
+            "confidence": confidence(dt, pooling).reindex(users).to_numpy(),
+            "n_triggers": counts.get("trigger", pd.Series(0, index=users)).astype(int).to_numpy(),
+            "n_protectors": counts.get("protector", pd.Series(0, index=users))
+            .astype(int)
+            .to_numpy(),
+            "n_no_association": counts.get("no association", pd.Series(0, index=users))
+            .astype(int)
+            .to_numpy(),
+            "few_days": days < min_days,
+        }
+    )
+    return table
+
+
+def profile_records(
+    weights: pd.DataFrame,
+    users: pd.DataFrame,
+    priors: Priors,
+    reliable: bool,
+    reasons: tuple[str, ...] = (),
+    top: int = TOP_TRIGGERS,
+) -> list[dict[str, Any]]:
+    """Trigger profiles in the earlier design's schema, one per user.
+
+    ``trigger_weights`` holds, per group, the mean posterior weight of the group's features;
+    ``top_triggers`` the ``top`` features with the largest posterior mean weight.
+    """
+    conf = users.set_index("user_id")["confidence"]
+    out = []
+    for user_id, rows in weights.groupby("user_id", sort=False):
+        group_means = rows.groupby("group", sort=False)["mean"].mean()
+        best = rows.sort_values("mean", ascending=False, kind="stable").head(top)
+        out.append(
+            {
+                "user_id": str(user_id),
+                "trigger_weights": {g: float(group_means[g]) for g in priors.groups},
+                "top_triggers": [_trigger(r) for r in best.to_dict("records")],
+                "personalization_confidence": float(conf[user_id]),
+                "reliable": bool(reliable),
+                "reliability_reasons": list(reasons),
+                "ci_prob": float(rows["ci_prob"].iloc[0]),
+                "ci_kind": str(rows["ci_kind"].iloc[0]),
+            }
+        )
+    return out
+
+
+def cold_start_profile(
+    dt: xr.DataTree,
+    priors: Priors,
+    reliable: bool,
+    reasons: tuple[str, ...] = (),
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+    user_id: str = "<new user>",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The trigger profile of a user the fit has never seen, marked ``cold_start: true``.
+
+    Its weights are the population-predictive draws of ``cold_start_weights`` summarised like any
+    user's, so its intervals carry the between-user spread and its confidence is near 0.
+    """
+    w_new = cold_start_weights(dt, seed).expand_dims(user=[user_id], axis=-2)
+    tree = xr.DataTree.from_dict({"posterior": w_new.to_dataset(name="w")})
+    weights = weights_table(tree, priors, ci_prob, ci_kind)
+    users = pd.DataFrame({"user_id": [user_id], "confidence": [new_user_confidence(dt, seed)]})
+    (profile,) = profile_records(weights, users, priors, reliable, reasons)
+    return {**profile, "cold_start": True}
+
+
+def _trigger(r: Mapping[Hashable, Any]) -> dict[str, Any]:
+    return {
+        "feature": r["feature"],
+        "name": r["name"],
+        "category": r["category"],
+        "group": r["group"],
+        "weight": float(r["mean"]),
+        "weight_ci": [float(r["ci_lb"]), float(r["ci_ub"])],
+        "odds_ratio": float(r["odds_ratio"]),
+        "odds_ratio_ci": [float(r["odds_ratio_lb"]), float(r["odds_ratio_ub"])],
+        "p_positive": float(r["p_positive"]),
+        "class": r["class"],
+    }
+
+
+@dataclass(frozen=True)
+class Exports:
+    """All tables of a run, built from one fit with one interval choice."""
+
+    population: pd.DataFrame
+    weights: pd.DataFrame
+    users: pd.DataFrame
+    profiles: list[dict[str, Any]]
+    diagnostics: dict[str, Any]
+    ci_prob: float
+    ci_kind: str
+
+
+def build_exports(
+    result: FitResult,
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+    min_days: int = 30,
+) -> Exports:
+    """Population, weights, users, profiles and diagnostics, each flagged reliable or not."""
+    if not 0.0 < ci_prob < 1.0:
+        raise HBMError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    if ci_kind not in CI_KINDS:
+        raise HBMError(f"ci_kind '{ci_kind}' is unknown; expected one of {CI_KINDS}")
+    dt, diag = result.tree, result.diagnostics
+    reliable, reasons = diag.reliable, diag.reasons
+    population = population_table(dt, result.priors, ci_prob, ci_kind)
+    weights = weights_table(dt, result.priors, ci_prob, ci_kind)
+    users = users_table(dt, result.design, weights, result.pooling, ci_prob, ci_kind, min_days)
+    for table in (population, weights, users):
+        table["reliable"] = reliable
+    profiles = profile_records(weights, users, result.priors, reliable, reasons)
+    diagnostics = {
+        **diag.to_dict(),
+        "nuts_sampler": result.config.backend,
+        "chains": result.config.chains,
+        "draws": result.config.draws,
+        "tune": result.config.tune,
+        "centring": result.centring.summary(),
+        "centring_rule": result.centring.rule,
+    }
+    return Exports(population, weights, users, profiles, diagnostics, ci_prob, ci_kind)
