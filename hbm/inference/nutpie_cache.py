@@ -3,8 +3,8 @@
 nutpie samples through two C callbacks (log density with gradient, and the per-draw expansion)
 that it compiles with ``numba.cfunc``. Its own callbacks capture the model's data arrays and a
 per-compile record type as constants, so numba cannot cache them. Each fit then compiled them again,
-and numba re-optimized the model's whole log density inside them: 4-5 s a fit, 8-10 s for the first
-fit in a process (medium benchmark, about half of its wall time).
+and numba re-optimized the model's whole log density inside them, a large share of a fit's wall
+time (BENCHMARKS.md).
 
 The callbacks built here read everything from nutpie's user-data record instead. They use the
 record's fixed layout of 64-bit words, and each array's dtype and rank are written into their
@@ -167,7 +167,9 @@ def _callback(
     inner_key = CACHED_SRC_FUNCTIONS.get(inner.py_func)
     cache_key = None
     if inner_key is not None:
-        stamp = f"{_WRAPPER_VERSION}|{nutpie.__version__}|{inner_key}|{src}"
+        # the module's name too: a cached callback imports it on loading, so an entry written
+        # under another name (before a move) must not be found
+        stamp = f"{_WRAPPER_VERSION}|{__name__}|{nutpie.__version__}|{inner_key}|{src}"
         cache_key = hashlib.sha256(stamp.encode()).hexdigest()
     # numba names the callback's environment after __name__, and imports it to load the cache
     env = {
@@ -236,6 +238,22 @@ def compile_cached(model: pm.Model, var_names: Sequence[str] | None = None) -> A
     return _compile(model, var_names, compile_here=False)
 
 
+def _shared_data(logp_pt: Any, expand_pt: Any) -> tuple[dict[Any, str], dict[str, np.ndarray]]:
+    """The record's key of each shared variable of the two functions, and a read-only copy of
+    each one's value under its key."""
+    shared_data: dict[str, np.ndarray] = {}
+    keys: dict[Any, str] = {}
+    for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:
+        if var in keys:
+            continue
+        # nutpie names the record's fields by random keys; only their order matters here
+        keys[var] = f"s{len(keys)}"
+        value = np.array(var.get_value(), order="C", copy=True)
+        value.flags.writeable = False
+        shared_data[keys[var]] = value
+    return keys, shared_data
+
+
 def _compile(model: pm.Model, var_names: Sequence[str] | None, compile_here: bool) -> Any:
     """``compile_cached``; ``compile_here``: compile missing callbacks in this process."""
     from nutpie.compile_pymc import (
@@ -266,16 +284,7 @@ def _compile(model: pm.Model, var_names: Sequence[str] | None, compile_here: boo
             var_names=var_names,
         )
     )
-    shared_data: dict[str, np.ndarray] = {}
-    keys: dict[Any, str] = {}
-    for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:
-        if var in keys:
-            continue
-        # nutpie names the record's fields by random keys; only their order matters here
-        keys[var] = f"s{len(keys)}"
-        value = np.array(var.get_value(), order="C", copy=True)
-        value.flags.writeable = False
-        shared_data[keys[var]] = value
+    keys, shared_data = _shared_data(logp_pt, expand_pt)
     user_data = make_user_data(keys, shared_data)
     callbacks = (
         _callback(
