@@ -257,6 +257,20 @@ def _narrow_data(name: str, value: np.ndarray, dtype: type) -> pt.TensorVariable
     return out
 
 
+def check_exposures(design: Design) -> None:
+    """A ``FitError`` naming the first exposure that is not finite, if any.
+
+    16-bit codes (``quantize_exposures``) would turn such a value into a number silently.
+    """
+    bad = np.argwhere(~np.isfinite(design.x))
+    if bad.size:
+        row, col = bad[0]
+        raise FitError(
+            f"{len(bad)} exposure values are not finite; the first is row {row}, feature "
+            f"'{design.features[col]}' ({design.x[row, col]}); expected finite numbers"
+        )
+
+
 def build_model(
     design: Design,
     priors: Priors,
@@ -264,6 +278,8 @@ def build_model(
     centring: Centring | None = None,
     likelihood: Likelihood = "pointwise",
     layout: Layout = "blocked",
+    *,
+    quantized: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pm.Model:
     """Build the PyMC model of a design.
 
@@ -286,6 +302,9 @@ def build_model(
         With the fused likelihood, how the exposures are stored
         (``hbm.model.likelihood.flat_exposures``):
         ``"blocked"`` for numba (nutpie, PyMC's NUTS), ``"feature"`` for JAX (numpyro).
+    quantized
+        ``hbm.model.likelihood.quantize_exposures(design.x)`` when the caller has it already
+        (``None``: computed here).
 
     Returns
     -------
@@ -304,13 +323,7 @@ def build_model(
         )
     if design.n_obs == 0:
         raise FitError("the design has no observations to fit")
-    bad = np.argwhere(~np.isfinite(design.x))
-    if bad.size:  # 16-bit codes (quantize_exposures) would turn them into numbers silently
-        row, col = bad[0]
-        raise FitError(
-            f"{len(bad)} exposure values are not finite; the first is row {row}, feature "
-            f"'{design.features[col]}' ({design.x[row, col]}); expected finite numbers"
-        )
+    check_exposures(design)
     cen = centring if centring is not None else choose_centring(design, priors)
     if likelihood not in LIKELIHOODS:
         raise FitError(f"likelihood '{likelihood}' is unknown; expected one of {LIKELIHOODS}")
@@ -325,7 +338,7 @@ def build_model(
     }
     # both forms see the exposures as the fused one stores them, 16-bit codes x a scale per
     # feature (rounded by at most 1/65534 of each feature's largest |x|): one model
-    codes, scale = quantize_exposures(design.x)
+    codes, scale = quantized if quantized is not None else quantize_exposures(design.x)
     with pm.Model(coords=coords) as model:
         x = pm.Data("x", codes * scale, dims=("obs", "feature"))
         uidx = pm.Data("user_index", design.user_index, dims="obs")
