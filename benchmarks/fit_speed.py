@@ -39,14 +39,9 @@ import numpy as np
 from hbm.data.exposures import Design, exposures
 from hbm.data.priors import Priors, default_priors_path, parse_priors
 from hbm.data.simulation import SimulationConfig, simulate
-from hbm.inference.fitting import (
-    BACKENDS,
-    SamplerConfig,
-    available_cores,
-    fit,
-    jax_platform,
-    package_versions,
-)
+from hbm.inference.backends import BACKENDS, available_cores, jax_platform
+from hbm.inference.fitting import SamplerConfig, fit
+from hbm.inference.provenance import package_versions
 from hbm.model.build import build_model, choose_centring
 
 SEED = 7
@@ -386,8 +381,8 @@ def run_one(
         "max_treedepth": cfg.max_treedepth,
         "max_treedepth_hits": d.max_treedepth_hits,
         "reliable": d.reliable,
-        "jax_platform": result.tree.attrs["jax_platform"],
-        "numpyro_chain_method": result.tree.attrs["numpyro_chain_method"],
+        "jax_platform": result.provenance.jax_platform,
+        "numpyro_chain_method": result.provenance.numpyro_chain_method,
         "leapfrog": dict(result.leapfrog_steps),
         "leapfrog_steps": result.leapfrog_steps["draws"],
         "centring": result.centring.summary(),

@@ -53,7 +53,7 @@ def fit_once(users: int, days: int = DAYS) -> dict[str, Any]:
         "rows": design.n_obs,
         "wall_s": wall,
         "compile_s": result.timings.get("compile_s", 0.0),
-        # above hbm.inference.fitting.PILOT_MAX_USERS users the pilot is a model of its own,
+        # above hbm.inference.pilot.PILOT_MAX_USERS users the pilot is a model of its own,
         # compiled apart
         "pilot_compile_s": result.timings.get("pilot_compile_s", 0.0),
         "pilot_s": result.timings.get("pilot_s", 0.0),

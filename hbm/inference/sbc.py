@@ -19,7 +19,8 @@ from scipy import stats
 from hbm.data.exposures import Design
 from hbm.data.priors import Priors
 from hbm.errors import FitError
-from hbm.inference.fitting import SamplerConfig, backend_kwargs, nuts_options
+from hbm.inference.backends import get_backend
+from hbm.inference.config import SamplerConfig
 from hbm.model.build import build_model, choose_centring
 
 #: Variables whose ranks are tested: population means and spreads, intercept hyper-parameters and
@@ -65,6 +66,8 @@ def run_sbc(
         Per-user weights tested: the first ``max_w`` (user, feature) cells, user-major.
     """
     cfg = config or SamplerConfig(chains=2, tune=300, draws=200, progressbar=False)
+    backend = get_backend(cfg.backend)
+    backend.prepare()
     model = build_model(design, priors, "partial", choose_centring(design, priors, "noncentred"))
     sbc = simuk.SBC(
         model,
@@ -73,13 +76,11 @@ def run_sbc(
             "draws": cfg.draws,
             "tune": cfg.tune,
             "chains": cfg.chains,
-            "nuts_sampler": cfg.backend,
             "progressbar": False,
             "compute_convergence_checks": False,
-            # target_accept inside `nuts`, not beside it: pm.sample moves a top-level one into
-            # this dict, which simuk passes again to every fit ("defined twice" from the second)
-            "nuts": {**nuts_options(cfg, cfg.chains), "target_accept": cfg.target_accept},
-            **backend_kwargs(cfg),
+            # nuts_sampler, nuts (target_accept inside it: simuk hands the same dict to every
+            # fit) and cores, as every fit of this backend samples
+            **backend.pm_sample_kwargs(cfg, cfg.chains),
         },
         seed=seed,
         progress_bar=cfg.progressbar,

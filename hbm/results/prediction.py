@@ -8,8 +8,6 @@ prediction carries the between-user uncertainty. Exposures use the centring stor
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -18,7 +16,7 @@ from scipy import special
 from hbm.data.diary import Diary
 from hbm.data.exposures import Centering, Design, exposures
 from hbm.data.priors import Priors, parse_priors
-from hbm.errors import RunError
+from hbm.inference.provenance import stored_centering, stored_pooling, stored_priors_json
 from hbm.model.build import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
 from hbm.results.tables import DEFAULT_CI_PROB
 
@@ -26,15 +24,14 @@ MAX_DRAWS = 1000
 
 
 def fit_priors(tree: xr.DataTree) -> Priors:
-    """The priors a fit was made with (from its attrs)."""
-    if "priors_json" not in tree.attrs:
-        raise RunError("the fit's attrs hold no priors_json; was it saved by hbm?")
-    return parse_priors(str(tree.attrs["priors_json"]), "<priors stored in fit.nc>")
+    """The priors a fit was made with (from its attrs, ``hbm.inference.provenance``)."""
+    return parse_priors(stored_priors_json(tree.attrs), "<priors stored in fit.nc>")
 
 
 def fit_centering(tree: xr.DataTree) -> Centering:
-    means = json.loads(str(tree.attrs["centering"]))
-    return Centering(features=tuple(means), means=tuple(float(v) for v in means.values()))
+    """The exposure centring a fit was made with (from its attrs)."""
+    means = stored_centering(tree.attrs)
+    return Centering(features=tuple(means), means=tuple(means.values()))
 
 
 def _stacked(post: xr.Dataset, name: str, max_draws: int) -> np.ndarray:
@@ -89,7 +86,7 @@ def predict_design(
     """
     priors = fit_priors(tree)
     post = tree["posterior"].to_dataset()
-    pooling = str(tree.attrs.get("pooling", "partial"))
+    pooling = stored_pooling(tree.attrs)
     known = [str(u) for u in post["user"].values]
     pos = {u: i for i, u in enumerate(known)}
     a = _stacked(post, "a", max_draws)  # (S, U)

@@ -10,7 +10,7 @@ import pytest
 from benchmarks.fit_speed import agreement, agreements, main, size_priors
 from benchmarks.scaling import DAYS, cohorts, plot, slope
 from benchmarks.table import markdown
-from hbm.inference.fitting import available_cores
+from hbm.inference.backends import available_cores
 
 # Every test here compiles a model or samples: left out of mutation runs.
 pytestmark = pytest.mark.fits

@@ -80,6 +80,12 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     steps = json.loads(attrs["leapfrog_steps"])
     assert steps == result.leapfrog_steps
     assert min(steps["pilot"], steps["warmup"], steps["draws"]) > 0
+    prov = result.provenance  # the attrs read back in one place
+    assert (prov.leapfrog_steps, prov.seed, prov.max_treedepth) == (steps, 5, 8)
+    assert (
+        prov.pilot_users == list(result.design.users)
+        and prov.reliable == result.diagnostics.reliable
+    )
 
 
 def test_log_likelihood_and_predictive_draws_are_the_pointwise_models(small_fit):
@@ -87,7 +93,7 @@ def test_log_likelihood_and_predictive_draws_are_the_pointwise_models(small_fit)
     same thinned draws; the predictive outcomes' rate against the model's, and by seed."""
     import pymc as pm
 
-    import hbm.inference.fitting as fit_module
+    from hbm.inference.predictive import add_predictive
 
     result, _ = small_fit
     tree = result.tree
@@ -110,19 +116,19 @@ def test_log_likelihood_and_predictive_draws_are_the_pointwise_models(small_fit)
     z = (y_rep.sum() - p1.sum()) / np.sqrt((p1 * (1.0 - p1)).sum())
     assert abs(z) < 4.0
     again = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset()})
-    fit_module.add_predictive(again, result.design, result.config)
+    add_predictive(again, result.design, result.config)
     np.testing.assert_array_equal(again["posterior_predictive"]["y"].values, y_rep)
 
 
 @pytest.mark.fits
 def test_pilot_reads_a_seeded_subset_of_a_large_cohort(small_priors_module, monkeypatch):
-    import hbm.inference.fitting as fit_module
+    import hbm.inference.pilot as pilot_module
 
     diary, _ = _truncated_cohort(small_priors_module)
     design = exposures(diary, small_priors_module)
-    assert fit_module.pilot_design(design, seed=1) is design  # 8 users: all of them
-    monkeypatch.setattr(fit_module, "PILOT_MAX_USERS", 3)
-    first, again = fit_module.pilot_design(design, 1), fit_module.pilot_design(design, 1)
+    assert pilot_module.pilot_design(design, seed=1) is design  # 8 users: all of them
+    monkeypatch.setattr(pilot_module, "PILOT_MAX_USERS", 3)
+    first, again = pilot_module.pilot_design(design, 1), pilot_module.pilot_design(design, 1)
     assert len(first.users) == 3 and first.users == again.users
     assert set(first.users) <= set(design.users)
     cfg = SamplerConfig(chains=2, tune=100, draws=100, seed=1, progressbar=False, max_treedepth=2)
@@ -131,17 +137,19 @@ def test_pilot_reads_a_seeded_subset_of_a_large_cohort(small_priors_module, monk
     assert result.timings["pilot_compile_s"] > 0
     # the main fit stops at depth 2 (3 steps); the pilot keeps its own depth and goes further
     assert int(result.tree["sample_stats"]["n_steps"].max()) <= 3
-    pilot_iterations = fit_module.PILOT_CHAINS * (fit_module.PILOT_TUNE + fit_module.PILOT_DRAWS)
+    pilot_iterations = pilot_module.PILOT_CHAINS * (
+        pilot_module.PILOT_TUNE + pilot_module.PILOT_DRAWS
+    )
     assert result.leapfrog_steps["pilot"] > 3 * pilot_iterations
-    assert result.tree.attrs["pilot_max_treedepth"] == fit_module.PILOT_MAX_TREEDEPTH == 10
+    assert result.tree.attrs["pilot_max_treedepth"] == pilot_module.PILOT_MAX_TREEDEPTH == 10
     assert result.tree["posterior"]["w"].sizes["user"] == len(design.users)
 
 
 def test_numpyro_runs_chains_in_parallel_only_with_a_device_per_chain():
-    # the CPU shows XLA_HOST_DEVICES devices (hbm.inference.fitting sets the flag before JAX
-    # starts); one GPU
-    # shows one device, and its chains share each gradient call instead of queueing
-    from hbm.inference.fitting import XLA_HOST_DEVICES, numpyro_chain_method
+    # the CPU shows XLA_HOST_DEVICES devices (the numpyro backend sets the flag before JAX
+    # starts); one GPU shows one device, and its chains share each gradient call instead of
+    # queueing
+    from hbm.inference.backends import XLA_HOST_DEVICES, numpyro_chain_method
 
     assert numpyro_chain_method(4) == "parallel"
     assert numpyro_chain_method(XLA_HOST_DEVICES) == "parallel"
