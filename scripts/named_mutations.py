@@ -17,28 +17,36 @@ CHANGES = [
         "hbm/results/tables.py",
         "out[(lb >= -rope) & (ub <= rope)]",
         "out[(lb >= -rope) | (ub <= rope)]",
-        ["tests/results/test_posterior_rules.py::test_classify_every_rope_edge_with_the_default_rope"],
+        [
+            "tests/results/test_posterior_rules.py::test_classify_every_rope_edge_with_the_default_rope"
+        ],
     ),
     (
         "ROPE default 0.2 -> 0.1",
         "hbm/results/tables.py",
         "ROPE = 0.2\n",
         "ROPE = 0.1\n",
-        ["tests/results/test_posterior_rules.py::test_classify_every_rope_edge_with_the_default_rope"],
+        [
+            "tests/results/test_posterior_rules.py::test_classify_every_rope_edge_with_the_default_rope"
+        ],
     ),
     (
         "confidence: variance ratio -> SD ratio",
         "hbm/results/tables.py",
         'var_w = w.var(("chain", "draw"))\n    ref = (tau**2).mean(("chain", "draw"))',
         'var_w = w.std(("chain", "draw"))\n    ref = np.sqrt((tau**2).mean(("chain", "draw")))',
-        ["tests/results/test_posterior_rules.py::test_confidence_is_one_minus_the_variance_ratio_by_hand"],
+        [
+            "tests/results/test_posterior_rules.py::test_confidence_is_one_minus_the_variance_ratio_by_hand"
+        ],
     ),
     (
         "confidence: E[tau^2] -> E[tau]^2",
         "hbm/results/tables.py",
         'ref = (tau**2).mean(("chain", "draw"))',
         'ref = tau.mean(("chain", "draw")) ** 2',
-        ["tests/results/test_posterior_rules.py::test_confidence_is_one_minus_the_variance_ratio_by_hand"],
+        [
+            "tests/results/test_posterior_rules.py::test_confidence_is_one_minus_the_variance_ratio_by_hand"
+        ],
     ),
     (
         "gate: min_ess_bulk 400 -> 40",
