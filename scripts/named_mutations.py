@@ -23,7 +23,7 @@ CHANGES = [
     ),
     (
         "ROPE default 0.2 -> 0.1",
-        "hbm/results/tables.py",
+        "hbm/defaults.py",
         "ROPE = 0.2\n",
         "ROPE = 0.1\n",
         [
@@ -50,7 +50,7 @@ CHANGES = [
     ),
     (
         "gate: min_ess_bulk 400 -> 40",
-        "hbm/inference/diagnostics.py",
+        "hbm/defaults.py",
         "min_ess_bulk: float = 400.0",
         "min_ess_bulk: float = 40.0",
         [

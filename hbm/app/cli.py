@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from hbm.data.diary import DEFAULT_MIN_DAYS, MISSING_POLICIES, Diary, load_diary
+from hbm.data.diary import MISSING_POLICIES, Diary, load_diary
 from hbm.data.exposures import Design, exposure_prevalence, exposures
 from hbm.data.priors import Priors, load_priors
 from hbm.data.simulation import SimulationConfig, simulate
+from hbm.defaults import CI_KIND, CI_KINDS, CI_PROB, DAYS_NEEDED_USERS, MIN_DAYS, TEST_FRACTION
 from hbm.errors import HBMError
 from hbm.inference.fitting import BACKENDS, DEFAULT_BACKEND, FitResult, SamplerConfig, fit
 from hbm.model.build import PARAMETERIZATIONS, POOLINGS
 from hbm.results import io
-from hbm.results.tables import CI_KINDS, DEFAULT_CI_KIND, DEFAULT_CI_PROB, build_exports
+from hbm.results.tables import build_exports
 
 DEMO_DIARY = Path("data/example_diary.csv")
 DEMO_OUT = Path("reports/demo")
@@ -275,7 +276,7 @@ def load_service_data(run_dir: str | Path) -> Any:
 
 
 def write_run_report(
-    run_dir: str | Path, days_users: int = 40, seed: int = 0, verbose: bool = False
+    run_dir: str | Path, days_users: int = DAYS_NEEDED_USERS, seed: int = 0, verbose: bool = False
 ) -> Path:
     """Build a run folder's report (with "days needed" for partial pooling) and write it."""
     from hbm.results.days_needed import days_needed
@@ -500,7 +501,7 @@ def _add_diary_options(p: argparse.ArgumentParser, diary_default: Path | None = 
     p.add_argument(
         "--min-days",
         type=int,
-        default=DEFAULT_MIN_DAYS,
+        default=MIN_DAYS,
         help="report users with fewer logged days (default %(default)s)",
     )
 
@@ -522,8 +523,8 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=SamplerConfig.seed)
     p.add_argument("--pooling", choices=POOLINGS, default="partial")
     p.add_argument("--parameterization", choices=PARAMETERIZATIONS, default="auto")
-    p.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB)
-    p.add_argument("--ci-kind", choices=CI_KINDS, default=DEFAULT_CI_KIND)
+    p.add_argument("--ci-prob", type=float, default=CI_PROB)
+    p.add_argument("--ci-kind", choices=CI_KINDS, default=CI_KIND)
     p.add_argument(
         "--strict", action="store_true", help="exit 3 when the fit fails the diagnostics gate"
     )
@@ -592,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="predictions CSV")
     p.add_argument("--map", action="append", metavar="FILE_COL=HBM_COL")
     p.add_argument("--missing", choices=MISSING_POLICIES, default="error")
-    p.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB)
+    p.add_argument("--ci-prob", type=float, default=CI_PROB)
     p.add_argument("--seed", type=int, default=0, help="seed of unseen users' draws")
     p.set_defaults(func=cmd_predict)
 
@@ -603,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_options(p)
     p.add_argument("--out", required=True, help="comparison folder")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--test-fraction", type=float, default=TEST_FRACTION)
     p.add_argument("--split", choices=("temporal", "users"), default="temporal")
     p.add_argument("--no-stability", action="store_true", help="skip the half-data refits")
     p.set_defaults(func=cmd_compare)

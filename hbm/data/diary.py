@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 
 from hbm.data.priors import Priors
+from hbm.defaults import MIN_DAYS, TEST_FRACTION
 from hbm.errors import DiaryError
 
 ID_COLUMNS = ("user_id", "date", "migraine")
 MissingPolicy = Literal["error", "impute", "drop"]
 MISSING_POLICIES: tuple[str, ...] = ("error", "impute", "drop")
-DEFAULT_MIN_DAYS = 30
 _SHOW = 5  # offending rows quoted in an error message
 
 
@@ -124,7 +124,7 @@ def validate_frame(
     kind: str = "frame",
     column_map: Mapping[str, str] | None = None,
     missing: MissingPolicy = "error",
-    min_days: int = DEFAULT_MIN_DAYS,
+    min_days: int = MIN_DAYS,
 ) -> Diary:
     """Validate a raw diary table (see ``load_diary``); ``kind`` sets the row numbering."""
     if missing not in MISSING_POLICIES:
@@ -302,7 +302,7 @@ def load_diary(
     *,
     column_map: Mapping[str, str] | None = None,
     missing: MissingPolicy = "error",
-    min_days: int = DEFAULT_MIN_DAYS,
+    min_days: int = MIN_DAYS,
 ) -> Diary:
     """Load and validate a diary.
 
@@ -342,7 +342,7 @@ def subset_users(diary: Diary, users: Sequence[str]) -> Diary:
     return _with_data(diary, diary.data[keep].reset_index(drop=True))
 
 
-def train_mask(diary: Diary, test_fraction: float = 0.25) -> np.ndarray:
+def train_mask(diary: Diary, test_fraction: float = TEST_FRACTION) -> np.ndarray:
     """True for the rows of ``diary.data`` that ``split_by_time`` puts in training: the first
     ``floor(n * (1 - test_fraction))`` of each user's ``n`` days (rows are sorted by date)."""
     if not 0.0 < test_fraction < 1.0:
@@ -353,7 +353,7 @@ def train_mask(diary: Diary, test_fraction: float = 0.25) -> np.ndarray:
     return np.asarray(rank < np.floor(size * (1.0 - test_fraction)).astype(int))
 
 
-def split_by_time(diary: Diary, test_fraction: float = 0.25) -> tuple[Diary, Diary]:
+def split_by_time(diary: Diary, test_fraction: float = TEST_FRACTION) -> tuple[Diary, Diary]:
     """Temporal split within each user: the first ``1 - test_fraction`` of days train.
 
     Rows are never split at random: a user's test days all come after their training days.

@@ -14,7 +14,7 @@ log-odds ratio between a day at the highest-risk level and one at the lowest.
 When a lag or change reaches a day the user did not log (a gap, or before their first day), the
 exposure is unknown; it is set to the feature's centring mean (centred value 0, "no information")
 and counted in ``Design.lag_filled``. Exposures are centred by their training means, which are
-stored in ``Centering`` and reused for prediction.
+stored in ``ExposureMeans`` and reused for prediction.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from hbm.data.priors import Feature, Priors
 
 
 @dataclass(frozen=True)
-class Centering:
+class ExposureMeans:
     """Training means of each feature's exposure, reused at prediction."""
 
     features: tuple[str, ...]
@@ -52,7 +52,7 @@ class Design:
     users: tuple[str, ...]
     features: tuple[str, ...]
     dates: np.ndarray  # datetime64[ns] (obs,)
-    centering: Centering
+    exposure_means: ExposureMeans
     lag_filled: Mapping[str, int]
 
     @property
@@ -87,7 +87,7 @@ def transformed_values(diary: Diary, feature: Feature) -> np.ndarray:
     return v
 
 
-def exposures(diary: Diary, priors: Priors, centering: Centering | None = None) -> Design:
+def exposures(diary: Diary, priors: Priors, exposure_means: ExposureMeans | None = None) -> Design:
     """Build the design matrix of a diary.
 
     Parameters
@@ -96,7 +96,7 @@ def exposures(diary: Diary, priors: Priors, centering: Centering | None = None) 
         A validated diary.
     priors
         The features, in model order.
-    centering
+    exposure_means
         Stored training means; ``None`` computes them from this diary (training).
 
     Returns
@@ -112,13 +112,13 @@ def exposures(diary: Diary, priors: Priors, centering: Centering | None = None) 
         else np.zeros((0, len(keys)))
     )
     unknown = np.isnan(raw_exposure)
-    if centering is None:
+    if exposure_means is None:
         with np.errstate(invalid="ignore"):
             col_means = np.nanmean(np.where(unknown, np.nan, raw_exposure), axis=0)
         # A feature never observed (all lags unknown) is centred at 0.5, the middle of its scale.
         col_means = np.where(np.isnan(col_means), 0.5, col_means)
-        centering = Centering(features=keys, means=tuple(float(m) for m in col_means))
-    means = centering.as_array(keys)
+        exposure_means = ExposureMeans(features=keys, means=tuple(float(m) for m in col_means))
+    means = exposure_means.as_array(keys)
     filled = np.where(unknown, means[None, :], raw_exposure)
     users = tuple(pd.unique(data["user_id"]))
     codes = pd.Categorical(data["user_id"], categories=list(users)).codes
@@ -130,7 +130,7 @@ def exposures(diary: Diary, priors: Priors, centering: Centering | None = None) 
         users=users,
         features=keys,
         dates=data["date"].to_numpy(),
-        centering=centering,
+        exposure_means=exposure_means,
         lag_filled={k: int(n) for k, n in zip(keys, unknown.sum(axis=0), strict=True)},
     )
 

@@ -27,6 +27,7 @@ import pandas as pd
 from hbm.data.diary import Diary, split_by_time, subset_users, train_mask
 from hbm.data.exposures import Design, day_rank, exposures, select_rows
 from hbm.data.priors import Priors
+from hbm.defaults import TEST_FRACTION
 from hbm.errors import HBMError
 from hbm.evaluation.baselines import MODELS, Fitted, fit_model, weights_of
 from hbm.evaluation.metrics import (
@@ -57,12 +58,12 @@ class Comparison:
 
 
 def temporal_designs(
-    diary: Diary, priors: Priors, test_fraction: float = 0.25
+    diary: Diary, priors: Priors, test_fraction: float = TEST_FRACTION
 ) -> tuple[Design, Design]:
     """Train and test designs of the temporal split (module doc)."""
     is_train = train_mask(diary, test_fraction)
-    centering = exposures(split_by_time(diary, test_fraction)[0], priors).centering
-    full = exposures(diary, priors, centering=centering)  # rows in diary.data order
+    exposure_means = exposures(split_by_time(diary, test_fraction)[0], priors).exposure_means
+    full = exposures(diary, priors, exposure_means=exposure_means)  # rows in diary.data order
     return select_rows(full, is_train), select_rows(full, ~is_train)
 
 
@@ -73,7 +74,7 @@ def first_part(design: Design, fraction: float) -> Design:
 
 
 def users_designs(
-    diary: Diary, priors: Priors, test_fraction: float = 0.25, seed: int = 0
+    diary: Diary, priors: Priors, test_fraction: float = TEST_FRACTION, seed: int = 0
 ) -> tuple[Design, Design]:
     """Train and test designs of the leave-users-out split (module doc)."""
     users = list(diary.users)
@@ -83,7 +84,9 @@ def users_designs(
     held = set(np.random.default_rng(seed).choice(users, size=n_test, replace=False).tolist())
     train = exposures(subset_users(diary, [u for u in users if u not in held]), priors)
     test = exposures(
-        subset_users(diary, [u for u in users if u in held]), priors, centering=train.centering
+        subset_users(diary, [u for u in users if u in held]),
+        priors,
+        exposure_means=train.exposure_means,
     )
     return train, test
 
@@ -92,7 +95,7 @@ def compare(
     diary: Diary,
     priors: Priors,
     models: Sequence[str] = MODELS,
-    test_fraction: float = 0.25,
+    test_fraction: float = TEST_FRACTION,
     split: Split = "temporal",
     sampler: SamplerConfig | None = None,
     truth: dict[str, Any] | None = None,

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from hbm.defaults import SPREAD, SPREAD_COLUMN
+
 MIN_USERS = 20
 MIN_MEDIAN_DAYS = 90
-SPREAD = 0.3
 SPREAD_PROB = 0.95
 
 
@@ -45,7 +46,7 @@ def decide(
         f"(needs >= {MIN_USERS} users and >= {MIN_MEDIAN_DAYS} days): "
         + ("enough" if enough else "not enough")
     )
-    col = f"p_tau_above_{SPREAD:g}"
+    col = SPREAD_COLUMN
     if col in population:
         strong = population.loc[population[col] >= SPREAD_PROB, ["feature", col]]
         differ = len(strong) > 0

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hbm.results.tables import ROPE
+from hbm.defaults import ROPE
 
 
 def weight_recovery(weights: pd.DataFrame, truth: dict[str, Any]) -> dict[str, Any]:

@@ -13,19 +13,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-
-@dataclass(frozen=True)
-class Gate:
-    """Thresholds a fit must meet to be called reliable."""
-
-    max_rhat: float = 1.01
-    min_ess_bulk: float = 400.0
-    min_ess_tail: float = 400.0
-    max_divergences: int = 0
-    min_ebfmi: float = 0.3
-
-
-GATE = Gate()
+from hbm.defaults import GATE, Gate
 
 
 @dataclass(frozen=True)

@@ -270,7 +270,7 @@ def _provenance(
         priors_path=priors.path,
         data_sha256=data_sha256,
         n_obs=design.n_obs,
-        centering=_by_name(design.centering.features, design.centering.means),
+        centering=_by_name(design.exposure_means.features, design.exposure_means.means),
         versions=package_versions(),
         diagnostics=result.diagnostics.to_dict(),
         reliable=result.diagnostics.reliable,

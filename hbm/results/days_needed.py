@@ -23,8 +23,9 @@ import pandas as pd
 import xarray as xr
 from scipy import special, stats
 
+from hbm.defaults import CI_PROB, DAYS_NEEDED_USERS, ROPE
 from hbm.errors import RunError
-from hbm.results.tables import DEFAULT_CI_PROB, ROPE, classify
+from hbm.results.tables import classify
 
 DAYS = (30, 60, 90, 180, 365)
 
@@ -62,8 +63,8 @@ def _laplace(
 def days_needed(
     tree: xr.DataTree,
     days: Sequence[int] = DAYS,
-    n_users: int = 40,
-    ci_prob: float = DEFAULT_CI_PROB,
+    n_users: int = DAYS_NEEDED_USERS,
+    ci_prob: float = CI_PROB,
     rope: float = ROPE,
     seed: int = 0,
 ) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import matplotlib
 import numpy as np
 import xarray as xr
 
-from hbm.results.tables import DEFAULT_CI_KIND, DEFAULT_CI_PROB, CiKind
+from hbm.defaults import CI_KIND, CI_PROB, CiKind
 
 matplotlib.use("Agg")  # files only; no display on the machines this runs on
 
@@ -51,8 +51,8 @@ def energy_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
 def forest_plot(
     tree: xr.DataTree,
     var_names: tuple[str, ...] = ("mu", "tau"),
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: CiKind = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: CiKind = CI_KIND,
     backend: Literal["matplotlib", "bokeh"] = "matplotlib",
 ) -> Any:
     """Forest plot of the population weights and spreads with the run's interval choice."""

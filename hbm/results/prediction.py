@@ -14,11 +14,11 @@ import xarray as xr
 from scipy import special
 
 from hbm.data.diary import Diary
-from hbm.data.exposures import Centering, Design, exposures
+from hbm.data.exposures import Design, ExposureMeans, exposures
 from hbm.data.priors import Priors, parse_priors
+from hbm.defaults import CI_PROB
 from hbm.inference.provenance import stored_centering, stored_pooling, stored_priors_json
 from hbm.model.build import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
-from hbm.results.tables import DEFAULT_CI_PROB
 
 MAX_DRAWS = 1000
 
@@ -28,10 +28,10 @@ def fit_priors(tree: xr.DataTree) -> Priors:
     return parse_priors(stored_priors_json(tree.attrs), "<priors stored in fit.nc>")
 
 
-def fit_centering(tree: xr.DataTree) -> Centering:
+def fit_exposure_means(tree: xr.DataTree) -> ExposureMeans:
     """The exposure centring a fit was made with (from its attrs)."""
     means = stored_centering(tree.attrs)
-    return Centering(features=tuple(means), means=tuple(means.values()))
+    return ExposureMeans(features=tuple(means), means=tuple(means.values()))
 
 
 def _stacked(post: xr.Dataset, name: str, max_draws: int) -> np.ndarray:
@@ -43,7 +43,7 @@ def _stacked(post: xr.Dataset, name: str, max_draws: int) -> np.ndarray:
 def predict(
     tree: xr.DataTree,
     diary: Diary,
-    ci_prob: float = DEFAULT_CI_PROB,
+    ci_prob: float = CI_PROB,
     seed: int = 0,
     max_draws: int = MAX_DRAWS,
 ) -> pd.DataFrame:
@@ -69,14 +69,14 @@ def predict(
         ``user_id, date, known_user, risk_mean, risk_lb, risk_ub, ci_prob, ci_kind`` and
         ``migraine`` when the diary has it.
     """
-    design = exposures(diary, fit_priors(tree), centering=fit_centering(tree))
+    design = exposures(diary, fit_priors(tree), exposure_means=fit_exposure_means(tree))
     return predict_design(tree, design, ci_prob, seed, max_draws)
 
 
 def predict_design(
     tree: xr.DataTree,
     design: Design,
-    ci_prob: float = DEFAULT_CI_PROB,
+    ci_prob: float = CI_PROB,
     seed: int = 0,
     max_draws: int = MAX_DRAWS,
 ) -> pd.DataFrame:

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hbm.defaults import CI_KINDS, SPREAD_COLUMN, CiKind
 from hbm.errors import RunError
 from hbm.results.io import RunFolder
 from hbm.results.plots import energy_plot, forest_plot, rank_plot
-from hbm.results.tables import CI_KINDS, CiKind
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -193,7 +193,7 @@ POPULATION_COLUMNS = [
     "tau_mean",
     "tau_ci_lb",
     "tau_ci_ub",
-    "p_tau_above_0.3",
+    SPREAD_COLUMN,
     "mu_r_hat",
     "tau_r_hat",
     "mu_ess_bulk",

@@ -1,6 +1,6 @@
 """Posterior tables: population, per-user weights, users, and trigger profiles.
 
-Interval defaults are stated once here (``DEFAULT_CI_PROB``, ``DEFAULT_CI_KIND``) and every table
+Interval defaults are stated once here (``CI_PROB``, ``CI_KIND``) and every table
 records the probability and kind it used. Classes per (user, feature), with the region of practical
 equivalence ``ROPE`` = |log-odds| < 0.2 (odds ratios 0.82-1.22, smaller than every non-null effect
 in the evidence file except the weakest weather effects):
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -25,15 +25,11 @@ from scipy import special
 
 from hbm.data.exposures import Design
 from hbm.data.priors import Priors
+from hbm.defaults import CI_KIND, CI_KINDS, CI_PROB, MIN_DAYS, ROPE, SPREAD, SPREAD_COLUMN
 from hbm.errors import HBMError
 from hbm.inference.fitting import FitResult
 from hbm.model.build import NO_POOLING_SD
 
-CiKind = Literal["eti", "hdi"]
-DEFAULT_CI_PROB = 0.90
-DEFAULT_CI_KIND: CiKind = "eti"
-CI_KINDS: tuple[CiKind, ...] = ("eti", "hdi")
-ROPE = 0.2
 CLASSES = ("trigger", "protector", "no association", "uncertain")
 TOP_TRIGGERS = 5
 
@@ -62,8 +58,8 @@ def classify(lb: np.ndarray, ub: np.ndarray, rope: float = ROPE) -> np.ndarray:
 def population_table(
     dt: xr.DataTree,
     priors: Priors,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
 ) -> pd.DataFrame:
     """Per feature: posterior of the population weight ``mu`` and between-user SD ``tau``."""
     post = dt["posterior"].to_dataset()
@@ -91,7 +87,7 @@ def population_table(
         rows["p_mu_positive"] = (mu > 0).mean(("chain", "draw")).values
     if "tau" in post:
         tau = post["tau"].sel(feature=list(priors.keys))
-        rows["p_tau_above_0.3"] = (tau > 0.3).mean(("chain", "draw")).values
+        rows[SPREAD_COLUMN] = (tau > SPREAD).mean(("chain", "draw")).values
     rows["ci_prob"] = ci_prob
     rows["ci_kind"] = ci_kind
     return rows
@@ -100,8 +96,8 @@ def population_table(
 def weights_table(
     dt: xr.DataTree,
     priors: Priors,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     rope: float = ROPE,
 ) -> pd.DataFrame:
     """Per (user, feature): posterior mean, sd, interval, odds ratio, P(w > 0) and class."""
@@ -190,9 +186,9 @@ def users_table(
     design: Design,
     weights: pd.DataFrame,
     pooling: str = "partial",
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
-    min_days: int = 30,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
+    min_days: int = MIN_DAYS,
 ) -> pd.DataFrame:
     """Per user: days, attacks, posterior base rate, confidence and class counts."""
     users = list(design.users)
@@ -266,8 +262,8 @@ def cold_start_profile(
     priors: Priors,
     reliable: bool,
     reasons: tuple[str, ...] = (),
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     user_id: str = "<new user>",
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -314,9 +310,9 @@ class Exports:
 
 def build_exports(
     result: FitResult,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
-    min_days: int = 30,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
+    min_days: int = MIN_DAYS,
 ) -> Exports:
     """Population, weights, users, profiles and diagnostics, each flagged reliable or not."""
     if not 0.0 < ci_prob < 1.0:

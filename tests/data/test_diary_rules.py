@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from hbm.data.diary import (
-    DEFAULT_MIN_DAYS,
+    MIN_DAYS,
     load_diary,
     read_table,
     split_by_time,
@@ -484,7 +484,7 @@ def test_error_policy_report_with_complete_data(tmp_path, small_priors):
     assert r.missing_values == {"screen_hours": 0, "chocolate": 0, "pressure": 0}
     assert r.imputed_values == {}
     assert r.dropped_rows == 0
-    assert r.min_days == 30 == DEFAULT_MIN_DAYS
+    assert r.min_days == 30 == MIN_DAYS
     assert r.short_users == ("p0",)
 
 

@@ -40,7 +40,7 @@ def test_lags_and_changes_use_calendar_days_of_the_same_user(small_priors):
     k_drop = design.features.index("pressure_drop")  # change of pressure (falls 1 hPa a day)
     raw_choc = design.exposure[:, k_choc]
     raw_drop = design.exposure[:, k_drop]
-    mean_choc, mean_drop = design.centering.means[k_choc], design.centering.means[k_drop]
+    mean_choc, mean_drop = design.exposure_means.means[k_choc], design.exposure_means.means[k_drop]
     p0 = (data.user_id == "p0").to_numpy()
     # chocolate on 1..5 March is 0, 1, 0, 1, 0. p0 keeps 1, 2, 4, 5 March; lag 1 reads
     # 28 Feb (not logged), 1 March (0), 3 March (dropped: unknown), 4 March (1).
@@ -61,13 +61,17 @@ def test_centring_means_are_training_means_and_reused(small_priors):
     # screen hours 2..6 h; RR is 1.0 up to 4 h, then rises 0.5 over 6 h: exposures
     # 0, 0, 0, 1/6, 2/6 for each user
     k = design.features.index("screen_hours")
-    assert design.centering.means[k] == pytest.approx((1 / 6 + 2 / 6) / 5)
-    np.testing.assert_allclose(design.x[:, k], design.exposure[:, k] - design.centering.means[k])
+    assert design.exposure_means.means[k] == pytest.approx((1 / 6 + 2 / 6) / 5)
+    np.testing.assert_allclose(
+        design.x[:, k], design.exposure[:, k] - design.exposure_means.means[k]
+    )
     # a new diary centred with the stored means
     later = _diary(small_priors, small_diary_frame(n_users=1, n_days=3))
-    reused = exposures(later, small_priors, centering=design.centering)
-    assert reused.centering == design.centering
-    np.testing.assert_allclose(reused.x[:, k], reused.exposure[:, k] - design.centering.means[k])
+    reused = exposures(later, small_priors, exposure_means=design.exposure_means)
+    assert reused.exposure_means == design.exposure_means
+    np.testing.assert_allclose(
+        reused.x[:, k], reused.exposure[:, k] - design.exposure_means.means[k]
+    )
 
 
 def test_user_index_and_prevalence(small_priors):
@@ -89,4 +93,4 @@ def test_select_users_keeps_their_rows_and_reindexes(small_priors):
         rows = design.user_index == design.users.index(user)
         np.testing.assert_array_equal(sub.x[sub.user_index == j], design.x[rows])
         np.testing.assert_array_equal(sub.y[sub.user_index == j], design.y[rows])
-    assert sub.centering == design.centering
+    assert sub.exposure_means == design.exposure_means

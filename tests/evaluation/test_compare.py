@@ -57,7 +57,7 @@ def test_temporal_split_keeps_every_row_and_time_order(priors, cohort):
     for u in range(len(train.users)):
         assert train.dates[train.user_index == u].max() < test.dates[test.user_index == u].min()
     alone = exposures(split_by_time(cohort.diary, 0.25)[0], priors)
-    assert train.centering == alone.centering  # centring from training rows only
+    assert train.exposure_means == alone.exposure_means  # centring from training rows only
     np.testing.assert_array_equal(train.x, alone.x)
     half = first_part(train, 0.5)
     assert half.n_obs == 6 * 30

@@ -69,7 +69,7 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     assert attrs["data_sha256"] == diary.sha256
     assert json.loads(attrs["priors_json"])["variables"][0]["key"] == "screen_hours"
     assert "pymc" in json.loads(attrs["versions"])
-    assert set(json.loads(attrs["centering"])) == set(result.priors.keys)
+    assert set(json.loads(attrs["exposure_means"])) == set(result.priors.keys)
     assert not any(str(g).startswith("warmup_") for g in tree.children)
     assert set(tree["constant_data"].data_vars) == {"x", "user_index", "centring_z", "centring_za"}
     # sampled in the fused form, read out in the pointwise one: y, its log-likelihood and draws
@@ -310,8 +310,8 @@ def test_temporal_split_design_reuses_centering(small_fit, small_priors_module):
     _, diary = small_fit
     train, test = split_by_time(diary)
     d_train = exposures(train, small_priors_module)
-    d_test = exposures(test, small_priors_module, centering=d_train.centering)
-    assert d_test.centering == d_train.centering
+    d_test = exposures(test, small_priors_module, exposure_means=d_train.exposure_means)
+    assert d_test.exposure_means == d_train.exposure_means
 
 
 def test_a_user_with_no_days_has_confidence_near_zero(small_fit):

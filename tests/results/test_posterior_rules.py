@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 from scipy import special
 
-from hbm.data.exposures import Centering, Design
+from hbm.data.exposures import Design, ExposureMeans
 from hbm.errors import HBMError
 from hbm.inference.diagnostics import Diagnostics
 from hbm.inference.fitting import FitResult, SamplerConfig
@@ -591,7 +591,7 @@ def make_design(days: dict[str, int], attacks: dict[str, int]) -> Design:
         users=users,
         features=("f1", "f2"),
         dates=np.datetime64("2025-01-01", "ns") + np.arange(n).astype("timedelta64[D]"),
-        centering=Centering(("f1", "f2"), (0.0, 0.0)),
+        exposure_means=ExposureMeans(("f1", "f2"), (0.0, 0.0)),
         lag_filled={},
     )
 

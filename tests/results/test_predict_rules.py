@@ -16,16 +16,16 @@ import xarray as xr
 from scipy import special
 
 from hbm.data.diary import validate_frame
-from hbm.data.exposures import Centering, Design
+from hbm.data.exposures import Design, ExposureMeans
 from hbm.data.priors import parse_priors
 from hbm.errors import PriorsError, RunError
-from hbm.results.prediction import fit_centering, fit_priors, predict, predict_design
+from hbm.results.prediction import fit_exposure_means, fit_priors, predict, predict_design
 
 from ..conftest import small_priors_doc
 
 FEATURES = ("screen_hours", "chocolate", "pressure_drop")
 PRIORS_JSON = json.dumps(small_priors_doc())
-CENTERING = {"screen_hours": 0.5, "chocolate": 0.25, "pressure_drop": 0.5}
+EXPOSURE_MEANS = {"screen_hours": 0.5, "chocolate": 0.25, "pressure_drop": 0.5}
 COLUMNS = ["user_id", "date", "known_user", "risk_mean", "risk_lb", "risk_ub", "ci_prob"]
 COLUMNS += ["ci_kind", "migraine"]
 Z95 = 1.6448536269514722  # the standard normal's 95% quantile
@@ -76,7 +76,9 @@ def _tree(pooling: str = "partial", **posterior: np.ndarray) -> xr.DataTree:
         },
     )
     tree = xr.DataTree.from_dict({"posterior": post})
-    tree.attrs.update(priors_json=PRIORS_JSON, centering=json.dumps(CENTERING), pooling=pooling)
+    tree.attrs.update(
+        priors_json=PRIORS_JSON, exposure_means=json.dumps(EXPOSURE_MEANS), pooling=pooling
+    )
     return tree
 
 
@@ -102,7 +104,7 @@ def design(users: tuple[str, ...], user_index: list[int], x: list[list[float]]) 
         users=users,
         features=FEATURES,
         dates=np.array([f"2025-03-{d + 1:02d}" for d in range(n)], dtype="datetime64[ns]"),
-        centering=Centering(FEATURES, tuple(CENTERING.values())),
+        exposure_means=ExposureMeans(FEATURES, tuple(EXPOSURE_MEANS.values())),
         lag_filled=dict.fromkeys(FEATURES, 0),
     )
 
@@ -368,8 +370,8 @@ def test_predict_defaults_are_90_percent_and_all_draws():
 
 
 def test_fit_centering_reads_the_attrs():
-    c = fit_centering(partial_tree())
-    assert c == Centering(FEATURES, (0.5, 0.25, 0.5))
+    c = fit_exposure_means(partial_tree())
+    assert c == ExposureMeans(FEATURES, (0.5, 0.25, 0.5))
     assert all(type(m) is float for m in c.means)
 
 

@@ -1,0 +1,51 @@
+"""The defaults a user meets, in one place: intervals, ROPE, spread threshold, data rules.
+
+Every module that uses one of these imports it from here, so a change of a default is one line
+and every export, table, test and document that names it follows. Nothing here imports any other
+part of hbm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+CiKind = Literal["eti", "hdi"]
+
+#: Credible intervals: probability and kind (ArviZ's own default is an 89% ETI; hbm always passes
+#: both and records them in every table).
+CI_PROB = 0.90
+CI_KIND: CiKind = "eti"
+CI_KINDS: tuple[CiKind, ...] = ("eti", "hdi")
+
+#: Region of practical equivalence on the log-odds scale: |w| < 0.2 is an odds ratio of
+#: 0.82-1.22, smaller than every non-null effect in the priors' evidence.
+ROPE = 0.2
+
+#: A between-user SD (log-odds) above which users are said to differ on a feature (the earlier
+#: study's threshold); the population table's column ``SPREAD_COLUMN`` holds P(tau > SPREAD).
+SPREAD = 0.3
+SPREAD_COLUMN = f"p_tau_above_{SPREAD:g}"
+
+#: Users with fewer logged days are flagged (kept, and shrunk towards the population).
+MIN_DAYS = 30
+
+#: The last share of each user's days held out for testing (``hbm compare``, ``hbm study``).
+TEST_FRACTION = 0.25
+
+#: Simulated new users behind the report's "days needed" section.
+DAYS_NEEDED_USERS = 40
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Thresholds a fit must meet to be called reliable (``hbm.inference.diagnostics``)."""
+
+    max_rhat: float = 1.01
+    min_ess_bulk: float = 400.0
+    min_ess_tail: float = 400.0
+    max_divergences: int = 0
+    min_ebfmi: float = 0.3
+
+
+GATE = Gate()
