@@ -6,7 +6,7 @@
 Sizes (users x days x features): small 20 x 200 x 6, medium 50 x 1000 x 12, large 100 x 1000 x
 24; ``tiny`` (6 x 40 x 3) is the smoke test's. Features are the first k of the shipped priors;
 large adds five copies of shipped features lagged by two more days (keys ``<key>_lag2``), since the
-shipped file has 19. Cohorts come from ``hbm.data.simulation`` (heterogeneity 0.5, seed 7).
+shipped file has 19. Cohorts come from ``hbm.model.simulation`` (heterogeneity 0.5, seed 7).
 
 Per run: wall time of ``hbm.inference.fitting`` (compilation, pilot, sampling and predictive draws
 included), its
@@ -38,11 +38,11 @@ import numpy as np
 
 from hbm.data.exposures import Design, exposures
 from hbm.data.priors import Priors, default_priors_path, parse_priors
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.inference.backends import BACKENDS, available_cores, jax_platform
 from hbm.inference.fitting import SamplerConfig, fit
 from hbm.inference.provenance import package_versions
 from hbm.model.build import build_model, choose_centring
+from hbm.model.simulation import SimulationConfig, simulate
 
 SEED = 7
 

@@ -1,6 +1,7 @@
 """Fit time and peak memory against rows: ``python -m benchmarks.scaling [--users 10 25 ...]``.
 
-Cohorts of ``users x 1000 days x 12 features`` (``hbm.data.simulation``, heterogeneity 0.5, seed 7),
+Cohorts of ``users x 1000 days x 12 features`` (``hbm.model.simulation``, heterogeneity 0.5,
+seed 7),
 from 10 users (10,000 rows) to 500 (500,000 rows); with ``--days 100 250 ...`` the rows grow by
 days instead, for a fixed number of users (``--fixed-users``, 100), so that the number of
 parameters stays the same while the rows grow. Every fit uses the same short sampler, 2 chains
@@ -35,8 +36,8 @@ def fit_once(users: int, days: int = DAYS) -> dict[str, Any]:
     """One fit of a ``users x days x FEATURES`` cohort with the sweep's sampler settings."""
     from benchmarks.fit_speed import SEED, size_priors
     from hbm.data.exposures import exposures
-    from hbm.data.simulation import SimulationConfig, simulate
     from hbm.inference.fitting import SamplerConfig, fit
+    from hbm.model.simulation import SimulationConfig, simulate
 
     priors = size_priors(FEATURES)
     cohort = simulate(

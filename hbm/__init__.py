@@ -32,8 +32,8 @@ _PUBLIC = {
     "split_by_time": "hbm.data.diary",
     "Design": "hbm.data.exposures",
     "exposures": "hbm.data.exposures",
-    "SimulationConfig": "hbm.data.simulation",
-    "simulate": "hbm.data.simulation",
+    "SimulationConfig": "hbm.model.simulation",
+    "simulate": "hbm.model.simulation",
     "build_model": "hbm.model.build",
     "choose_centring": "hbm.model.build",
     "FitResult": "hbm.inference.fitting",
@@ -86,9 +86,9 @@ if TYPE_CHECKING:
     from hbm.data.diary import Diary, load_diary, split_by_time
     from hbm.data.exposures import Design, exposures
     from hbm.data.priors import Priors, load_priors
-    from hbm.data.simulation import SimulationConfig, simulate
     from hbm.inference.diagnostics import diagnose
     from hbm.inference.fitting import FitResult, SamplerConfig, fit
     from hbm.model.build import build_model, choose_centring
+    from hbm.model.simulation import SimulationConfig, simulate
     from hbm.results.prediction import predict
     from hbm.results.tables import build_exports

@@ -18,11 +18,11 @@ import numpy as np
 from hbm.data.diary import MISSING_POLICIES, Diary, load_diary
 from hbm.data.exposures import Design, exposure_prevalence, exposures
 from hbm.data.priors import Priors, load_priors
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.defaults import CI_KIND, CI_KINDS, CI_PROB, DAYS_NEEDED_USERS, MIN_DAYS, TEST_FRACTION
 from hbm.errors import HBMError
 from hbm.inference.fitting import BACKENDS, DEFAULT_BACKEND, FitResult, SamplerConfig, fit
 from hbm.model.build import PARAMETERIZATIONS, POOLINGS
+from hbm.model.simulation import SimulationConfig, simulate
 from hbm.results import io
 from hbm.results.tables import build_exports
 

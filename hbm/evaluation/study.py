@@ -1,6 +1,6 @@
 """The personalization study: simulated cohorts over heterogeneity x days per user, every model.
 
-Each cell simulates a cohort (``hbm.data.simulation``) with the shipped priors' features, runs
+Each cell simulates a cohort (``hbm.model.simulation``) with the shipped priors' features, runs
 ``hbm.evaluation.compare.compare`` on the temporal split with the cohort's truth, and keeps the
 held-out
 metrics, the paired-bootstrap differences to ``global`` and the weight recovery.
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from hbm.data.priors import Priors
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.evaluation.baselines import MODELS
 from hbm.evaluation.compare import compare
 from hbm.inference.fitting import SamplerConfig
+from hbm.model.simulation import SimulationConfig, simulate
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from scipy import special, stats
 
 from hbm.defaults import CI_PROB, DAYS_NEEDED_USERS, ROPE
 from hbm.errors import RunError
+from hbm.model.population import Population, new_users, population_of, standard_noise
 from hbm.results.tables import classify
 
 DAYS = (30, 60, 90, 180, 365)
@@ -100,28 +101,18 @@ def days_needed(
         raise RunError("days needed needs a partial-pooling fit with its constant_data (x)")
     x_all = np.asarray(tree["constant_data"]["x"].values, dtype=float)
     user_index = np.asarray(tree["constant_data"]["user_index"].values)
-    flat = {
-        name: post[name].stack(sample=("chain", "draw")).transpose("sample", ...).values
-        for name in ("mu", "tau", "a0", "sigma_a")
-    }
-    n_draws = flat["mu"].shape[0]
-    ref_var = (flat["tau"] ** 2).mean(0)
-    mu_hat = flat["mu"].mean(0)
-    prior_mean = np.concatenate([[flat["a0"].mean()], mu_hat])
-    prior_sd = np.sqrt(
-        np.concatenate(
-            [[flat["a0"].var() + (flat["sigma_a"] ** 2).mean()], flat["mu"].var(0) + ref_var]
-        )
-    )
+    pop = population_of(post)
+    prior_mean, prior_sd = _new_user_prior(pop)
+    ref_var = (pop.w_scale**2).mean(0)
     z = stats.norm.ppf(0.5 + ci_prob / 2)
     rng = np.random.default_rng(seed)
     n_real = int(user_index.max()) + 1
     max_days = max(days)
     rows: dict[int, list[dict[str, float]]] = {n: [] for n in days}
     for _ in range(n_users):
-        s = rng.integers(n_draws)
-        w = flat["mu"][s] + flat["tau"][s] * rng.standard_normal(mu_hat.shape)
-        a = flat["a0"][s] + flat["sigma_a"][s] * rng.standard_normal()
+        # one population draw, a new user from it, a real user's exposures, simulated outcomes
+        one = pop.take(np.array([rng.integers(pop.n_draws)]))
+        a, w = (v[0] for v in new_users(one, *standard_noise(rng, 1, one.w_loc.shape[1])))
         x_user = x_all[user_index == rng.integers(n_real)]
         x_user = np.resize(x_user, (max_days, x_user.shape[1]))  # repeats a short series
         y = (rng.random(max_days) < special.expit(a + x_user @ w)).astype(float)
@@ -129,37 +120,47 @@ def days_needed(
         truth = _true_class(w, rope)
         for n in days:
             mean, sd = _laplace(design[:n], y[:n], prior_mean, prior_sd)
-            lb, ub = (mean - z * sd)[1:], (mean + z * sd)[1:]
-            called = classify(lb, ub, rope)
-            definite = called != "uncertain"
-            wrong = definite & (called != truth)
-            rows[n].append(
-                {
-                    "decided": float(np.mean(definite)),
-                    "width": float(np.median(ub - lb)),
-                    "mean_width": float(np.mean(ub - lb)),
-                    "accuracy": float(np.mean(called == truth)),
-                    "wrong": float(np.mean(wrong)),
-                    "sens_hits": float(np.sum((truth == "trigger") & (called == "trigger"))),
-                    "sens_n": float(np.sum(truth == "trigger")),
-                    "confidence": float(np.clip(1 - np.mean(sd[1:] ** 2 / ref_var), 0, 1)),
-                }
-            )
-    out = []
-    for n in days:
-        r = pd.DataFrame(rows[n])
-        out.append(
-            {
-                "days": n,
-                "median_ci_width": float(r["width"].median()),
-                "mean_ci_width": float(r["mean_width"].mean()),
-                "decided_share": float(r["decided"].mean()),
-                "class_accuracy": float(r["accuracy"].mean()),
-                "wrong_class_rate": float(r["wrong"].mean()),
-                "trigger_sensitivity": float(r["sens_hits"].sum() / max(r["sens_n"].sum(), 1)),
-                "confidence": float(r["confidence"].mean()),
-                "n_users": n_users,
-                "ci_prob": ci_prob,
-            }
-        )
-    return pd.DataFrame(out)
+            row = _scores((mean - z * sd)[1:], (mean + z * sd)[1:], truth, rope)
+            row["confidence"] = float(np.clip(1 - np.mean(sd[1:] ** 2 / ref_var), 0, 1))
+            rows[n].append(row)
+    return pd.DataFrame([_summary(n, pd.DataFrame(rows[n]), n_users, ci_prob) for n in days])
+
+
+def _new_user_prior(pop: Population) -> tuple[np.ndarray, np.ndarray]:
+    """A new user's (intercept, weights) as normal: mean E[loc], variance Var(loc) + E[scale^2]."""
+    mean = np.concatenate([[pop.a_loc.mean()], pop.w_loc.mean(0)])
+    var = np.concatenate(
+        [[pop.a_loc.var() + (pop.a_scale**2).mean()], pop.w_loc.var(0) + (pop.w_scale**2).mean(0)]
+    )
+    return mean, np.sqrt(var)
+
+
+def _scores(lb: np.ndarray, ub: np.ndarray, truth: np.ndarray, rope: float) -> dict[str, float]:
+    """One simulated user's intervals and classes against their true classes."""
+    called = classify(lb, ub, rope)
+    definite = called != "uncertain"
+    return {
+        "decided": float(np.mean(definite)),
+        "width": float(np.median(ub - lb)),
+        "mean_width": float(np.mean(ub - lb)),
+        "accuracy": float(np.mean(called == truth)),
+        "wrong": float(np.mean(definite & (called != truth))),
+        "sens_hits": float(np.sum((truth == "trigger") & (called == "trigger"))),
+        "sens_n": float(np.sum(truth == "trigger")),
+    }
+
+
+def _summary(n: int, r: pd.DataFrame, n_users: int, ci_prob: float) -> dict[str, float]:
+    """The row of ``days_needed`` for ``n`` days, from every simulated user's scores."""
+    return {
+        "days": n,
+        "median_ci_width": float(r["width"].median()),
+        "mean_ci_width": float(r["mean_width"].mean()),
+        "decided_share": float(r["decided"].mean()),
+        "class_accuracy": float(r["accuracy"].mean()),
+        "wrong_class_rate": float(r["wrong"].mean()),
+        "trigger_sensitivity": float(r["sens_hits"].sum() / max(r["sens_n"].sum(), 1)),
+        "confidence": float(r["confidence"].mean()),
+        "n_users": n_users,
+        "ci_prob": ci_prob,
+    }

@@ -1,9 +1,10 @@
 """Risk for new days: known users from their own posterior, unseen users from the population.
 
 For a known user, ``p = invlogit(a[u] + x . w[u])`` per posterior draw. For an unseen user (cold
-start), every draw first draws a new user from the fitted population, ``a ~ Normal(a0, sigma_a)``
-and ``w[k] ~ Normal(mu[k], tau[k])`` (under no pooling: the priors' means and wide SDs), so the
-prediction carries the between-user uncertainty. Exposures use the centring stored in the fit.
+start), every draw first draws a new user from the fitted population
+(``hbm.model.population.new_user_draws``: ``a ~ Normal(a0, sigma_a)``, ``w[k] ~ Normal(mu[k],
+tau[k])``; under no pooling the priors' means and wide SDs), so the prediction carries the
+between-user uncertainty. Exposures use the centring stored in the fit.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from hbm.data.diary import Diary
 from hbm.data.exposures import Design, ExposureMeans, exposures
 from hbm.data.priors import Priors, parse_priors
 from hbm.defaults import CI_PROB
-from hbm.inference.provenance import stored_centering, stored_pooling, stored_priors_json
-from hbm.model.build import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
+from hbm.inference.provenance import stored_centering, stored_priors_json
+from hbm.model.population import new_user_draws
 
 MAX_DRAWS = 1000
 
@@ -34,9 +35,14 @@ def fit_exposure_means(tree: xr.DataTree) -> ExposureMeans:
     return ExposureMeans(features=tuple(means), means=tuple(means.values()))
 
 
+def _thinning(post: xr.Dataset, max_draws: int) -> int:
+    """Step that keeps at most ``max_draws`` of the posterior's draws, evenly spaced."""
+    return max(1, int(np.ceil(post.sizes["chain"] * post.sizes["draw"] / max_draws)))
+
+
 def _stacked(post: xr.Dataset, name: str, max_draws: int) -> np.ndarray:
     arr = post[name].stack(sample=("chain", "draw"))
-    step = max(1, int(np.ceil(arr.sizes["sample"] / max_draws)))
+    step = _thinning(post, max_draws)
     return np.asarray(arr.isel(sample=slice(None, None, step)).transpose("sample", ...).values)
 
 
@@ -84,26 +90,16 @@ def predict_design(
 
     Unseen users in ``design.users`` get the population-predictive (cold-start) risk.
     """
-    priors = fit_priors(tree)
     post = tree["posterior"].to_dataset()
-    pooling = stored_pooling(tree.attrs)
     known = [str(u) for u in post["user"].values]
     pos = {u: i for i, u in enumerate(known)}
     a = _stacked(post, "a", max_draws)  # (S, U)
     w = _stacked(post, "w", max_draws)  # (S, U, K)
-    n_s, n_k = int(w.shape[0]), int(w.shape[2])
-    # A new user's intercept and weights per draw: loc + scale * standard normal. The population
-    # arrays are stacked once here, not once per unseen user.
-    if pooling == "none":
-        a_loc: np.ndarray | float = priors.intercept.logit_base_rate
-        a_scale: np.ndarray | float = NO_POOLING_INTERCEPT_SD
-        w_loc: np.ndarray = np.array([[f.prior.mean for f in priors.features]])
-        w_scale: np.ndarray | float = NO_POOLING_SD
-    else:
-        a_loc, a_scale = _stacked(post, "a0", max_draws), _stacked(post, "sigma_a", max_draws)
-        w_loc = _stacked(post, "mu", max_draws)
-        w_scale = _stacked(post, "tau", max_draws) if "tau" in post else np.zeros_like(w_loc)
-    rng = np.random.default_rng(seed)
+    # Every unseen user gets the same new-user draws (those of the service's cold-start profile
+    # for this seed), so a user's risk does not depend on who else is new in the file.
+    a_all, w_all = new_user_draws(post, fit_priors(tree), seed)
+    step = _thinning(post, max_draws)
+    a_new, w_new = a_all[::step], w_all[::step]
     lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
     risk = np.empty((3, design.n_obs))
     for ui, user in enumerate(design.users):
@@ -114,8 +110,6 @@ def predict_design(
         if user in pos:
             eta = a[:, pos[user], None] + w[:, pos[user], :] @ x.T
         else:
-            a_new = a_loc + a_scale * rng.standard_normal(n_s)
-            w_new = w_loc + w_scale * rng.standard_normal((n_s, n_k))
             eta = a_new[:, None] + w_new @ x.T
         p = special.expit(eta)  # (S, days)
         risk[:, sel] = p.mean(axis=0), np.quantile(p, lo_q, axis=0), np.quantile(p, hi_q, axis=0)

@@ -29,6 +29,7 @@ from hbm.defaults import CI_KIND, CI_KINDS, CI_PROB, MIN_DAYS, ROPE, SPREAD, SPR
 from hbm.errors import HBMError
 from hbm.inference.fitting import FitResult
 from hbm.model.build import NO_POOLING_SD
+from hbm.model.population import new_user_draws
 
 CLASSES = ("trigger", "protector", "no association", "uncertain")
 TOP_TRIGGERS = 5
@@ -159,17 +160,16 @@ def _confidence(w: xr.DataArray, tau: xr.DataArray | None) -> xr.DataArray:
 
 
 def cold_start_weights(dt: xr.DataTree, seed: int = 0) -> xr.DataArray:
-    """Weights of a user the fit has never seen: one draw from the population per posterior draw.
+    """Weights of a user the fit has never seen: one new user per posterior draw.
 
-    ``w_new[k] = mu[k] + tau[k] * eps`` (``(chain, draw, feature)``); without ``tau`` (complete
-    pooling) the population weights themselves.
+    ``w_new[k] = mu[k] + tau[k] * z`` (``(chain, draw, feature)``, drawn by
+    ``hbm.model.population.new_user_draws``, the draws ``hbm predict`` uses for unseen users);
+    without ``tau`` (complete pooling) the population weights themselves.
     """
     post = dt["posterior"].to_dataset()
-    mu = post["mu"]
-    if "tau" not in post:
-        return mu
-    eps = np.random.default_rng(seed).standard_normal(mu.shape)
-    return mu + post["tau"] * xr.DataArray(eps, dims=mu.dims, coords=mu.coords)
+    mu = post["mu"].transpose("chain", "draw", "feature")
+    _, w_new = new_user_draws(post, seed=seed)
+    return xr.DataArray(w_new.reshape(mu.shape), dims=mu.dims, coords=mu.coords)
 
 
 def new_user_confidence(dt: xr.DataTree, seed: int = 0) -> float:

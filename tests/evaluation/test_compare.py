@@ -12,7 +12,6 @@ from scipy import special
 from hbm.app.cli import main
 from hbm.data.diary import split_by_time
 from hbm.data.exposures import exposures
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.evaluation.baselines import MODELS, SEED_FIXED_BIAS, fit_model, seed_fixed_logit
 from hbm.evaluation.compare import first_part, temporal_designs, users_designs
 from hbm.evaluation.decide import decide
@@ -23,6 +22,7 @@ from hbm.evaluation.metrics import (
     scores,
     weight_stability,
 )
+from hbm.model.simulation import SimulationConfig, simulate
 from hbm.results import io
 
 from ..conftest import FIT_ARGS

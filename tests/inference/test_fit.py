@@ -12,11 +12,11 @@ from scipy import stats
 
 from hbm.data.diary import Diary, split_by_time
 from hbm.data.exposures import exposures
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.errors import FitError
 from hbm.inference.diagnostics import Gate, diagnose
 from hbm.inference.fitting import SamplerConfig, fit
 from hbm.model.build import build_model
+from hbm.model.simulation import SimulationConfig, simulate
 from hbm.results import io
 from hbm.results.prediction import predict
 from hbm.results.tables import CLASSES, build_exports, classify
@@ -69,7 +69,7 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     assert attrs["data_sha256"] == diary.sha256
     assert json.loads(attrs["priors_json"])["variables"][0]["key"] == "screen_hours"
     assert "pymc" in json.loads(attrs["versions"])
-    assert set(json.loads(attrs["exposure_means"])) == set(result.priors.keys)
+    assert set(json.loads(attrs["centering"])) == set(result.priors.keys)
     assert not any(str(g).startswith("warmup_") for g in tree.children)
     assert set(tree["constant_data"].data_vars) == {"x", "user_index", "centring_z", "centring_za"}
     # sampled in the fused form, read out in the pointwise one: y, its log-likelihood and draws

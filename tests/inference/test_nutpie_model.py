@@ -10,10 +10,10 @@ import nutpie
 import pytest
 
 from hbm.data.exposures import exposures
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.errors import FitError
 from hbm.inference.nutpie_cache import compile_cached
 from hbm.model.build import build_model, choose_centring
+from hbm.model.simulation import SimulationConfig, simulate
 
 # Every test here compiles a model or samples: left out of mutation runs.
 pytestmark = pytest.mark.fits

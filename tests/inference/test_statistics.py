@@ -16,10 +16,10 @@ import pytest
 
 from hbm.data.exposures import exposures
 from hbm.data.priors import Priors, load_priors, parse_priors
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.evaluation.metrics import weight_recovery
 from hbm.inference.fitting import SamplerConfig, fit
 from hbm.inference.sbc import run_sbc
+from hbm.model.simulation import SimulationConfig, simulate
 from hbm.results.tables import build_exports
 
 from ..conftest import DEFAULT_PRIORS, small_priors_doc

@@ -9,7 +9,6 @@ import pymc as pm
 import pytest
 
 from hbm.data.exposures import exposures, select_rows
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.errors import FitError
 from hbm.model.build import (
     build_model,
@@ -18,6 +17,7 @@ from hbm.model.build import (
     weight_standard_errors,
 )
 from hbm.model.likelihood import quantize_exposures
+from hbm.model.simulation import SimulationConfig, simulate
 
 # Every test here compiles a model or samples: left out of mutation runs.
 pytestmark = pytest.mark.fits

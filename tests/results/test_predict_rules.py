@@ -77,7 +77,7 @@ def _tree(pooling: str = "partial", **posterior: np.ndarray) -> xr.DataTree:
     )
     tree = xr.DataTree.from_dict({"posterior": post})
     tree.attrs.update(
-        priors_json=PRIORS_JSON, exposure_means=json.dumps(EXPOSURE_MEANS), pooling=pooling
+        priors_json=PRIORS_JSON, centering=json.dumps(EXPOSURE_MEANS), pooling=pooling
     )
     return tree
 
@@ -275,6 +275,48 @@ def test_cold_start_is_seeded():
     pd.testing.assert_frame_equal(first, predict_design(tree, d, seed=11))
     other = predict_design(tree, d, seed=12)
     assert (first["risk_mean"] != other["risk_mean"]).all()
+
+
+def test_cold_start_draws_are_the_documented_layout():
+    """One new user per stacked draw: z_w = N(0,1) of shape (draws, features) first, then z_a."""
+    tree = partial_tree(sigma_a=0.7, tau=np.array([0.9, 0.4, 1.3]))
+    x = [1.0, -1.0, 0.5]
+    out = predict_design(tree, design(("new",), [0], [x]), seed=21)
+    rng = np.random.default_rng(21)
+    z_w = rng.standard_normal((6, 3))
+    z_a = rng.standard_normal(6)
+    a0 = [float(A0[c, d]) for c, d in ALL]
+    mu = [MU[c, d] for c, d in ALL]
+    intercepts = [a0[s] + 0.7 * z_a[s] for s in range(6)]
+    weights = [[mu[s][k] + [0.9, 0.4, 1.3][k] * z_w[s, k] for k in range(3)] for s in range(6)]
+    want = expected_risk(intercepts, weights, x)
+    got = (out["risk_mean"].iloc[0], out["risk_lb"].iloc[0], out["risk_ub"].iloc[0])
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_a_new_users_risk_does_not_depend_on_other_new_users():
+    tree = partial_tree(sigma_a=0.7, tau=0.9)
+    alone = predict_design(tree, design(("new",), [0], [[1.0, -1.0, 0.5]]), seed=4)
+    crowd = predict_design(
+        tree,
+        design(("x", "new", "y"), [0, 1, 2], [[0.3, 0.0, 1.0], [1.0, -1.0, 0.5], [2.0, 2.0, 2.0]]),
+        seed=4,
+    )
+    cols = ["risk_mean", "risk_lb", "risk_ub"]
+    assert crowd[cols].iloc[1].tolist() == alone[cols].iloc[0].tolist()
+
+
+def test_cold_start_risk_uses_the_cold_start_profiles_weights():
+    """``hbm predict`` and the service's cold-start profile draw the same new users per seed."""
+    from hbm.results.tables import cold_start_weights
+
+    tree = partial_tree(sigma_a=0.0, tau=np.array([0.9, 0.4, 1.3]))
+    x = [1.0, -1.0, 0.5]
+    out = predict_design(tree, design(("new",), [0], [x]), seed=8)
+    w_new = cold_start_weights(tree, seed=8).transpose("chain", "draw", "feature").values
+    weights = [list(w_new[c, d]) for c, d in ALL]
+    want = expected_risk([float(A0[c, d]) for c, d in ALL], weights, x)
+    assert out["risk_mean"].iloc[0] == pytest.approx(want[0], abs=1e-12)
 
 
 def test_default_seed_is_0():

@@ -8,8 +8,8 @@ from scipy import special
 
 from hbm.data.diary import load_diary
 from hbm.data.exposures import exposure_prevalence, exposures
-from hbm.data.simulation import SimulationConfig, simulate
 from hbm.errors import HBMError
+from hbm.model.simulation import SimulationConfig, simulate
 from hbm.results import io
 
 

@@ -37,6 +37,7 @@ from hbm.data.diary import Diary, validate_frame
 from hbm.data.exposures import exposures
 from hbm.data.priors import Priors
 from hbm.errors import HBMError
+from hbm.model.population import Population, new_users, standard_noise
 
 
 @dataclass(frozen=True)
@@ -202,33 +203,11 @@ def simulate(priors: Priors, config: SimulationConfig | None = None) -> Cohort:
     _check(cfg)
     rng = np.random.default_rng(cfg.seed)
     n, d = cfg.n_users, cfg.n_days
-    dates = pd.date_range(cfg.start_date, periods=d, freq="D")
-    weekend = np.asarray(dates.day_of_week >= 5)
     location = rng.integers(0, cfg.n_locations, size=n)
     cycle = _cycle_offsets(rng, cfg)
     width = max(3, len(str(n)))
     users = [f"u{i + 1:0{width}d}" for i in range(n)]
-
-    columns: dict[str, np.ndarray] = {}
-    for col in priors.columns:
-        spec = next(
-            (f.simulation for f in priors.features if f.column == col and f.simulation), None
-        )
-        rng_range = priors.column_range(col)
-        columns[col] = _column(
-            spec or {"kind": "continuous"}, rng, cfg, weekend, location, cycle, rng_range
-        )
-
-    frame = pd.DataFrame(
-        {
-            "user_id": np.repeat(users, d),
-            "date": np.tile(dates.strftime("%Y-%m-%d"), n),
-            "migraine": 0,
-        }
-    )
-    for col, values in columns.items():
-        frame[col] = values.reshape(-1)
-    diary = validate_frame(frame, priors, source="<simulated>")
+    diary = _exposure_diary(priors, cfg, rng, users, location, cycle)
     design = exposures(diary, priors)
 
     keys = priors.keys
@@ -238,23 +217,19 @@ def simulate(priors: Priors, config: SimulationConfig | None = None) -> Cohort:
         if cfg.heterogeneity is not None
         else np.array([f.prior.between_user_sd for f in priors.features])
     )
-    w = mu[None, :] + tau[None, :] * rng.standard_normal((n, len(keys)))
-    za = rng.standard_normal(n)
+    # the intercepts' centre a0 is solved for below, so draw around 0 and shift
+    za, w = new_users(
+        Population(np.zeros(n), np.full(n, cfg.sigma_a), np.tile(mu, (n, 1)), np.tile(tau, (n, 1))),
+        *standard_noise(rng, n, len(keys)),
+    )
     eta_w = np.einsum("ok,ok->o", design.x, w[design.user_index])
 
     def rate_gap(a0: float) -> float:
-        return float(
-            special.expit(a0 + cfg.sigma_a * za[design.user_index] + eta_w).mean() - cfg.attack_rate
-        )
+        return float(special.expit(a0 + za[design.user_index] + eta_w).mean() - cfg.attack_rate)
 
     a0 = float(optimize.brentq(rate_gap, -15.0, 15.0))
-    a = a0 + cfg.sigma_a * za
-    eta = (a[design.user_index] + eta_w).reshape(n, d)
-    y = np.zeros((n, d), dtype=np.int8)
-    u01 = rng.random((n, d))
-    for t in range(d):
-        boost = cfg.clustering * y[:, t - 1] if t > 0 else 0.0
-        y[:, t] = u01[:, t] < special.expit(eta[:, t] + boost)
+    a = a0 + za
+    y = _outcomes(rng, (a[design.user_index] + eta_w).reshape(n, d), cfg.clustering)
     data = diary.data.copy()
     data["migraine"] = y.reshape(-1)
     diary = Diary(data=data, columns=diary.columns, source=diary.source, report=diary.report)
@@ -279,3 +254,46 @@ def simulate(priors: Priors, config: SimulationConfig | None = None) -> Cohort:
         "priors_sha256": priors.sha256,
     }
     return Cohort(diary=diary, truth=truth)
+
+
+def _exposure_diary(
+    priors: Priors,
+    cfg: SimulationConfig,
+    rng: np.random.Generator,
+    users: list[str],
+    location: np.ndarray,
+    cycle: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> Diary:
+    """The cohort's validated diary of exposures (outcomes still 0)."""
+    n, d = cfg.n_users, cfg.n_days
+    dates = pd.date_range(cfg.start_date, periods=d, freq="D")
+    weekend = np.asarray(dates.day_of_week >= 5)
+    columns: dict[str, np.ndarray] = {}
+    for col in priors.columns:
+        spec = next(
+            (f.simulation for f in priors.features if f.column == col and f.simulation), None
+        )
+        rng_range = priors.column_range(col)
+        columns[col] = _column(
+            spec or {"kind": "continuous"}, rng, cfg, weekend, location, cycle, rng_range
+        )
+    frame = pd.DataFrame(
+        {
+            "user_id": np.repeat(users, d),
+            "date": np.tile(dates.strftime("%Y-%m-%d"), n),
+            "migraine": 0,
+        }
+    )
+    for col, values in columns.items():
+        frame[col] = values.reshape(-1)
+    return validate_frame(frame, priors, source="<simulated>")
+
+
+def _outcomes(rng: np.random.Generator, eta: np.ndarray, clustering: float) -> np.ndarray:
+    """Attacks day by day (users x days); an attack the day before adds ``clustering`` log-odds."""
+    y = np.zeros(eta.shape, dtype=np.int8)
+    u01 = rng.random(eta.shape)
+    for t in range(eta.shape[1]):
+        boost = clustering * y[:, t - 1] if t > 0 else 0.0
+        y[:, t] = u01[:, t] < special.expit(eta[:, t] + boost)
+    return y
