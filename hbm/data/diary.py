@@ -131,7 +131,31 @@ def validate_frame(
         raise DiaryError(
             f"missing policy '{missing}' is unknown; expected one of {MISSING_POLICIES}"
         )
-    frame = frame.reset_index(drop=True)
+    frame, extra = _columns(frame.reset_index(drop=True), priors, source, column_map)
+    data = _id_columns(frame, source, kind)
+    missing_values: dict[str, int] = {}
+    for col in priors.columns:
+        data[col] = _exposure_column(frame, col, priors, source, kind, missing)
+        missing_values[col] = int(data[col].isna().sum())
+    data, imputed, dropped = _apply_missing(data, priors.columns, missing, source)
+    data = data.sort_values(["user_id", "date"], kind="stable").reset_index(drop=True)
+    return _diary(
+        data,
+        priors.columns,
+        source,
+        missing_values=missing_values,
+        missing_policy=missing,
+        imputed_values=imputed,
+        dropped_rows=dropped,
+        min_days=min_days,
+        extra_columns=extra,
+    )
+
+
+def _columns(
+    frame: pd.DataFrame, priors: Priors, source: str, column_map: Mapping[str, str] | None
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The frame with mapped names, checked for required and duplicated columns; extra columns."""
     if column_map:
         absent = [c for c in column_map if c not in frame.columns]
         if absent:
@@ -154,7 +178,11 @@ def validate_frame(
     extra = tuple(c for c in frame.columns if c not in required)
     if len(frame) == 0:
         raise DiaryError(f"{source}: the diary has no rows")
+    return frame, extra
 
+
+def _id_columns(frame: pd.DataFrame, source: str, kind: str) -> pd.DataFrame:
+    """``user_id``, ``date`` and ``migraine``, checked row by row and for one row per user-day."""
     user = frame["user_id"]
     bad = user.isna() | (user.astype(str).str.strip() == "")
     if bad.any():
@@ -197,45 +225,52 @@ def validate_frame(
             f"(e.g. user '{first['user_id']}' on {first['date']:%Y-%m-%d}); expected one row "
             "per user per day"
         )
+    return pd.DataFrame({"user_id": user, "date": date, "migraine": outcome.astype(np.int8)})
 
-    data = pd.DataFrame({"user_id": user, "date": date, "migraine": outcome.astype(np.int8)})
-    missing_values: dict[str, int] = {}
-    for col in priors.columns:
-        raw = frame[col]
-        values = pd.to_numeric(raw, errors="coerce").astype(float)
-        not_number = values.isna() & raw.notna()
-        if not_number.any():
-            examples = ", ".join(repr(v) for v in raw[not_number].head(3))
-            raise DiaryError(
-                f"{source}: column '{col}' is not numeric at {_rows(kind, frame.index[not_number])}"
-                f" (values {examples}); expected a number in raw units"
-            )
-        lo, hi = priors.column_range(col)
-        out = (values < lo) | (values > hi)
-        if out.any():
-            examples = ", ".join(f"{v:g}" for v in values[out].head(3))
-            raise DiaryError(
-                f"{source}: column '{col}' is outside its declared range [{lo:g}, {hi:g}] at "
-                f"{_rows(kind, frame.index[out])} (values {examples})"
-            )
-        nan = values.isna()
-        missing_values[col] = int(nan.sum())
-        if nan.any() and missing == "error":
-            raise DiaryError(
-                f"{source}: column '{col}' has {int(nan.sum())} missing value(s) (NaN or empty) at "
-                f"{_rows(kind, frame.index[nan])}; expected a number, or pass missing='impute' "
-                "(user median) or missing='drop' (--missing on the command line)"
-            )
-        data[col] = values
 
+def _exposure_column(
+    frame: pd.DataFrame, col: str, priors: Priors, source: str, kind: str, missing: str
+) -> pd.Series:
+    """One raw exposure column as floats: numbers within the declared range, or NaN if allowed."""
+    raw = frame[col]
+    values = pd.to_numeric(raw, errors="coerce").astype(float)
+    not_number = values.isna() & raw.notna()
+    if not_number.any():
+        examples = ", ".join(repr(v) for v in raw[not_number].head(3))
+        raise DiaryError(
+            f"{source}: column '{col}' is not numeric at {_rows(kind, frame.index[not_number])}"
+            f" (values {examples}); expected a number in raw units"
+        )
+    lo, hi = priors.column_range(col)
+    out = (values < lo) | (values > hi)
+    if out.any():
+        examples = ", ".join(f"{v:g}" for v in values[out].head(3))
+        raise DiaryError(
+            f"{source}: column '{col}' is outside its declared range [{lo:g}, {hi:g}] at "
+            f"{_rows(kind, frame.index[out])} (values {examples})"
+        )
+    nan = values.isna()
+    if nan.any() and missing == "error":
+        raise DiaryError(
+            f"{source}: column '{col}' has {int(nan.sum())} missing value(s) (NaN or empty) at "
+            f"{_rows(kind, frame.index[nan])}; expected a number, or pass missing='impute' "
+            "(user median) or missing='drop' (--missing on the command line)"
+        )
+    return values
+
+
+def _apply_missing(
+    data: pd.DataFrame, columns: tuple[str, ...], missing: str, source: str
+) -> tuple[pd.DataFrame, dict[str, int], int]:
+    """Drop or impute (user median, then column median) rows with missing exposures."""
     imputed: dict[str, int] = {}
     dropped = 0
     if missing == "drop":
-        has_nan = data[list(priors.columns)].isna().any(axis=1)
+        has_nan = data[list(columns)].isna().any(axis=1)
         dropped = int(has_nan.sum())
         data = data[~has_nan]
     elif missing == "impute":
-        for col in priors.columns:
+        for col in columns:
             nan = data[col].isna()
             if nan.all():
                 raise DiaryError(
@@ -249,19 +284,7 @@ def validate_frame(
                 imputed[col] = int(nan.sum())
     if len(data) == 0:
         raise DiaryError(f"{source}: no rows left after dropping rows with missing values")
-
-    data = data.sort_values(["user_id", "date"], kind="stable").reset_index(drop=True)
-    return _diary(
-        data,
-        priors.columns,
-        source,
-        missing_values=missing_values,
-        missing_policy=missing,
-        imputed_values=imputed,
-        dropped_rows=dropped,
-        min_days=min_days,
-        extra_columns=extra,
-    )
+    return data, imputed, dropped
 
 
 def _diary(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 
 from hbm.errors import PriorsError
 
@@ -116,6 +117,14 @@ class Priors:
 
     def column_range(self, column: str) -> tuple[float, float]:
         return next(f.range for f in self.features if f.column == column)
+
+    def weight_priors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per feature, in file order: ``mu``'s prior mean and SD and ``tau``'s HalfNormal scale."""
+        return (
+            np.array([f.prior.mean for f in self.features], dtype=float),
+            np.array([f.prior.sd for f in self.features], dtype=float),
+            np.array([f.prior.between_user_sd for f in self.features], dtype=float),
+        )
 
 
 def default_priors_path() -> Path:

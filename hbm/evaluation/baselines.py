@@ -118,7 +118,7 @@ def fit_model(
         return Fitted(name, predict_nuts, result, {"reliable": result.diagnostics.reliable})
     from hbm.evaluation.neural import fit_embedding
 
-    prior_means = np.array([f.prior.mean for f in priors.features])
+    prior_means = priors.weight_priors()[0]
     return fit_embedding(
         name,
         train,

@@ -231,11 +231,7 @@ def choose_centring(
     if parameterization != "auto":
         value = 1.0 if parameterization == "centred" else 0.0
         return Centring(np.full(shape, value), np.full(len(design.users), value), parameterization)
-    spread = (
-        np.asarray(tau, dtype=float)
-        if tau is not None
-        else np.array([f.prior.between_user_sd for f in priors.features])
-    )
+    spread = np.asarray(tau, dtype=float) if tau is not None else priors.weight_priors()[2]
     spread_a = sigma_a if sigma_a is not None else priors.intercept.sigma_a_scale
     source = "pilot-fit spreads" if tau is not None else "prior scales"
     return Centring(
@@ -297,7 +293,7 @@ def build_model(
     likelihood
         ``"pointwise"``: the outcome ``y`` is a random variable (prior and predictive draws,
         log-likelihood per row, SBC). ``"fused"``: the same log density as one ``Potential``
-        (``hbm.model.likelihood``), 4x faster a gradient; for sampling only, it has no ``y``.
+        (``hbm.model.likelihood``), faster a gradient (BENCHMARKS.md); for sampling only, no ``y``.
     layout
         With the fused likelihood, how the exposures are stored
         (``hbm.model.likelihood.flat_exposures``):
@@ -313,24 +309,10 @@ def build_model(
         (Bernoulli on the logit scale, a ``CustomDist``; the potential ``loglik`` when fused),
         with dims ``user``, ``feature``, ``obs``.
     """
-    if pooling not in POOLINGS:
-        raise FitError(f"pooling '{pooling}' is unknown; expected one of {POOLINGS}")
-    if layout not in LAYOUTS:
-        raise FitError(f"layout '{layout}' is unknown; expected one of {LAYOUTS}")
-    if design.features != priors.keys:
-        raise FitError(
-            f"design features {list(design.features)} do not match the priors' {list(priors.keys)}"
-        )
-    if design.n_obs == 0:
-        raise FitError("the design has no observations to fit")
-    check_exposures(design)
+    _check_inputs(design, priors, pooling, layout)
     cen = centring if centring is not None else choose_centring(design, priors)
     if likelihood not in LIKELIHOODS:
         raise FitError(f"likelihood '{likelihood}' is unknown; expected one of {LIKELIHOODS}")
-    m = np.array([f.prior.mean for f in priors.features])
-    s = np.array([f.prior.sd for f in priors.features])
-    t = np.array([f.prior.between_user_sd for f in priors.features])
-    ip = priors.intercept
     coords = {
         "user": list(design.users),
         "feature": list(design.features),
@@ -342,29 +324,7 @@ def build_model(
     with pm.Model(coords=coords) as model:
         x = pm.Data("x", codes * scale, dims=("obs", "feature"))
         uidx = pm.Data("user_index", design.user_index, dims="obs")
-        if pooling == "none":
-            a = pm.Normal("a", mu=ip.logit_base_rate, sigma=NO_POOLING_INTERCEPT_SD, dims="user")
-            w = pm.Normal("w", mu=m, sigma=NO_POOLING_SD, dims=("user", "feature"))
-        else:
-            a0 = pm.Normal("a0", mu=ip.logit_base_rate, sigma=ip.a0_sd)
-            sigma_a = pm.HalfNormal("sigma_a", sigma=ip.sigma_a_scale)
-            a = pm.Deterministic(
-                "a", _partially_centred("za", a0, sigma_a, cen.intercepts, ("user",)), dims="user"
-            )
-            mu = pm.Normal("mu", mu=m, sigma=s, dims="feature")
-            if pooling == "complete":
-                w = pm.Deterministic(
-                    "w",
-                    pt.broadcast_to(mu, (len(design.users), len(design.features))),
-                    dims=("user", "feature"),
-                )
-            else:
-                tau = pm.HalfNormal("tau", sigma=t, dims="feature")
-                w = pm.Deterministic(
-                    "w",
-                    _partially_centred("z", mu, tau, cen.weights, ("user", "feature")),
-                    dims=("user", "feature"),
-                )
+        a, w = _user_parameters(design, priors, pooling, cen)
         if likelihood == "fused":
             rows = grouped_rows(design, layout, (codes, scale))
             logp = segment_logp(
@@ -389,3 +349,46 @@ def build_model(
                 dims="obs",
             )
     return model
+
+
+def _check_inputs(design: Design, priors: Priors, pooling: str, layout: str) -> None:
+    if pooling not in POOLINGS:
+        raise FitError(f"pooling '{pooling}' is unknown; expected one of {POOLINGS}")
+    if layout not in LAYOUTS:
+        raise FitError(f"layout '{layout}' is unknown; expected one of {LAYOUTS}")
+    if design.features != priors.keys:
+        raise FitError(
+            f"design features {list(design.features)} do not match the priors' {list(priors.keys)}"
+        )
+    if design.n_obs == 0:
+        raise FitError("the design has no observations to fit")
+    check_exposures(design)
+
+
+def _user_parameters(
+    design: Design, priors: Priors, pooling: str, cen: Centring
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Each user's intercept ``a`` and weights ``w`` under the pooling (inside the model)."""
+    m, s, t = priors.weight_priors()
+    ip = priors.intercept
+    if pooling == "none":
+        a = pm.Normal("a", mu=ip.logit_base_rate, sigma=NO_POOLING_INTERCEPT_SD, dims="user")
+        w = pm.Normal("w", mu=m, sigma=NO_POOLING_SD, dims=("user", "feature"))
+        return a, w
+    a0 = pm.Normal("a0", mu=ip.logit_base_rate, sigma=ip.a0_sd)
+    sigma_a = pm.HalfNormal("sigma_a", sigma=ip.sigma_a_scale)
+    a = pm.Deterministic(
+        "a", _partially_centred("za", a0, sigma_a, cen.intercepts, ("user",)), dims="user"
+    )
+    mu = pm.Normal("mu", mu=m, sigma=s, dims="feature")
+    if pooling == "complete":
+        shape = (len(design.users), len(design.features))
+        w = pm.Deterministic("w", pt.broadcast_to(mu, shape), dims=("user", "feature"))
+        return a, w
+    tau = pm.HalfNormal("tau", sigma=t, dims="feature")
+    w = pm.Deterministic(
+        "w",
+        _partially_centred("z", mu, tau, cen.weights, ("user", "feature")),
+        dims=("user", "feature"),
+    )
+    return a, w

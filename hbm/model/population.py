@@ -68,7 +68,7 @@ def population_of(post: xr.Dataset, priors: Priors | None = None) -> Population:
     if pooling == "none":
         if priors is None:
             raise ValueError("a no-pooling fit's new users come from the priors: pass them")
-        means = np.array([f.prior.mean for f in priors.features])
+        means = priors.weight_priors()[0]
         return Population(
             np.full(n, priors.intercept.logit_base_rate),
             np.full(n, NO_POOLING_INTERCEPT_SD),

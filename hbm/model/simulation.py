@@ -211,11 +211,9 @@ def simulate(priors: Priors, config: SimulationConfig | None = None) -> Cohort:
     design = exposures(diary, priors)
 
     keys = priors.keys
-    mu = np.array([f.prior.mean for f in priors.features])
+    mu, _, prior_tau = priors.weight_priors()
     tau = (
-        np.full(len(keys), float(cfg.heterogeneity))
-        if cfg.heterogeneity is not None
-        else np.array([f.prior.between_user_sd for f in priors.features])
+        np.full(len(keys), float(cfg.heterogeneity)) if cfg.heterogeneity is not None else prior_tau
     )
     # the intercepts' centre a0 is solved for below, so draw around 0 and shift
     za, w = new_users(

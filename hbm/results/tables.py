@@ -33,6 +33,7 @@ from hbm.model.population import new_user_draws
 
 CLASSES = ("trigger", "protector", "no association", "uncertain")
 TOP_TRIGGERS = 5
+PRIOR_COLUMNS = ("prior_mean", "prior_sd", "prior_between_user_sd")
 
 
 def _summary(dt: xr.DataTree, var: str, ci_prob: float, ci_kind: str) -> pd.DataFrame:
@@ -70,9 +71,7 @@ def population_table(
             "name": [f.name for f in priors.features],
             "group": [f.group for f in priors.features],
             "category": [f.category for f in priors.features],
-            "prior_mean": [f.prior.mean for f in priors.features],
-            "prior_sd": [f.prior.sd for f in priors.features],
-            "prior_between_user_sd": [f.prior.between_user_sd for f in priors.features],
+            **dict(zip(PRIOR_COLUMNS, priors.weight_priors(), strict=True)),
             "premonitory_confound": [f.premonitory_confound for f in priors.features],
         }
     )
