@@ -241,6 +241,40 @@ def load_priors(path: str | Path | None = None) -> Priors:
     return parse_priors(text, shown)
 
 
+def _feature(var: Mapping[str, Any], key: str, column: str, rng: tuple[float, float]) -> Feature:
+    """One schema-valid variable of a priors file as a ``Feature`` (its prior derived if absent)."""
+    pattern = tuple(float(v) for v in var["migraine_impact_pattern"])
+    explicit = var.get("log_odds_prior")
+    prior = (
+        LogOddsPrior(
+            mean=float(explicit["mean"]),
+            sd=float(explicit["sd"]),
+            between_user_sd=float(explicit["between_user_sd"]),
+            derived=False,
+        )
+        if explicit is not None
+        else derive_log_odds_prior(pattern, float(var["weight_prior"]))
+    )
+    return Feature(
+        key=key,
+        name=var["name"],
+        category=var["category"],
+        group=var["group"],
+        column=column,
+        unit=var["unit"],
+        range=rng,
+        levels=tuple(float(v) for v in var["levels"]),
+        pattern=pattern,
+        weight_prior=float(var["weight_prior"]),
+        prior=prior,
+        lag_days=int(var["lag_days"]),
+        transform=var["transform"],
+        premonitory_confound=bool(var.get("premonitory_confound", False)),
+        source=var["source"],
+        simulation=var.get("simulation"),
+    )
+
+
 def parse_priors(text: str, shown: str = "<priors>") -> Priors:
     """Validate the text of a priors file; ``shown`` names it in error messages."""
     try:
@@ -277,38 +311,7 @@ def parse_priors(text: str, shown: str = "<priors>") -> Priors:
                 "one range"
             )
         ranges.setdefault(column, (rng, key))
-        pattern = tuple(float(v) for v in var["migraine_impact_pattern"])
-        explicit = var.get("log_odds_prior")
-        prior = (
-            LogOddsPrior(
-                mean=float(explicit["mean"]),
-                sd=float(explicit["sd"]),
-                between_user_sd=float(explicit["between_user_sd"]),
-                derived=False,
-            )
-            if explicit is not None
-            else derive_log_odds_prior(pattern, float(var["weight_prior"]))
-        )
-        features.append(
-            Feature(
-                key=key,
-                name=var["name"],
-                category=var["category"],
-                group=var["group"],
-                column=column,
-                unit=var["unit"],
-                range=rng,
-                levels=tuple(float(v) for v in var["levels"]),
-                pattern=pattern,
-                weight_prior=float(var["weight_prior"]),
-                prior=prior,
-                lag_days=int(var["lag_days"]),
-                transform=var["transform"],
-                premonitory_confound=bool(var.get("premonitory_confound", False)),
-                source=var["source"],
-                simulation=var.get("simulation"),
-            )
-        )
+        features.append(_feature(var, key, column, rng))
     reserved = {"user_id", "date", "migraine"}
     for f in features:
         if f.column in reserved:

@@ -154,7 +154,65 @@ def compare(
         rows.append(
             {"model": name, **scores(test.y.astype(float), p, test.user_index), **fitted.info}
         )
-    differences = pd.DataFrame(
+    differences = _differences(per_user, names, seed)
+    against_reference = differences[differences["reference"] == REFERENCE].drop(columns="reference")
+    table = pd.DataFrame(rows).merge(against_reference, on="model", how="left")
+    table.insert(1, "reference", REFERENCE)
+    table["split"] = split
+    table["test_fraction"] = test_fraction
+    table["fit_predict_s"] = [timings[n] for n in names]
+    per_user_table = _per_user_table(per_user, test)
+    recovery = _recovery(fits, truth) if truth is not None else None
+    stab = None
+    if stability and split == "temporal":
+        stab = _stability(fits, train, priors, sampler, seed, say)
+    info = _info(split, test_fraction, train, test, len(diary.users), names, seed, sampler)
+    info["timings_s"] = timings
+    return Comparison(table, differences, per_user_table, recovery, stab, fits, info)
+
+
+def _per_user_table(per_user: dict[str, pd.DataFrame], test: Design) -> pd.DataFrame:
+    """Every model's per-user scores in one table, users by id."""
+    users = np.asarray(test.users, dtype=object)
+    table = pd.concat(
+        [t.assign(model=name, user_id=users[t["user"].to_numpy()]) for name, t in per_user.items()],
+        ignore_index=True,
+    ).drop(columns="user")
+    return table[["model", "user_id", "n_test", "attacks", "auc", "sse", "nll"]]
+
+
+def _info(
+    split: str,
+    test_fraction: float,
+    train: Design,
+    test: Design,
+    n_users: int,
+    names: list[str],
+    seed: int,
+    sampler: SamplerConfig,
+) -> dict[str, Any]:
+    """What a comparison ran: split, sizes, models, seeds and sampler (``comparison.json``)."""
+    return {
+        "split": split,
+        "test_fraction": test_fraction,
+        "train_rows": train.n_obs,
+        "test_rows": test.n_obs,
+        "users": n_users,
+        "models": names,
+        "seed": seed,
+        "nuts_sampler": sampler.backend,
+        "sampler": {
+            "chains": sampler.chains,
+            "tune": sampler.tune,
+            "draws": sampler.draws,
+            "seed": sampler.seed,
+        },
+    }
+
+
+def _differences(per_user: dict[str, pd.DataFrame], names: list[str], seed: int) -> pd.DataFrame:
+    """Paired bootstrap of every model against the reference and against ``hbm``."""
+    return pd.DataFrame(
         [
             {
                 "model": name,
@@ -167,56 +225,35 @@ def compare(
             if name != ref
         ]
     )
-    against_reference = differences[differences["reference"] == REFERENCE].drop(columns="reference")
-    table = pd.DataFrame(rows).merge(against_reference, on="model", how="left")
-    table.insert(1, "reference", REFERENCE)
-    table["split"] = split
-    table["test_fraction"] = test_fraction
-    table["fit_predict_s"] = [timings[n] for n in names]
-    users = np.asarray(test.users, dtype=object)
-    per_user_table = pd.concat(
-        [t.assign(model=name, user_id=users[t["user"].to_numpy()]) for name, t in per_user.items()],
-        ignore_index=True,
-    ).drop(columns="user")
-    per_user_table = per_user_table[["model", "user_id", "n_test", "attacks", "auc", "sse", "nll"]]
 
-    recovery = None
-    if truth is not None:
-        rec_rows = []
-        for name, fitted in fits.items():
-            weights = weights_of(fitted)
-            if weights is not None:
-                rec = weight_recovery(weights, truth)
-                rec.pop("coverage_by_feature")
-                rec_rows.append({"model": name, **rec})
-        recovery = pd.DataFrame(rec_rows) if rec_rows else None
 
-    stab = None
-    if stability and split == "temporal":
-        stab_rows = []
-        half = first_part(train, 0.5)
-        for name in [m for m in STABILITY_MODELS if m in fits]:
-            say(f"fit {name} on the first half of the training days (stability)")
-            early = weights_of(fit_model(name, half, priors, sampler, seed))
-            full = weights_of(fits[name])
-            if early is not None and full is not None:
-                stab_rows.append({"model": name, **weight_stability(early, full)})
-        stab = pd.DataFrame(stab_rows) if stab_rows else None
-    info = {
-        "split": split,
-        "test_fraction": test_fraction,
-        "train_rows": train.n_obs,
-        "test_rows": test.n_obs,
-        "users": len(diary.users),
-        "models": names,
-        "seed": seed,
-        "nuts_sampler": sampler.backend,
-        "sampler": {
-            "chains": sampler.chains,
-            "tune": sampler.tune,
-            "draws": sampler.draws,
-            "seed": sampler.seed,
-        },
-        "timings_s": timings,
-    }
-    return Comparison(table, differences, per_user_table, recovery, stab, fits, info)
+def _recovery(fits: dict[str, Fitted], truth: dict[str, Any]) -> pd.DataFrame | None:
+    """Weight recovery of every per-user model against a simulator's truth."""
+    rec_rows = []
+    for name, fitted in fits.items():
+        weights = weights_of(fitted)
+        if weights is not None:
+            rec = weight_recovery(weights, truth)
+            rec.pop("coverage_by_feature")
+            rec_rows.append({"model": name, **rec})
+    return pd.DataFrame(rec_rows) if rec_rows else None
+
+
+def _stability(
+    fits: dict[str, Fitted],
+    train: Design,
+    priors: Priors,
+    sampler: SamplerConfig,
+    seed: int,
+    say: Callable[[str], None],
+) -> pd.DataFrame | None:
+    """Change of per-user weights when refitted on the first half of each user's training days."""
+    stab_rows = []
+    half = first_part(train, 0.5)
+    for name in [m for m in STABILITY_MODELS if m in fits]:
+        say(f"fit {name} on the first half of the training days (stability)")
+        early = weights_of(fit_model(name, half, priors, sampler, seed))
+        full = weights_of(fits[name])
+        if early is not None and full is not None:
+            stab_rows.append({"model": name, **weight_stability(early, full)})
+    return pd.DataFrame(stab_rows) if stab_rows else None

@@ -288,8 +288,7 @@ def build_model(
     pooling
         ``"partial"`` (hierarchical), ``"none"`` or ``"complete"``.
     centring
-        Partial centring per cell (``choose_centring``); ``None`` applies the rule with the
-        priors' spreads.
+        Partial centring per cell (``choose_centring``; ``None``: the rule on the priors' spreads).
     likelihood
         ``"pointwise"``: the outcome ``y`` is a random variable (prior and predictive draws,
         log-likelihood per row, SBC). ``"fused"``: the same log density as one ``Potential``
@@ -299,8 +298,7 @@ def build_model(
         (``hbm.model.likelihood.flat_exposures``):
         ``"blocked"`` for numba (nutpie, PyMC's NUTS), ``"feature"`` for JAX (numpyro).
     quantized
-        ``hbm.model.likelihood.quantize_exposures(design.x)`` when the caller has it already
-        (``None``: computed here).
+        ``hbm.model.likelihood.quantize_exposures(design.x)`` if the caller has it (else computed).
 
     Returns
     -------

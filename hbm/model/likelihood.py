@@ -6,19 +6,14 @@ by user and user ``u`` owns rows ``offsets[u]:offsets[u + 1]``; ``x_flat`` is ``
 one of two layouts (``flat_exposures``). The operation returns the gradients in ``w`` and ``a``
 beside the value, so NUTS gets both from one pass over the data.
 
-It exists for speed only; ``hbm.model.build`` uses it for sampling and keeps the row-by-row
-likelihood
-(PyTensor's graph) for prior draws and SBC. ``rows_logp_draw`` returns each row's log-mass and a
-predictive outcome under one posterior draw, for the fit's log-likelihood and predictive draws.
-Tests check both against the row-by-row form: one log density and gradient, and the same
-log-likelihood per row. Why it is faster than PyTensor's graph of the same sum (0.27 against 1.1 ms
-a gradient on the medium benchmark): the exponential and logarithm are evaluated by polynomials that
-the compiler vectorizes (numba's ``np.exp``/``np.log1p`` call scalar libm), one exponential serves
-both the log-mass and the gradient, and each block of rows is read once for the linear predictor and
-once, still in cache, for the gradient. In the ``"blocked"`` layout (numba's) each block's exposures
-lie in one contiguous run of memory, which the processor streams well once the diary outgrows its
-caches; JAX gets the ``"feature"`` layout, ``(feature, obs)`` flattened, which it reads without a
-gather.
+It exists for speed only (figures in BENCHMARKS.md); ``hbm.model.build`` uses it for sampling and
+keeps the row-by-row likelihood (PyTensor's graph) for prior draws and SBC. ``rows_logp_draw``
+returns each row's log-mass and a predictive outcome under one posterior draw. Tests check both
+against the row-by-row form. Why it is faster: the exponential and logarithm are polynomials the
+compiler vectorizes (numba's ``np.exp``/``np.log1p`` call scalar libm), one exponential serves the
+log-mass and the gradient, and each block of rows is read once for the linear predictor and once,
+still in cache, for the gradient. The ``"blocked"`` layout (numba's) keeps each block's exposures in
+one contiguous run; JAX gets ``"feature"``, ``(feature, obs)`` flattened, read without a gather.
 """
 
 from __future__ import annotations
@@ -191,7 +186,7 @@ def flat_exposures(x: np.ndarray, offsets: np.ndarray, layout: Layout = "blocked
     The kernel walks each user's rows in blocks of at most ``BLOCK``. ``"blocked"``: block
     ``(start, n)`` (rows ``start:start + n``) occupies ``[start * F, (start + n) * F)``, feature
     after feature, one contiguous run of memory per block instead of ``F`` runs far apart (numba's
-    kernel: sampling 25-27% shorter at 250,000-500,000 rows, BENCHMARKS.md). ``"feature"``:
+    kernel: shorter sampling on large diaries, BENCHMARKS.md). ``"feature"``:
     ``x.T`` flattened, ``(feature, obs)`` (JAX's version reshapes it instead of gathering).
 
     Parameters
