@@ -52,11 +52,8 @@ MODELS = (
 NUTS_POOLING: dict[str, Pooling] = {"global": "complete", "no-pooling": "none", "hbm": "partial"}
 SEED_FIXED_WEIGHTS = {"stress": 0.5, "sleep_debt": 0.4, "hormonal": 0.45, "environmental": 0.35}
 SEED_FIXED_BIAS = -1.8
-EMBED_DIM, HIDDEN, DROPOUT = 16, 32, 0.2
+#: L2 penalty of the regularized embedding model (the network's settings are in ``neural``).
 REG_LAMBDA = 0.1
-VALIDATION_FRACTION = 0.2
-LEARNING_RATE = 0.01
-MAX_EPOCHS, PATIENCE = 400, 25
 
 
 @dataclass(frozen=True)
@@ -119,14 +116,14 @@ def fit_model(
     from hbm.evaluation.neural import fit_embedding
 
     prior_means = priors.weight_priors()[0]
-    return fit_embedding(
-        name,
+    predict, info = fit_embedding(
         train,
         prior_means,
         reg=REG_LAMBDA if name == "embedding-reg" else 0.0,
         prior_init=name == "embedding-prior-init",
         seed=seed,
     )
+    return Fitted(name, predict, None, info)
 
 
 def weights_of(fitted: Fitted) -> pd.DataFrame | None:

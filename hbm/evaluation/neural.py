@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -11,16 +12,11 @@ import optax
 from flax import nnx
 
 from hbm.data.exposures import Design, day_rank
-from hbm.evaluation.baselines import (
-    DROPOUT,
-    EMBED_DIM,
-    HIDDEN,
-    LEARNING_RATE,
-    MAX_EPOCHS,
-    PATIENCE,
-    VALIDATION_FRACTION,
-    Fitted,
-)
+
+EMBED_DIM, HIDDEN, DROPOUT = 16, 32, 0.2
+VALIDATION_FRACTION = 0.2
+LEARNING_RATE = 0.01
+MAX_EPOCHS, PATIENCE = 400, 25
 
 
 class EmbeddingMLP(nnx.Module):
@@ -47,14 +43,20 @@ def _validation_mask(design: Design, fraction: float) -> np.ndarray:
 
 
 def fit_embedding(
-    name: str,
     train: Design,
     prior_means: np.ndarray,
     reg: float = 0.0,
     prior_init: bool = False,
     seed: int = 0,
-) -> Fitted:
-    """Train the embedding network with early stopping; ``predict`` maps users by id."""
+) -> tuple[Callable[[Design], np.ndarray], dict[str, Any]]:
+    """Train the embedding network with early stopping.
+
+    Returns
+    -------
+    predict, info
+        Risk per row of a design (users mapped by id; unseen users get the mean embedding), and
+        the epochs run, best validation loss and validation rows.
+    """
     n_users, n_k = len(train.users), train.x.shape[1]
     model = EmbeddingMLP(n_users, n_k, nnx.Rngs(params=seed, dropout=seed + 1))
     w_prior = jnp.asarray(np.repeat(prior_means[:, None], HIDDEN, axis=1), dtype=jnp.float32)
@@ -114,4 +116,4 @@ def fit_embedding(
         return np.asarray(jax.nn.sigmoid(logits), dtype=float)
 
     info = {"epochs": epochs, "best_validation_loss": best, "validation_rows": int(val.sum())}
-    return Fitted(name, predict, None, info)
+    return predict, info

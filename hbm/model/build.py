@@ -39,13 +39,12 @@ from hbm.data.exposures import Design
 from hbm.data.priors import Priors
 from hbm.errors import FitError
 from hbm.model.likelihood import LAYOUTS, Layout, flat_exposures, quantize_exposures, segment_logp
+from hbm.model.population import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
 
 Pooling = Literal["partial", "none", "complete"]
 POOLINGS: tuple[str, ...] = ("partial", "none", "complete")
 Parameterization = Literal["auto", "centred", "noncentred"]
 PARAMETERIZATIONS: tuple[str, ...] = ("auto", "centred", "noncentred")
-NO_POOLING_SD = 1.0
-NO_POOLING_INTERCEPT_SD = 1.5
 Likelihood = Literal["pointwise", "fused"]
 LIKELIHOODS: tuple[str, ...] = ("pointwise", "fused")
 #: Model data of the fused likelihood: the rows regrouped by user and the exposures' scale per

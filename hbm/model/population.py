@@ -21,7 +21,11 @@ import numpy as np
 import xarray as xr
 
 from hbm.data.priors import Priors
-from hbm.model.build import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
+
+#: Under no pooling each user stands alone: ``w[u, k] ~ Normal(prior mean, NO_POOLING_SD)``,
+#: ``a[u] ~ Normal(logit(base rate), NO_POOLING_INTERCEPT_SD)`` (``hbm.model.build``).
+NO_POOLING_SD = 1.0
+NO_POOLING_INTERCEPT_SD = 1.5
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import numpy as np
@@ -27,9 +27,10 @@ from hbm.data.exposures import Design
 from hbm.data.priors import Priors
 from hbm.defaults import CI_KIND, CI_KINDS, CI_PROB, MIN_DAYS, ROPE, SPREAD, SPREAD_COLUMN
 from hbm.errors import HBMError
-from hbm.inference.fitting import FitResult
-from hbm.model.build import NO_POOLING_SD
-from hbm.model.population import new_user_draws
+from hbm.model.population import NO_POOLING_SD, new_user_draws
+
+if TYPE_CHECKING:
+    from hbm.inference.fitting import FitResult
 
 CLASSES = ("trigger", "protector", "no association", "uncertain")
 TOP_TRIGGERS = 5

@@ -19,7 +19,8 @@ from hbm.data.exposures import Design, ExposureMeans
 from hbm.errors import HBMError
 from hbm.inference.diagnostics import Diagnostics
 from hbm.inference.fitting import FitResult, SamplerConfig
-from hbm.model.build import NO_POOLING_SD, Centring
+from hbm.model.build import Centring
+from hbm.model.population import NO_POOLING_SD
 from hbm.results.tables import (
     CLASSES,
     build_exports,
