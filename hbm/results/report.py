@@ -2,14 +2,14 @@
 
 ``build_report`` works in memory (figures as PNG bytes, the page as a string); ``hbm report``
 writes them. The figures are drawn by ``hbm.results.report_figures``; each section of the page is
-one function here (``SECTIONS``, in page order).
+one function here (``SECTIONS``, in page order). Every table is a two-dimensional grid of plain
+values (nested settings as one row per key) inside its own horizontally scrolling box.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,9 +63,13 @@ POPULATION_COLUMNS = [
     "tau_ess_bulk",
 ]
 
+#: Sampler settings the "chains x (tune + draws)" and "seed" rows already show.
+SUMMARISED_SAMPLER_KEYS = frozenset({"chains", "tune", "draws", "seed"})
+
 CSS = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:0 1em;color:#222}
 h1{margin-bottom:0}nav a{margin-right:1em}section{margin:2em 0}img{max-width:100%}
+.scroll{overflow-x:auto;max-width:100%;margin:.5em 0}
 table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:2px 8px;
 border-bottom:1px solid #ddd;text-align:right}table.t td:first-child{text-align:left}
 .ok{color:#1a7f37;font-weight:bold}.bad{color:#b00020;font-weight:bold}
@@ -86,7 +90,8 @@ NAV = (
 
 
 def _table(frame: pd.DataFrame, table_id: str, digits: int = 3, escape: bool = True) -> str:
-    return frame.to_html(
+    # the box scrolls, not the page: the population table alone is wider than a laptop screen
+    inner = frame.to_html(
         index=False,
         escape=escape,
         table_id=table_id,
@@ -95,6 +100,7 @@ def _table(frame: pd.DataFrame, table_id: str, digits: int = 3, escape: bool = T
         border=0,
         classes="t",
     )
+    return f'<div class="scroll">{inner}</div>'
 
 
 def _img(name: str, png: bytes, alt: str) -> str:
@@ -102,14 +108,40 @@ def _img(name: str, png: bytes, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" data-name="{name}">'
 
 
+def plain(value: Any) -> str:
+    """A setting as a reader would write it: no JSON, floats to 4 significant digits."""
+    if value is None:
+        return "not set"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(v) for v in value)
+    return str(value)
+
+
+def nested_rows(label: str, value: Any, fmt: Callable[[Any], str] = plain) -> list[tuple[str, str]]:
+    """``(what, value)`` rows of a setting; a mapping gives one row per key, ``label: key``.
+
+    Nested mappings are flattened the same way (``label: key: subkey``); an empty mapping gives
+    no rows. With an empty ``label`` the rows are named by the keys alone.
+    """
+    if not isinstance(value, dict):
+        return [(label, fmt(value))]
+    rows: list[tuple[str, str]] = []
+    for key, item in value.items():
+        rows += nested_rows(f"{label}: {key}" if label else str(key), item, fmt)
+    return rows
+
+
 def _chains(sampler: dict[str, Any]) -> str:
     return f"{sampler.get('chains')} x ({sampler.get('tune')} + {sampler.get('draws')})"
 
 
-def run_rows(info: dict[str, Any]) -> pd.DataFrame:
-    """The run table: data, priors, sampler, interval, timings, command, versions."""
+def run_rows(info: dict[str, Any], diag: dict[str, Any]) -> pd.DataFrame:
+    """The run table: data, priors, sampler, interval, centring, timings, command, versions."""
     d, priors = info.get("diary", {}), info.get("priors", {})
-    sampler, timings = info.get("sampler", {}), info.get("timings", {})
+    sampler = info.get("sampler", {})
+    rest = {k: v for k, v in sampler.items() if k not in SUMMARISED_SAMPLER_KEYS}
     rows: list[tuple[str, Any]] = [
         ("diary", d.get("file", "")),
         ("users", d.get("users", "")),
@@ -120,11 +152,14 @@ def run_rows(info: dict[str, Any]) -> pd.DataFrame:
         ("NUTS sampler", info.get("nuts_sampler", "")),
         ("pooling / parameterization", f"{info.get('pooling')} / {info.get('parameterization')}"),
         ("chains x (tune + draws)", _chains(sampler)),
+        *nested_rows("sampler", rest),
         ("seed", info.get("seed", "")),
         ("interval", f"{float(info['ci_prob']):g} {info['ci_kind']}"),
-        ("timings (s)", json.dumps({k: round(float(v), 1) for k, v in timings.items()})),
+        *nested_rows("centring", info.get("centring", {})),
+        *([("centring rule", diag["centring_rule"])] if "centring_rule" in diag else []),
+        *nested_rows("timings (s)", info.get("timings", {}), lambda v: f"{float(v):.1f}"),
         ("command", info.get("command", "")),
-        ("versions", json.dumps(info.get("versions", {}))),
+        *nested_rows("versions", info.get("versions", {})),
     ]
     return pd.DataFrame([(what, str(v)) for what, v in rows], columns=["item", "value"])
 
@@ -140,14 +175,14 @@ def run_section(p: Page) -> str:
     )
     return (
         f'<section id="run"><h2>Run</h2><p>Verdict: {verdict}</p>'
-        f"{_table(run_rows(p.run.run_info), 'run-table')}</section>"
+        f"{_table(run_rows(p.run.run_info, diag), 'run-table')}</section>"
     )
 
 
 def diagnostics_section(p: Page) -> str:
     """Gate, sampler checks, R-hat / ESS per variable, rank plots and energy."""
     diag = p.run.diagnostics
-    gate = json.dumps(diag.get("gate", {}))
+    gate = ", ".join(f"{what} {v}" for what, v in nested_rows("", diag.get("gate", {})))
     per_variable = pd.DataFrame(
         [
             {
