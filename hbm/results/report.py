@@ -21,7 +21,7 @@ import xarray as xr
 from hbm.defaults import CI_KINDS, SPREAD_COLUMN, CiKind
 from hbm.errors import RunError
 from hbm.results.io import RunFolder
-from hbm.results.report_figures import CONFIDENCE_FIGURE, draw_figures
+from hbm.results.report_figures import CONFIDENCE_FIGURE, common_days, draw_figures
 
 
 @dataclass(frozen=True)
@@ -230,8 +230,19 @@ def heatmap_section(p: Page) -> str:
 
 
 def confidence_block(users: pd.DataFrame, png: bytes) -> str:
-    """Confidence against days logged."""
-    return _img(CONFIDENCE_FIGURE, png, "confidence vs days")
+    """The confidence figure; when every user logged the same days, a sentence saying so first.
+
+    ``png`` is ``report_figures.confidence_figure`` of ``users``: a histogram of confidence in
+    that case, a scatter against days logged otherwise.
+    """
+    days = common_days(users)
+    if days is None:
+        return _img(CONFIDENCE_FIGURE, png, "confidence vs days")
+    return (
+        f"<p>Every user logged {days} days, so confidence cannot be plotted against days; the "
+        "distribution of confidence over users is shown instead.</p>"
+        + _img(CONFIDENCE_FIGURE, png, "confidence distribution")
+    )
 
 
 def user_details(p: Page, uid: str) -> str:

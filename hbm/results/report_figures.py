@@ -95,6 +95,12 @@ def user_forest(user_rows: pd.DataFrame, population: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+def common_days(users: pd.DataFrame) -> int | None:
+    """The number of days every user logged, or ``None`` when users logged different numbers."""
+    days = users["days_logged"].unique()
+    return int(days[0]) if len(days) == 1 else None
+
+
 def confidence_vs_days(users: pd.DataFrame) -> bytes:
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.scatter(users["days_logged"], users["confidence"], s=16)
@@ -103,6 +109,29 @@ def confidence_vs_days(users: pd.DataFrame) -> bytes:
     ax.set_ylim(0, 1)
     ax.set_title("confidence against days logged")
     return _png(fig)
+
+
+def confidence_histogram(users: pd.DataFrame, days: int) -> bytes:
+    """Confidence over users, for a cohort in which every user logged ``days`` days."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.hist(
+        users["confidence"], bins=np.linspace(0, 1, 21).tolist(), color="#4477aa", edgecolor="white"
+    )
+    ax.set_xlabel("personalization confidence")
+    ax.set_ylabel("users")
+    ax.set_xlim(0, 1)
+    ax.set_title(f"confidence of {len(users)} users, each with {days} days logged")
+    return _png(fig)
+
+
+def confidence_figure(users: pd.DataFrame) -> bytes:
+    """Confidence against days logged; its histogram when every user logged the same days.
+
+    With one number of days the scatter would be a vertical line of points, which says nothing
+    about how confidence grows with days.
+    """
+    days = common_days(users)
+    return confidence_vs_days(users) if days is None else confidence_histogram(users, days)
 
 
 def days_needed_plot(days: pd.DataFrame) -> bytes:
@@ -219,7 +248,7 @@ def draw_figures(
     if has_population:
         add("forest.png", lambda: _pc_png(forest_plot(tree, ci_prob=ci_prob, ci_kind=ci_kind)))
     add("heatmap.png", lambda: heatmap(run.weights))
-    add(CONFIDENCE_FIGURE, lambda: confidence_vs_days(run.users))
+    add(CONFIDENCE_FIGURE, lambda: confidence_figure(run.users))
     if {"posterior_predictive", "observed_data", "constant_data"} <= set(tree.children):
         add("calibration.png", lambda: _pc_png(azp_pava(tree, ci_prob)))
         add("ppc_user_rates.png", lambda: _pc_png(azp_ppc_dist(_user_rates(tree))))

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from hbm.app.cli import main
-from hbm.results import io
+from hbm.results import io, report_figures
 from hbm.results.days_needed import days_needed
-from hbm.results.report import nested_rows, plain
+from hbm.results.report import confidence_block, nested_rows, plain
 
 from ..conftest import REPO
 
@@ -268,3 +268,36 @@ def test_every_table_scrolls_in_its_own_box(reported):
     # run, diagnostics, population, users, days needed, and one weights table per user (5)
     assert len(parser.parents) == 4 + 1 + 5
     assert set(parser.parents.values()) == {("div", "scroll")}
+
+
+def test_confidence_is_a_histogram_when_every_user_logged_the_same_days(monkeypatch):
+    drawn: list[str] = []
+    monkeypatch.setattr(report_figures, "confidence_vs_days", lambda u: drawn.append("scatter"))
+    monkeypatch.setattr(report_figures, "confidence_histogram", lambda u, d: drawn.append(d))
+    same = pd.DataFrame({"days_logged": [45, 45, 45], "confidence": [0.1, 0.5, 0.9]})
+    varied = pd.DataFrame({"days_logged": [30, 60, 90], "confidence": [0.1, 0.5, 0.9]})
+    report_figures.confidence_figure(same)
+    report_figures.confidence_figure(varied)
+    assert drawn == [45, "scatter"]
+    message = "Every user logged 45 days, so confidence cannot be plotted against days"
+    assert message in confidence_block(same, b"png")
+    assert 'alt="confidence distribution"' in confidence_block(same, b"png")
+    block = confidence_block(varied, b"png")
+    assert "Every user" not in block and 'alt="confidence vs days"' in block
+
+
+def test_confidence_drawings_are_pngs():
+    users = pd.DataFrame({"days_logged": [30, 30, 90], "confidence": [0.0, 0.4, 0.8]})
+    for png in (
+        report_figures.confidence_vs_days(users),
+        report_figures.confidence_histogram(users, 30),
+    ):
+        assert png.startswith(b"\x89PNG")
+
+
+def test_report_says_why_confidence_is_not_plotted_against_days(reported):
+    """The workspace cohort: 5 users simulated with 60 days each."""
+    page = (reported / io.REPORT_FILE).read_text()
+    assert "Every user logged 60 days, so confidence cannot be plotted against days" in page
+    assert 'alt="confidence distribution" data-name="confidence_days.png"' in page
+    assert 'alt="confidence vs days"' not in page
