@@ -3,7 +3,9 @@ demo-sized report opened in headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import time
 from html.parser import HTMLParser
@@ -14,8 +16,9 @@ import pandas as pd
 import pytest
 
 from hbm.app.cli import main
-from hbm.results import io
+from hbm.results import io, report_figures
 from hbm.results.days_needed import days_needed
+from hbm.results.report import confidence_block, nested_rows, plain
 
 from ..conftest import REPO
 
@@ -62,6 +65,31 @@ def table(page: str, table_id: str) -> pd.DataFrame:
     parser.feed(page)
     rows = parser.tables[table_id]
     return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+class _TableParents(HTMLParser):
+    """The element (tag, class) that directly holds each table of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, str]] = []
+        self.parents: dict[str, tuple[str, str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self.parents[a.get("id") or f"#{len(self.parents)}"] = self.stack[-1]
+        if tag not in ("img", "meta", "br"):  # void elements have no end tag
+            self.stack.append((tag, a.get("class") or ""))
+
+    def handle_endtag(self, tag):
+        if tag not in ("img", "meta", "br"):
+            self.stack.pop()
+
+
+def _body(page: str) -> str:
+    """The page less its style sheet and script (the only places braces belong)."""
+    return re.sub(r"<style>.*?</style>|<script>.*?</script>", "", page, flags=re.S)
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +211,93 @@ def test_report_of_a_no_pooling_run(no_pooling_run):
     page = (no_pooling_run / io.REPORT_FILE).read_text()
     assert "no rank plots" in page and 'id="population-table"' in page
     assert not (no_pooling_run / "figures" / "days_needed.png").exists()
+
+
+def test_nested_settings_are_one_row_per_key():
+    timings = {"compile_s": 1.26, "sampling": {"tune_s": 0.04}}
+    assert nested_rows("timings (s)", timings, lambda v: f"{v:.1f}") == [
+        ("timings (s): compile_s", "1.3"),
+        ("timings (s): sampling: tune_s", "0.0"),
+    ]
+    assert nested_rows("", {"max_rhat": 1.01, "min_ess_bulk": 400.0}) == [
+        ("max_rhat", "1.01"),
+        ("min_ess_bulk", "400"),
+    ]
+    assert nested_rows("centring", {}) == []
+    assert nested_rows("seed", 3) == [("seed", "3")]
+    assert plain(None) == "not set"
+    assert plain(0.0003507165230710224) == "0.0003507"
+    assert plain([0.94, 0.93]) == "0.94, 0.93"
+
+
+def test_report_shows_no_json(reported):
+    """Timings, versions, sampler settings, centring and the gate as words, one row per key."""
+    page = (reported / io.REPORT_FILE).read_text()
+    assert "{" not in _body(page) and "&quot;" not in _body(page)
+    parser = _Tables()
+    parser.feed(page)
+    for rows in parser.tables.values():
+        for row in rows:
+            for cell in row:
+                assert "{" not in cell and not re.search(r'"[^"]*":', cell), cell
+    info = json.loads((reported / io.RUN_FILE).read_text())
+    shown = dict(map(tuple, parser.tables["run-table"][1:]))
+    for key, seconds in info["timings"].items():
+        assert shown[f"timings (s): {key}"] == f"{round(seconds, 1):.1f}"
+    for key, version in info["versions"].items():
+        assert shown[f"versions: {key}"] == version
+    # FIT_ARGS: --chains 2 --tune 150 --draws 150 --seed 3
+    assert shown["chains x (tune + draws)"] == "2 x (150 + 150)" and shown["seed"] == "3"
+    for key, value in info["sampler"].items():
+        if key in ("chains", "tune", "draws", "seed"):
+            assert f"sampler: {key}" not in shown  # shown once, in the rows above
+        else:  # backend, target_accept 0.9, progressbar False, cores null, ...
+            assert shown[f"sampler: {key}"] == ("not set" if value is None else str(value))
+    assert set(info["centring"]) == {
+        k.removeprefix("centring: ") for k in shown if "centring: " in k
+    }
+    gate = json.loads((reported / io.DIAGNOSTICS_FILE).read_text())["gate"]
+    assert "Gate: " + ", ".join(f"{key} {value:g}" for key, value in gate.items()) + ";" in page
+
+
+def test_every_table_scrolls_in_its_own_box(reported):
+    page = (reported / io.REPORT_FILE).read_text()
+    assert re.search(r"\.scroll\{overflow-x:auto", page)
+    parser = _TableParents()
+    parser.feed(page)
+    # run, diagnostics, population, users, days needed, and one weights table per user (5)
+    assert len(parser.parents) == 4 + 1 + 5
+    assert set(parser.parents.values()) == {("div", "scroll")}
+
+
+def test_confidence_is_a_histogram_when_every_user_logged_the_same_days(monkeypatch):
+    drawn: list[str] = []
+    monkeypatch.setattr(report_figures, "confidence_vs_days", lambda u: drawn.append("scatter"))
+    monkeypatch.setattr(report_figures, "confidence_histogram", lambda u, d: drawn.append(d))
+    same = pd.DataFrame({"days_logged": [45, 45, 45], "confidence": [0.1, 0.5, 0.9]})
+    varied = pd.DataFrame({"days_logged": [30, 60, 90], "confidence": [0.1, 0.5, 0.9]})
+    report_figures.confidence_figure(same)
+    report_figures.confidence_figure(varied)
+    assert drawn == [45, "scatter"]
+    message = "Every user logged 45 days, so confidence cannot be plotted against days"
+    assert message in confidence_block(same, b"png")
+    assert 'alt="confidence distribution"' in confidence_block(same, b"png")
+    block = confidence_block(varied, b"png")
+    assert "Every user" not in block and 'alt="confidence vs days"' in block
+
+
+def test_confidence_drawings_are_pngs():
+    users = pd.DataFrame({"days_logged": [30, 30, 90], "confidence": [0.0, 0.4, 0.8]})
+    for png in (
+        report_figures.confidence_vs_days(users),
+        report_figures.confidence_histogram(users, 30),
+    ):
+        assert png.startswith(b"\x89PNG")
+
+
+def test_report_says_why_confidence_is_not_plotted_against_days(reported):
+    """The workspace cohort: 5 users simulated with 60 days each."""
+    page = (reported / io.REPORT_FILE).read_text()
+    assert "Every user logged 60 days, so confidence cannot be plotted against days" in page
+    assert 'alt="confidence distribution" data-name="confidence_days.png"' in page
+    assert 'alt="confidence vs days"' not in page
