@@ -42,7 +42,7 @@ from hbm.model.population import Population, new_users, standard_noise
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """Settings of one synthetic cohort (all defaults from ../shared/reference evidence)."""
+    """Settings of one synthetic cohort (defaults from the evidence in priors/EVIDENCE.md)."""
 
     n_users: int = 40
     n_days: int = 365
