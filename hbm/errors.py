@@ -21,3 +21,7 @@ class FitError(HBMError):
 
 class RunError(HBMError):
     """A run folder is missing a file or holds files that do not agree."""
+
+
+class ConfigError(HBMError):
+    """A run configuration file is missing, unreadable or holds an unknown key or a wrong type."""

@@ -38,7 +38,7 @@ from hbm.data.exposures import Design
 from hbm.data.priors import Priors
 from hbm.errors import HBMError
 from hbm.inference.fitting import FitResult, SamplerConfig, fit
-from hbm.model.build import Pooling
+from hbm.model.options import Pooling
 
 MODELS = (
     "seed-fixed",

@@ -17,7 +17,8 @@ from hbm.data.exposures import Design, select_users
 from hbm.data.priors import Priors
 from hbm.inference.backends import Backend, NutsRun, leapfrog_steps, run_nuts
 from hbm.inference.config import SamplerConfig
-from hbm.model.build import Likelihood, Pooling, build_model, choose_centring
+from hbm.model.build import build_model, choose_centring
+from hbm.model.options import Likelihood, Pooling
 
 #: The pilot reports this quantile of each spread: a spread whose posterior reaches near zero must
 #: not be centred (that is the funnel), so the rule reads the spread's lower end, not its mean

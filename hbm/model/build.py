@@ -28,7 +28,6 @@ what ``hbm.inference.fitting`` samples.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pymc as pm
@@ -39,14 +38,16 @@ from hbm.data.exposures import Design
 from hbm.data.priors import Priors
 from hbm.errors import FitError
 from hbm.model.likelihood import LAYOUTS, Layout, flat_exposures, quantize_exposures, segment_logp
+from hbm.model.options import (
+    LIKELIHOODS,
+    PARAMETERIZATIONS,
+    POOLINGS,
+    Likelihood,
+    Parameterization,
+    Pooling,
+)
 from hbm.model.population import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
 
-Pooling = Literal["partial", "none", "complete"]
-POOLINGS: tuple[str, ...] = ("partial", "none", "complete")
-Parameterization = Literal["auto", "centred", "noncentred"]
-PARAMETERIZATIONS: tuple[str, ...] = ("auto", "centred", "noncentred")
-Likelihood = Literal["pointwise", "fused"]
-LIKELIHOODS: tuple[str, ...] = ("pointwise", "fused")
 #: Model data of the fused likelihood: the rows regrouped by user and the exposures' scale per
 #: feature. They are data (shared variables), not constants: numba cannot cache a function with
 #: large constant arrays inside, and a constant would tie the compiled log density to one diary.

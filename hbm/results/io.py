@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import tomli_w
 import xarray as xr
 
-from hbm.errors import RunError
+from hbm.errors import ConfigError, RunError
 
 FIT_FILE = "fit.nc"
 POPULATION_FILE = "population.csv"
@@ -28,6 +30,9 @@ USERS_FILE = "users.csv"
 PROFILES_FILE = "profiles.json"
 DIAGNOSTICS_FILE = "diagnostics.json"
 RUN_FILE = "run.json"
+#: The resolved configuration of ``hbm fit`` (TOML; ``hbm fit --config RUN/config.toml`` reruns it).
+#: Not in ``RUN_FILES``: a run folder of ``hbm compare`` or of an earlier version has none.
+CONFIG_FILE = "config.toml"
 RUN_FILES = (
     FIT_FILE,
     POPULATION_FILE,
@@ -82,6 +87,28 @@ def write_bytes(target: str | Path, data: bytes) -> Path:
 
 def write_json(target: str | Path, obj: Any) -> Path:
     return write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_toml(target: str | Path, doc: dict[str, Any], comment: str = "") -> Path:
+    """Write a TOML document (``tomli_w``), after ``comment`` as ``#`` lines."""
+    head = "".join(f"# {line}".rstrip() + "\n" for line in comment.splitlines())
+    return write_text(target, head + tomli_w.dumps(doc))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file (``tomllib``); a ``ConfigError`` naming the file if it cannot."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
 
 
 def write_csv(target: str | Path, table: pd.DataFrame) -> Path:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pandas as pd
+import pytest
 
 from hbm.app.cli import main
 from hbm.results import io
@@ -104,6 +106,37 @@ def test_same_inputs_and_seed_give_byte_identical_weights(workspace, tmp_path):
     again = tmp_path / "again"
     assert main(["fit", str(diary), "--priors", str(priors), "--out", str(again), *FIT_ARGS]) == 0
     assert (again / "weights.csv").read_bytes() == (run / "weights.csv").read_bytes()
+
+
+@pytest.mark.fits
+def test_a_fit_rerun_from_its_recorded_config_gives_byte_identical_weights(workspace, tmp_path):
+    _, priors, diary, run = workspace
+    recorded = tomllib.loads((run / io.CONFIG_FILE).read_text())
+    # the workspace fit's flags (--priors, FIT_ARGS) and every default it left alone
+    assert recorded == {
+        "diary": str(diary.absolute()),
+        "priors": str(priors.absolute()),
+        "missing": "error",
+        "min-days": 30,
+        "backend": "nutpie",
+        "chains": 2,
+        "tune": 150,
+        "draws": 150,
+        "target-accept": 0.9,
+        "max-treedepth": 8,
+        "seed": 3,
+        "pooling": "partial",
+        "parameterization": "auto",
+        "ci-prob": 0.9,
+        "ci-kind": "eti",
+        "strict": False,
+        "progress": False,
+    }
+    again = tmp_path / "again"
+    assert main(["fit", "--config", str(run / io.CONFIG_FILE), "--out", str(again)]) == 0
+    assert (again / "weights.csv").read_bytes() == (run / "weights.csv").read_bytes()
+    # the rerun records the same configuration: a fixed point
+    assert (again / io.CONFIG_FILE).read_bytes() == (run / io.CONFIG_FILE).read_bytes()
 
 
 def test_profile_prints_one_user(workspace, capsys):

@@ -109,6 +109,7 @@ LIGHT = [
     "hbm.results.days_needed",
     "hbm.results.report",
     "hbm.app.service",
+    "hbm.app.cli",  # `hbm serve` and every other command start without the sampler stack
 ]
 
 

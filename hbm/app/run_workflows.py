@@ -1,0 +1,174 @@
+"""The workflows over a written run folder: profile, diagnose, predict, report, serve, decide.
+
+Plain functions that ``hbm.app.cli`` calls and prints the results of; they read and write files
+through ``hbm.results.io`` and print nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from hbm.data.diary import MissingPolicy, load_diary
+from hbm.defaults import CI_PROB, DAYS_NEEDED_USERS
+from hbm.errors import HBMError
+from hbm.results import io
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from hbm.app.service import ServiceData
+    from hbm.evaluation.decide import Decision
+
+
+def find_profile(run_dir: str | Path, user_id: str) -> dict[str, Any]:
+    """One user's trigger profile from a run folder; an ``HBMError`` listing some ids if absent."""
+    d = io.check_run_dir(run_dir)
+    profiles = io.read_json(d / io.PROFILES_FILE)
+    for p in profiles:
+        if p["user_id"] == user_id:
+            return dict(p)
+    ids = [p["user_id"] for p in profiles]
+    raise HBMError(
+        f"user '{user_id}' is not in {d / io.PROFILES_FILE} ({len(ids)} users, e.g. "
+        f"{', '.join(ids[:5])})"
+    )
+
+
+def load_service_data(run_dir: str | Path) -> ServiceData:
+    """Read and check a run folder for ``hbm serve`` (``hbm.app.service.ServiceData``)."""
+    from hbm.app import service
+
+    run = io.read_run(run_dir)
+    pooling = run.run_info.get("pooling", "partial")
+    draws = None
+    if pooling != "none":
+        names = ("mu", "tau") if pooling == "partial" else ("mu",)
+        draws = io.load_fit(run.path / io.FIT_FILE, posterior_vars=names)
+    return service.prepare(run, draws)
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """A written report (``write_run_report``): its page, its size, how many figures, seconds."""
+
+    path: Path
+    size: int
+    figures: int
+    seconds: float
+
+
+def write_run_report(
+    run_dir: str | Path,
+    days_users: int = DAYS_NEEDED_USERS,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> WrittenReport:
+    """Build a run folder's report (with "days needed" for partial pooling) and write it.
+
+    ``progress`` is called with each figure's name as it is drawn.
+    """
+    from hbm.results.days_needed import days_needed
+    from hbm.results.report import build_report
+
+    t0 = time.perf_counter()
+    run = io.read_run(run_dir)
+    tree = io.load_fit(run.path / io.FIT_FILE)
+    days = None
+    if run.run_info.get("pooling", "partial") == "partial":
+        days = days_needed(tree, n_users=days_users, seed=seed)
+    report = build_report(
+        run,
+        tree,
+        days,
+        io.read_optional_csv(run.path / io.COMPARISON_FILE),
+        io.read_optional_csv(run.path / io.PER_USER_METRICS_FILE),
+        progress=progress,
+    )
+    path = io.write_report(run.path, report.html, report.figures)
+    size = len(report.html.encode("utf-8"))
+    return WrittenReport(path, size, len(report.figures), time.perf_counter() - t0)
+
+
+def decide_folder(folder: str | Path) -> Decision:
+    """The go / no-go of an ``hbm compare`` folder (its ``hbm/`` run) or of a run folder."""
+    from hbm.evaluation.decide import decide
+
+    d = Path(folder)
+    run_dir = d / "hbm" if (d / "hbm" / io.POPULATION_FILE).exists() else d
+    run = io.read_run(run_dir)
+    comparison = io.read_optional_csv(d / io.COMPARISON_FILE)
+    if comparison is None:
+        comparison = io.read_optional_csv(run_dir / io.COMPARISON_FILE)
+    return decide(run.population, run.users, comparison)
+
+
+@dataclass(frozen=True)
+class RunDiagnostics:
+    """A run folder's diagnostics (``read_diagnostics``).
+
+    Attributes
+    ----------
+    diagnostics
+        ``diagnostics.json``.
+    table
+        ArviZ's diagnostics summary of the population variables.
+    tree
+        The fit.
+    """
+
+    diagnostics: dict[str, Any]
+    table: pd.DataFrame
+    tree: xr.DataTree
+
+
+def read_diagnostics(run_dir: str | Path) -> RunDiagnostics:
+    """Read a run folder's diagnostics and summarize its population variables with ArviZ."""
+    import arviz as az
+
+    d = io.check_run_dir(run_dir)
+    diagnostics = io.read_json(d / io.DIAGNOSTICS_FILE)
+    tree = io.load_fit(d / io.FIT_FILE)
+    names = [n for n in ("a0", "sigma_a", "mu", "tau") if n in tree["posterior"].data_vars]
+    table = az.summary(tree, var_names=names, kind="diagnostics", round_to="none")
+    return RunDiagnostics(diagnostics, table, tree)
+
+
+def write_diagnostic_figures(run_dir: str | Path, tree: xr.DataTree) -> Iterator[Path]:
+    """Write the rank, energy and forest figures into ``run_dir/figures/``, yielding each path."""
+    from hbm.results.plots import DIAGNOSTIC_FIGURES
+
+    fig_dir = Path(run_dir) / "figures"
+    for fname, plot in DIAGNOSTIC_FIGURES.items():
+        pc = plot(tree)
+        with io.atomic_path(fig_dir / fname) as tmp:
+            pc.savefig(tmp, format="png", dpi=90)
+        yield fig_dir / fname
+
+
+def predict_days(
+    run_dir: str | Path,
+    diary_path: str | Path,
+    out: str | Path,
+    column_map: Mapping[str, str] | None = None,
+    missing: MissingPolicy = "error",
+    ci_prob: float = CI_PROB,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Risk for each day of a diary from a run's fit (unseen users from the population); written
+    to ``out`` as CSV, dates as YYYY-MM-DD, and returned."""
+    from hbm.results.prediction import fit_priors, predict
+
+    d = io.check_run_dir(run_dir)
+    tree = io.load_fit(d / io.FIT_FILE)
+    priors = fit_priors(tree)
+    diary = load_diary(diary_path, priors, column_map=column_map, missing=missing)
+    table = predict(tree, diary, ci_prob=ci_prob, seed=seed)
+    table["date"] = table["date"].dt.strftime("%Y-%m-%d")
+    io.write_csv(out, table)
+    return table

@@ -1,0 +1,373 @@
+"""The workflows from a diary behind the ``hbm`` commands: load, fit and export, compare, study.
+
+``hbm.app.cli`` parses arguments into a ``FitConfig`` (``hbm.app.config``) or plain values, calls
+one of these and prints what they return. They read and write files through ``hbm.results.io``
+and print nothing; long steps report through a ``progress`` callback. The workflows over a
+written run folder (profile, diagnose, predict, report, serve, decide) are in
+``hbm.app.run_workflows``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from hbm.app.config import CONFIG_COMMENT, FitConfig, document
+from hbm.data.diary import Diary, load_diary
+from hbm.data.exposures import Design, exposure_prevalence, exposures
+from hbm.data.priors import Priors, load_priors
+from hbm.defaults import TEST_FRACTION
+from hbm.errors import ConfigError
+from hbm.model.simulation import Cohort, SimulationConfig, simulate
+from hbm.results import io
+from hbm.results.tables import build_exports
+
+if TYPE_CHECKING:
+    from hbm.inference.fitting import FitResult
+
+if TYPE_CHECKING:
+    from hbm.evaluation.compare import Comparison, Split
+
+Progress = Callable[[str], None]
+
+
+def now() -> str:
+    """The current time, UTC, to the second (ISO 8601), as run files record it."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A validated diary and what was derived from it (``load_inputs``).
+
+    Attributes
+    ----------
+    priors, diary, design
+        The loaded priors, the validated diary and its exposures.
+    summary
+        ``summarize``'s numbers plus ``load_validate_s``.
+    started, t0
+        When loading began: ISO time (``now``) and ``time.perf_counter()``.
+    """
+
+    priors: Priors
+    diary: Diary
+    design: Design
+    summary: dict[str, Any]
+    started: str
+    t0: float
+
+
+def summarize(diary: Diary, design: Design) -> dict[str, Any]:
+    """The numbers ``hbm validate`` prints (and ``run.json`` records)."""
+    r = diary.report
+    days = np.array(list(r.days_per_user.values()))
+    return {
+        "file": diary.source,
+        "rows": r.n_rows,
+        "users": r.n_users,
+        "days_per_user": {
+            "min": int(days.min()),
+            "median": float(np.median(days)),
+            "max": int(days.max()),
+        },
+        "attack_rate": float(diary.data["migraine"].mean()),
+        "missing_days_total": int(sum(r.missing_days_per_user.values())),
+        "missing_values": dict(r.missing_values),
+        "missing_policy": r.missing_policy,
+        "imputed_values": dict(r.imputed_values),
+        "dropped_rows": r.dropped_rows,
+        "lag_filled_exposures": dict(design.lag_filled),
+        "exposure_prevalence": exposure_prevalence(design),
+        "users_with_few_days": list(r.short_users),
+        "min_days": r.min_days,
+        "ignored_columns": list(r.extra_columns),
+        "data_sha256": diary.sha256,
+    }
+
+
+def load_inputs(config: FitConfig) -> Inputs:
+    """Load the priors and the diary of a configuration, validate it and build its exposures.
+
+    Raises
+    ------
+    ConfigError
+        When the configuration names no diary.
+    PriorsError, DiaryError
+        On a bad priors file or diary (the message names the file and the place in it).
+    """
+    if config.diary is None:
+        raise ConfigError('no diary: give DIARY or `diary = "PATH"` in the --config file')
+    started, t0 = now(), time.perf_counter()
+    priors = load_priors(config.priors)
+    diary = load_diary(
+        config.diary,
+        priors,
+        column_map=config.columns,
+        missing=config.missing,
+        min_days=config.min_days,
+    )
+    design = exposures(diary, priors)
+    summary = summarize(diary, design)
+    summary["load_validate_s"] = time.perf_counter() - t0
+    return Inputs(priors, diary, design, summary, started, t0)
+
+
+def run_info_of(
+    result: FitResult,
+    summary: dict[str, Any],
+    command: str,
+    started: str,
+    ci_prob: float,
+    ci_kind: str,
+    parameterization: str = "auto",
+) -> dict[str, Any]:
+    """``run.json`` of a fit: command, data summary, sampler, interval choice, versions."""
+    return {
+        "command": command,
+        "started": started,
+        "priors": {"path": result.priors.path, "sha256": result.priors.sha256},
+        "diary": summary,
+        "sampler": json.loads(result.tree.attrs["sampler_config"]),
+        "nuts_sampler": result.config.backend,
+        "seed": result.config.seed,
+        "pooling": result.pooling,
+        "parameterization": parameterization,
+        "centring": result.centring.summary(),
+        "ci_prob": ci_prob,
+        "ci_kind": ci_kind,
+        "reliable": result.diagnostics.reliable,
+        "reliability_reasons": list(result.diagnostics.reasons),
+        "versions": json.loads(result.tree.attrs["versions"]),
+        "timings": dict(result.timings),
+    }
+
+
+@dataclass(frozen=True)
+class FitRun:
+    """A fit written into its run folder (``fit_and_export``).
+
+    Attributes
+    ----------
+    out
+        The run folder.
+    result
+        The fit.
+    run_info
+        What ``run.json`` holds.
+    exit_code
+        3 when the configuration is strict and the fit fails the diagnostics gate, else 0.
+    """
+
+    out: Path
+    result: FitResult
+    run_info: dict[str, Any]
+    exit_code: int
+
+
+def fit_and_export(inputs: Inputs, config: FitConfig, out: Path, command: str) -> FitRun:
+    """Fit, export and write the run folder ``out``, its ``config.toml`` included.
+
+    ``run.json`` is written with the exports, then again with the export time, the total time
+    (from ``inputs.t0``) and ``finished``.
+    """
+    from hbm.inference.fitting import fit  # PyMC loads only when a command fits
+
+    result = fit(
+        inputs.design,
+        inputs.priors,
+        config.sampler(),
+        config.pooling,
+        config.parameterization,
+        inputs.diary.sha256,
+    )
+    t_exp = time.perf_counter()
+    exports = build_exports(result, config.ci_prob, config.ci_kind, config.min_days)
+    timings = {"load_validate_s": inputs.summary["load_validate_s"], **result.timings}
+    run_info = run_info_of(
+        result,
+        inputs.summary,
+        command,
+        inputs.started,
+        config.ci_prob,
+        config.ci_kind,
+        config.parameterization,
+    )
+    run_info["timings"] = timings
+    io.write_run(out, result.tree, exports, run_info)
+    io.write_toml(out / io.CONFIG_FILE, document(config), CONFIG_COMMENT)
+    timings["export_s"] = time.perf_counter() - t_exp
+    timings["total_s"] = time.perf_counter() - inputs.t0
+    run_info["finished"] = now()
+    io.write_json(out / io.RUN_FILE, run_info)
+    code = 3 if (config.strict and not result.diagnostics.reliable) else 0
+    return FitRun(out, result, run_info, code)
+
+
+def simulate_cohort(priors_path: str | None, config: SimulationConfig, out: str | Path) -> Cohort:
+    """Simulate a cohort and write its diary to ``out`` with the truth file beside it."""
+    cohort = simulate(load_priors(priors_path), config)
+    io.write_cohort(out, cohort.diary.data, cohort.truth)
+    return cohort
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What ``hbm compare`` sets beyond a fit: models, test share, split, stability refits."""
+
+    models: tuple[str, ...]
+    test_fraction: float = TEST_FRACTION
+    split: Split = "temporal"
+    stability: bool = True
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    """A comparison written into its folder (``compare_and_export``).
+
+    Attributes
+    ----------
+    out
+        The comparison folder.
+    comparison
+        The tables and the fitted models.
+    files
+        The tables written, by file name (``compare.json`` besides).
+    info
+        What ``compare.json`` holds.
+    """
+
+    out: Path
+    comparison: Comparison
+    files: tuple[str, ...]
+    info: dict[str, Any]
+
+
+def _comparison_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
+    tables = {
+        io.COMPARISON_FILE: comparison.table,
+        "differences.csv": comparison.differences,
+        io.PER_USER_METRICS_FILE: comparison.per_user,
+    }
+    if comparison.recovery is not None:
+        tables["recovery.csv"] = comparison.recovery
+    if comparison.stability is not None:
+        tables["stability.csv"] = comparison.stability
+    return tables
+
+
+def compare_and_export(
+    inputs: Inputs,
+    config: FitConfig,
+    options: CompareOptions,
+    out: Path,
+    command: str,
+    progress: Progress | None = None,
+) -> CompareRun:
+    """Compare hbm with its baselines; write the tables, ``compare.json`` and ``out/hbm/``.
+
+    A truth file beside the diary (``io.truth_path``) adds weight recovery. The hbm fit of the
+    training days is written as a run folder ``out/hbm/`` (without ``config.toml``: it is not a
+    fit of the whole diary) with the comparison tables, for ``hbm report``.
+    """
+    from hbm.evaluation.compare import compare
+
+    truth_file = io.truth_path(str(config.diary))
+    truth = io.read_json(truth_file) if truth_file.exists() else None
+    comparison = compare(
+        inputs.diary,
+        inputs.priors,
+        options.models,
+        options.test_fraction,
+        options.split,
+        config.sampler(),
+        truth,
+        stability=options.stability,
+        seed=config.seed,
+        progress=progress,
+    )
+    tables = _comparison_tables(comparison)
+    for name, table in tables.items():
+        io.write_csv(out / name, table)
+    info = {
+        "command": command,
+        "started": inputs.started,
+        "diary": inputs.summary,
+        "truth": str(truth_file) if truth else None,
+        **comparison.info,
+        "total_s": time.perf_counter() - inputs.t0,
+    }
+    io.write_json(out / "compare.json", info)
+    fitted = comparison.fits["hbm"].result if "hbm" in comparison.fits else None
+    if fitted is not None:
+        run_dir = out / "hbm"
+        exports = build_exports(fitted, config.ci_prob, config.ci_kind, config.min_days)
+        run_info = run_info_of(
+            fitted, inputs.summary, command, inputs.started, config.ci_prob, config.ci_kind
+        )
+        io.write_run(run_dir, fitted.tree, exports, run_info)
+        for name in (io.COMPARISON_FILE, io.PER_USER_METRICS_FILE):
+            io.write_csv(run_dir / name, tables[name])
+    return CompareRun(out, comparison, tuple(tables), info)
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """A study written into its folder (``run_study``): the summary table and the seconds taken."""
+
+    summary: pd.DataFrame
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StudySampler:
+    """Overrides of a study grid's sampler; ``None`` keeps the grid's own."""
+
+    chains: int | None = None
+    tune: int | None = None
+    draws: int | None = None
+
+
+def run_study(
+    out: Path,
+    priors_path: str | None,
+    quick: bool,
+    models: Sequence[str],
+    command: str,
+    sampler: StudySampler | None = None,
+    progress: Progress | None = None,
+) -> StudyRun:
+    """Run the personalization study grid; write ``study.csv``, its summary and ``study.json``.
+
+    ``quick`` picks the small grid (``QUICK``, else ``FULL``); ``sampler`` overrides the grid's
+    ``chains``, ``tune`` and ``draws`` where it sets them.
+    """
+    from hbm.evaluation.study import FULL, QUICK, study, summary_table
+
+    priors = load_priors(priors_path)
+    grid = QUICK if quick else FULL
+    if sampler is not None:
+        given = {k: getattr(sampler, k) for k in ("chains", "tune", "draws")}
+        grid = replace(grid, **{k: v for k, v in given.items() if v is not None})
+    t0 = time.perf_counter()
+    results = study(priors, grid, models, progress=progress)
+    io.write_csv(out / "study.csv", results)
+    table = summary_table(results)
+    io.write_csv(out / "study_summary.csv", table)
+    io.write_json(
+        out / "study.json",
+        {
+            "command": command,
+            "grid": {k: getattr(grid, k) for k in grid.__dataclass_fields__},
+            "total_s": time.perf_counter() - t0,
+        },
+    )
+    return StudyRun(table, time.perf_counter() - t0)
