@@ -25,3 +25,30 @@ class RunError(HBMError):
 
 class ConfigError(HBMError):
     """A run configuration file is missing, unreadable or holds an unknown key or a wrong type."""
+
+
+class StorageError(HBMError):
+    """A file or run folder cannot be written or read back (disk full, permissions, I/O)."""
+
+
+class PortInUseError(HBMError):
+    """``hbm serve`` cannot listen on the address it was given."""
+
+
+#: Exit codes of the ``hbm`` command, each distinct (README, "Exit codes").
+EXIT_OK = 0
+EXIT_INPUT = 2  # bad input: diary, priors, configuration, arguments, run folder
+EXIT_UNRELIABLE = 3  # hbm fit --strict on a fit that failed the gate
+EXIT_STORAGE = 4  # a file or folder could not be written or read (StorageError)
+EXIT_PORT = 5  # hbm serve: the port is in use (PortInUseError)
+EXIT_SIGINT = 130  # interrupted (Ctrl-C), 128 + SIGINT
+EXIT_SIGTERM = 143  # terminated, 128 + SIGTERM
+
+
+def exit_code(exc: HBMError) -> int:
+    """The exit code of the ``hbm`` command for an error."""
+    if isinstance(exc, StorageError):
+        return EXIT_STORAGE
+    if isinstance(exc, PortInUseError):
+        return EXIT_PORT
+    return EXIT_INPUT

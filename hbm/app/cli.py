@@ -36,7 +36,7 @@ from hbm.app.workflows import (
     simulate_cohort,
 )
 from hbm.defaults import DAYS_NEEDED_USERS
-from hbm.errors import HBMError
+from hbm.errors import HBMError, exit_code
 from hbm.model.simulation import SimulationConfig
 from hbm.results import io
 
@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = COMMANDS[args.command](args)
     except HBMError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     return code
 
 

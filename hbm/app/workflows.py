@@ -25,7 +25,7 @@ from hbm.data.diary import Diary, load_diary
 from hbm.data.exposures import Design, exposure_prevalence, exposures
 from hbm.data.priors import Priors, load_priors
 from hbm.defaults import TEST_FRACTION
-from hbm.errors import ConfigError
+from hbm.errors import EXIT_OK, EXIT_UNRELIABLE, ConfigError
 from hbm.model.simulation import Cohort, SimulationConfig, simulate
 from hbm.results import io
 from hbm.results.tables import build_exports
@@ -208,7 +208,7 @@ def fit_and_export(inputs: Inputs, config: FitConfig, out: Path, command: str) -
     timings["total_s"] = time.perf_counter() - inputs.t0
     run_info["finished"] = now()
     io.write_json(out / io.RUN_FILE, run_info)
-    code = 3 if (config.strict and not result.diagnostics.reliable) else 0
+    code = EXIT_UNRELIABLE if (config.strict and not result.diagnostics.reliable) else EXIT_OK
     return FitRun(out, result, run_info, code)
 
 
