@@ -49,3 +49,15 @@ class Gate:
 
 
 GATE = Gate()
+
+#: The one rule for user ids, checked when a diary is loaded and by the service's URL paths, so
+#: that every id that fits can be served, reported and named on a command line. ASCII letters,
+#: digits and ``. _ ~ @ + -`` (emails and UUIDs pass; each is a literal character in a URL path),
+#: at most ``USER_ID_MAX_LENGTH`` characters, starting with a letter or digit (so that no id is
+#: ``.``, ``..`` or looks like a command-line option).
+USER_ID_MAX_LENGTH = 128
+USER_ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._~@+-]{{0,{USER_ID_MAX_LENGTH - 1}}}$"
+USER_ID_RULE = (
+    f"1 to {USER_ID_MAX_LENGTH} characters: ASCII letters, digits and . _ ~ @ + -, "
+    "starting with a letter or digit"
+)

@@ -19,12 +19,12 @@ from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from hbm import __version__
+from hbm.defaults import USER_ID_PATTERN  # the diary's id rule: whatever fits can be served
 from hbm.errors import RunError
 from hbm.results.io import RunFolder
 from hbm.results.prediction import fit_priors
 from hbm.results.tables import cold_start_profile
 
-USER_ID_PATTERN = r"^[A-Za-z0-9._~-]{1,128}$"
 MAX_PAGE = 500
 
 

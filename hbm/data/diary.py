@@ -17,7 +17,6 @@ Policies, stated once here and reported in ``DiaryReport``:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,9 +26,25 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from hbm.data.files import DIARY_SUFFIXES, read_table
 from hbm.data.priors import Priors
-from hbm.defaults import MIN_DAYS, TEST_FRACTION
+from hbm.defaults import MIN_DAYS, TEST_FRACTION, USER_ID_PATTERN, USER_ID_RULE
 from hbm.errors import DiaryError
+
+__all__ = [
+    "DIARY_SUFFIXES",
+    "ID_COLUMNS",
+    "MISSING_POLICIES",
+    "Diary",
+    "DiaryReport",
+    "MissingPolicy",
+    "load_diary",
+    "read_table",
+    "split_by_time",
+    "subset_users",
+    "train_mask",
+    "validate_frame",
+]
 
 ID_COLUMNS = ("user_id", "date", "migraine")
 MissingPolicy = Literal["error", "impute", "drop"]
@@ -52,6 +67,8 @@ class DiaryReport:
     short_users: tuple[str, ...]
     min_days: int
     extra_columns: tuple[str, ...] = field(default_factory=tuple)
+    #: What the diary allows but a fit may not make good use of (``diary_warnings``).
+    warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,13 @@ class Diary:
         return hashlib.sha256(canon.to_csv(index=False).encode()).hexdigest()
 
 
+def _shown_id(user_id: str) -> str:
+    """An id quoted in a message: ``repr`` shows invisible characters; a long one is cut."""
+    if len(user_id) <= 40:
+        return repr(user_id)
+    return f"{user_id[:20]!r}... ({len(user_id)} characters)"
+
+
 def _rows(kind: str, index: Sequence[int] | pd.Index) -> str:
     """Quote the first offending rows in the file's own numbering."""
     idx = list(index)
@@ -88,32 +112,6 @@ def _rows(kind: str, index: Sequence[int] | pd.Index) -> str:
         shown = ", ".join(f"row {i}" for i in idx[:_SHOW])
     more = f" and {len(idx) - _SHOW} more" if len(idx) > _SHOW else ""
     return shown + more
-
-
-def read_table(path: str | Path) -> tuple[pd.DataFrame, str]:
-    """Read a CSV or Parquet diary as strings/raw values; returns the frame and its kind."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise DiaryError(f"{path}: unknown diary format '{suffix}'; expected .csv or .parquet")
-    if not p.exists():
-        raise DiaryError(f"{path}: diary file not found")
-    try:
-        if suffix == ".csv":
-            with p.open(newline="", encoding="utf-8") as fh:
-                header = next(csv.reader(fh), [])
-            # pandas renames a repeated header to 'name.1'; refuse it before it can hide.
-            repeated = sorted({c for c in header if header.count(c) > 1})
-            if repeated:
-                raise DiaryError(
-                    f"{path}: column(s) {repeated} appear more than once in the header"
-                )
-            # Strings first: numbers are parsed column by column so a bad cell can be named.
-            frame = pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
-            return frame, "csv"
-        return pd.read_parquet(p), "parquet"
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DiaryError(f"{path}: cannot read diary ({exc})") from None
 
 
 def validate_frame(
@@ -131,13 +129,16 @@ def validate_frame(
         raise DiaryError(
             f"missing policy '{missing}' is unknown; expected one of {MISSING_POLICIES}"
         )
-    frame, extra = _columns(frame.reset_index(drop=True), priors, source, column_map)
+    # A CSV's index is its line numbering (``hbm.data.files.read_table``); any other is reset.
+    frame = frame if kind == "csv" else frame.reset_index(drop=True)
+    frame, extra = _columns(frame, priors, source, column_map)
     data = _id_columns(frame, source, kind)
     missing_values: dict[str, int] = {}
     for col in priors.columns:
         data[col] = _exposure_column(frame, col, priors, source, kind, missing)
         missing_values[col] = int(data[col].isna().sum())
     data, imputed, dropped = _apply_missing(data, priors.columns, missing, source)
+    warnings = diary_warnings(data, kind)
     data = data.sort_values(["user_id", "date"], kind="stable").reset_index(drop=True)
     return _diary(
         data,
@@ -149,7 +150,38 @@ def validate_frame(
         dropped_rows=dropped,
         min_days=min_days,
         extra_columns=extra,
+        warnings=warnings,
     )
+
+
+def diary_warnings(
+    data: pd.DataFrame, kind: str = "frame", today: pd.Timestamp | None = None
+) -> tuple[str, ...]:
+    """Warnings about a valid diary's rows (before sorting, so that rows keep their numbering):
+    days after ``today`` (default: the current date), an outcome that never varies, one user."""
+    today = pd.Timestamp.today().normalize() if today is None else today
+    out = []
+    future = data["date"] > today
+    if future.any():
+        first = data[future].iloc[0]
+        out.append(
+            f"{int(future.sum())} row(s) dated after today ({today:%Y-%m-%d}), at "
+            f"{_rows(kind, data.index[future])} (e.g. user '{first['user_id']}' on "
+            f"{first['date']:%Y-%m-%d}): a date typed wrongly?"
+        )
+    attacks = int(data["migraine"].sum())
+    if attacks in (0, len(data)):
+        out.append(
+            f"migraine is {int(attacks > 0)} on every row: with no contrast between attack and "
+            "attack-free days, the weights are learned from the priors alone"
+        )
+    users = pd.unique(data["user_id"])
+    if len(users) == 1:
+        out.append(
+            f"one user only ('{users[0]}'): how much users differ (tau) cannot be learned from "
+            "one user, so it stays at its prior"
+        )
+    return tuple(out)
 
 
 def _columns(
@@ -191,6 +223,14 @@ def _id_columns(frame: pd.DataFrame, source: str, kind: str) -> pd.DataFrame:
             "expected a non-empty id on every row"
         )
     user = user.astype(str).str.strip()
+    bad = ~user.str.fullmatch(USER_ID_PATTERN)
+    if bad.any():
+        examples = ", ".join(_shown_id(v) for v in user[bad].head(3))
+        raise DiaryError(
+            f"{source}: column 'user_id' has ids outside the id rule at "
+            f"{_rows(kind, frame.index[bad])} (ids {examples}); a user id is {USER_ID_RULE} "
+            "(data/README.md)"
+        )
 
     raw_date = frame["date"]
     if pd.api.types.is_datetime64_any_dtype(raw_date):
@@ -298,6 +338,7 @@ def _diary(
     dropped_rows: int,
     min_days: int,
     extra_columns: tuple[str, ...],
+    warnings: tuple[str, ...] = (),
 ) -> Diary:
     """Wrap sorted rows in a ``Diary`` with day counts, gaps and short users computed from them."""
     grouped = data.groupby("user_id", sort=False)["date"]
@@ -315,6 +356,7 @@ def _diary(
         short_users=tuple(str(u) for u, n in days.items() if n < min_days),
         min_days=min_days,
         extra_columns=extra_columns,
+        warnings=warnings,
     )
     return Diary(data=data, columns=columns, source=source, report=report)
 
@@ -401,4 +443,5 @@ def _with_data(diary: Diary, data: pd.DataFrame) -> Diary:
         dropped_rows=r.dropped_rows,
         min_days=r.min_days,
         extra_columns=r.extra_columns,
+        warnings=r.warnings,
     )

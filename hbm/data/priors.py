@@ -275,6 +275,24 @@ def _feature(var: Mapping[str, Any], key: str, column: str, rng: tuple[float, fl
     )
 
 
+def _first_non_finite(obj: Any, location: list[str | int]) -> tuple[list[str | int], float] | None:
+    """The place and value of the first NaN or infinity in a parsed JSON document, if any.
+
+    Python's JSON reader accepts ``NaN`` and ``Infinity`` and reads ``1e999`` as infinity; the
+    schema's bounds cannot refuse them (every comparison with NaN is false).
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return location, obj
+    children = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
+    for key, child in children:
+        found = _first_non_finite(child, [*location, key])
+        if found is not None:
+            return found
+    return None
+
+
 def parse_priors(text: str, shown: str = "<priors>") -> Priors:
     """Validate the text of a priors file; ``shown`` names it in error messages."""
     try:
@@ -284,6 +302,13 @@ def parse_priors(text: str, shown: str = "<priors>") -> Priors:
             f"{shown}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
 
+    bad = _first_non_finite(doc, [])
+    if bad is not None:
+        location, value = bad
+        raise PriorsError(
+            f"{_where(shown, doc, location)}: got {value}, not a finite number; give a finite "
+            "number (JSON has no NaN or Infinity, and a number beyond 1.8e308 reads as infinite)"
+        )
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: [str(x) for x in e.absolute_path])
     if errors:

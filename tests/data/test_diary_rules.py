@@ -123,7 +123,7 @@ def test_unknown_format_and_missing_file_messages(tmp_path, small_priors):
     txt = tmp_path / "d.txt"
     txt.write_text(HEADER)
     assert _err(txt, small_priors) == (
-        f"{txt}: unknown diary format '.txt'; expected .csv or .parquet"
+        f"{txt}: unknown diary format '.txt'; expected one of .csv, .csv.gz, .parquet, .pq"
     )
     gone = tmp_path / "gone.parquet"
     assert _err(gone, small_priors) == f"{gone}: diary file not found"
@@ -143,13 +143,18 @@ def test_repeated_header_is_refused_by_name(tmp_path, small_priors):
 def test_empty_csv_file_is_a_diary_error(tmp_path, small_priors):
     p = tmp_path / "d.csv"
     p.write_text("")
-    assert _err(p, small_priors).startswith(f"{p}: cannot read diary (")
+    assert _err(p, small_priors) == (
+        f"{p}: the file is empty; a diary has a header line and one row per day"
+    )
 
 
-def test_non_utf8_csv_is_a_diary_error(tmp_path, small_priors):
+def test_non_utf8_csv_is_a_diary_error_naming_the_byte_and_line(tmp_path, small_priors):
     p = tmp_path / "d.csv"
     p.write_bytes(HEADER.encode() + "p\xe9,2025-03-01,0,2,0,1010\n".encode("latin-1"))
-    assert _err(p, small_priors).startswith(f"{p}: cannot read diary (")
+    assert _err(p, small_priors) == (
+        f"{p}: not UTF-8 text: byte 0xe9 at line 2 (a Latin-1 or Windows export?); save the "
+        "diary as UTF-8"
+    )
 
 
 def test_header_names_with_quoted_line_breaks_are_not_confused(tmp_path, small_priors):
@@ -163,14 +168,19 @@ def test_header_names_with_quoted_line_breaks_are_not_confused(tmp_path, small_p
     assert load_diary(p, small_priors).report.extra_columns == ("a\r\nb", "a\nb")
 
 
-def test_utf8_user_ids_are_kept(tmp_path, small_priors):
-    p = _csv(tmp_path, "Zoë,2025-03-01,0,2,0,1010\n")
-    assert load_diary(p, small_priors).users == ("Zoë",)
+def test_non_ascii_user_ids_break_the_id_rule(tmp_path, small_priors):
+    # UTF-8 text is read, but an id is ASCII: it names a URL path and a command-line argument
+    p = _csv(tmp_path, "Zo\u00eb,2025-03-01,0,2,0,1010\n")
+    assert _err(p, small_priors).startswith(
+        f"{p}: column 'user_id' has ids outside the id rule at line 2 (ids 'Zo\u00eb');"
+    )
 
 
 def test_corrupt_parquet_is_a_diary_error(tmp_path, small_priors):
     p = tmp_path / "d.parquet"
     p.write_bytes(b"this is not parquet")
+    assert _err(p, small_priors) == f"{p}: is not a Parquet file (no PAR1 header)"
+    p.write_bytes(b"PAR1 and then nothing a Parquet reader can use")
     assert _err(p, small_priors).startswith(f"{p}: cannot read diary (")
 
 
