@@ -2,10 +2,15 @@
 
 ``GATE``: R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, E-BFMI >= 0.3 on every chain.
 A fit that fails is still returned and saved, with ``reliable = False`` and its reasons in words.
+A diagnostic the draws cannot define (R-hat of one chain, ESS or E-BFMI of too few draws) is NaN,
+``not_available`` says why, and the gate fails with that reason.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +37,8 @@ class Diagnostics:
     max_treedepth_hits: int = -1
     per_variable: dict[str, dict[str, float]] = field(default_factory=dict)
     gate: Gate = GATE
+    #: Why a diagnostic is NaN (``null`` in diagnostics.json), by field name (``not_available``).
+    not_available: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,17 +52,19 @@ def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
     """Compute R-hat, ESS, divergences and E-BFMI with ArviZ and apply the gate."""
     post = dt["posterior"].to_dataset()
     names = [v for v in GATED_VARS if v in post.data_vars]
-    rhat = az.rhat(dt, var_names=names)
-    ess_bulk = az.ess(dt, var_names=names, method="bulk")
-    ess_tail = az.ess(dt, var_names=names, method="tail")
+    with _quiet():
+        rhat = az.rhat(dt, var_names=names)
+        ess_bulk = az.ess(dt, var_names=names, method="bulk")
+        ess_tail = az.ess(dt, var_names=names, method="tail")
+        ebfmi = tuple(float(v) for v in np.atleast_1d(az.bfmi(dt)["energy"].values))
     per_var: dict[str, dict[str, float]] = {}
     for name in names:
         # A weight fixed by construction (complete pooling repeats mu) has NaN diagnostics per
         # copy; nanmax/nanmin read the copies that vary.
         per_var[name] = {
-            "max_rhat": float(np.nanmax(rhat[name].values)),
-            "min_ess_bulk": float(np.nanmin(ess_bulk[name].values)),
-            "min_ess_tail": float(np.nanmin(ess_tail[name].values)),
+            "max_rhat": _nan_extreme(rhat[name].values, largest=True),
+            "min_ess_bulk": _nan_extreme(ess_bulk[name].values, largest=False),
+            "min_ess_tail": _nan_extreme(ess_tail[name].values, largest=False),
         }
     max_rhat = _worst(per_var, "max_rhat", largest=True)[0]
     min_bulk = _worst(per_var, "min_ess_bulk", largest=False)[0]
@@ -63,8 +72,8 @@ def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
     stats = dt["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     depth_hits = max_treedepth_hits(stats, dt.attrs.get("max_treedepth"))
-    ebfmi = tuple(float(v) for v in np.atleast_1d(az.bfmi(dt)["energy"].values))
-    reasons = gate_reasons(per_var, divergences, ebfmi, gate)
+    unavailable = not_available(per_var, ebfmi, int(post.sizes["chain"]))
+    reasons = gate_reasons(per_var, divergences, ebfmi, gate, unavailable)
     return Diagnostics(
         reliable=not reasons,
         reasons=tuple(reasons),
@@ -76,6 +85,7 @@ def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
         max_treedepth_hits=depth_hits,
         per_variable=per_var,
         gate=gate,
+        not_available=unavailable,
     )
 
 
@@ -84,6 +94,7 @@ def gate_reasons(
     divergences: int,
     ebfmi: tuple[float, ...],
     gate: Gate = GATE,
+    unavailable: dict[str, str] | None = None,
 ) -> list[str]:
     """Why a fit fails ``gate``, in words (empty when it passes).
 
@@ -97,22 +108,77 @@ def gate_reasons(
         E-BFMI of each chain.
     gate
         The thresholds.
+    unavailable
+        ``not_available``: a diagnostic named there fails with its reason instead of its value.
     """
+    na = unavailable or {}
     reasons = []
     max_rhat, worst = _worst(per_var, "max_rhat", largest=True)
-    if not max_rhat <= gate.max_rhat:
+    if "max_rhat" in na:
+        reasons.append(f"R-hat not available: {na['max_rhat']}")
+    elif not max_rhat <= gate.max_rhat:
         reasons.append(f"max R-hat {max_rhat:.3f} > {gate.max_rhat} (worst: {worst})")
     min_bulk, worst = _worst(per_var, "min_ess_bulk", largest=False)
-    if not min_bulk >= gate.min_ess_bulk:
+    if "min_ess_bulk" in na:
+        reasons.append(f"bulk ESS not available: {na['min_ess_bulk']}")
+    elif not min_bulk >= gate.min_ess_bulk:
         reasons.append(f"min bulk ESS {min_bulk:.0f} < {gate.min_ess_bulk:.0f} (worst: {worst})")
     min_tail, worst = _worst(per_var, "min_ess_tail", largest=False)
-    if not min_tail >= gate.min_ess_tail:
+    if "min_ess_tail" in na:
+        reasons.append(f"tail ESS not available: {na['min_ess_tail']}")
+    elif not min_tail >= gate.min_ess_tail:
         reasons.append(f"min tail ESS {min_tail:.0f} < {gate.min_ess_tail:.0f} (worst: {worst})")
     if divergences > gate.max_divergences:
         reasons.append(f"{divergences} divergent transitions (allowed {gate.max_divergences})")
-    if ebfmi and min(ebfmi) < gate.min_ebfmi:
+    if "ebfmi" in na:
+        reasons.append(f"E-BFMI not available: {na['ebfmi']}")
+    elif ebfmi and min(ebfmi) < gate.min_ebfmi:
         reasons.append(f"E-BFMI {min(ebfmi):.2f} < {gate.min_ebfmi} on some chain")
     return reasons
+
+
+def not_available(
+    per_var: dict[str, dict[str, float]], ebfmi: tuple[float, ...], chains: int
+) -> dict[str, str]:
+    """Why a diagnostic is NaN, by ``Diagnostics`` field (empty when every one is a number).
+
+    R-hat compares chains, so one chain has none; ESS and E-BFMI are undefined for too few
+    draws or draws that never change.
+    """
+    out = {}
+    if chains < 2:
+        out["max_rhat"] = (
+            f"it needs at least 2 chains and this fit has {chains}, so convergence cannot be "
+            "checked"
+        )
+    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail"):
+        names = [name for name, values in per_var.items() if np.isnan(values[key])]
+        if names and key not in out:
+            out[key] = (
+                f"undefined for {', '.join(names)} (too few draws, or draws that never change)"
+            )
+    chains_nan = [i for i, e in enumerate(ebfmi) if np.isnan(e)]
+    if chains_nan:
+        out["ebfmi"] = f"undefined on chain(s) {chains_nan} (too few draws)"
+    return out
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence numpy's warnings about empty slices: one chain or too few draws make ArviZ's
+    diagnostics NaN, and ``not_available`` says why in words instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _nan_extreme(values: np.ndarray, largest: bool) -> float:
+    """The largest (or smallest) value that is a number; NaN, without a warning, when none is."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[~np.isnan(finite)]
+    if finite.size == 0:
+        return float("nan")
+    return float(finite.max() if largest else finite.min())
 
 
 def _worst(per_var: dict[str, dict[str, float]], key: str, largest: bool) -> tuple[float, str]:

@@ -21,7 +21,12 @@ import xarray as xr
 from hbm.defaults import CI_KINDS, SPREAD_COLUMN, CiKind
 from hbm.errors import RunError
 from hbm.results.io import RunFolder
-from hbm.results.report_figures import CONFIDENCE_FIGURE, common_days, draw_figures
+from hbm.results.report_figures import (
+    CONFIDENCE_FIGURE,
+    common_days,
+    draw_figures,
+    user_figure,
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,11 @@ def _table(frame: pd.DataFrame, table_id: str, digits: int = 3, escape: bool = T
         classes="t",
     )
     return f'<div class="scroll">{inner}</div>'
+
+
+def _number(value: float | None, spec: str) -> str:
+    """A diagnostic as text: ``n/a`` for one the draws do not define (null in diagnostics.json)."""
+    return "n/a" if value is None else format(value, spec)
 
 
 def _img(name: str, png: bytes, alt: str) -> str:
@@ -197,12 +207,14 @@ def diagnostics_section(p: Page) -> str:
     rank = (
         "<h3>Rank plots (population variables)</h3>" + _img("rank.png", p.figs["rank.png"], "rank")
         if "rank.png" in p.figs
+        else "<p>One chain: rank plots compare chains, so there are none.</p>"
+        if "mu_mean" in p.run.population
         else "<p>No population variables (pooling none): no rank plots.</p>"
     )
     return (
         '<section id="diagnostics"><h2>Diagnostics</h2>'
         f"<p>Gate: {html.escape(gate)}; divergences {diag.get('divergences')}; E-BFMI per chain "
-        f"{', '.join(f'{e:.2f}' for e in diag.get('ebfmi', []))}; draws at the maximum tree "
+        f"{', '.join(_number(e, '.2f') for e in diag.get('ebfmi', []))}; draws at the maximum tree "
         f"depth {diag.get('max_treedepth_hits', -1)}.</p>"
         f"{_table(per_variable, 'diagnostics-table')}{rank}"
         f"<h3>Energy</h3>{_img('energy.png', p.figs['energy.png'], 'energy')}</section>"
@@ -245,13 +257,14 @@ def confidence_block(users: pd.DataFrame, png: bytes) -> str:
     )
 
 
-def user_details(p: Page, uid: str) -> str:
-    """One user's folding section: summary line, weights figure and weights table."""
+def user_details(p: Page, position: int, uid: str) -> str:
+    """One user's folding section (the ``position``-th of users.csv, from 0): summary line,
+    weights figure and weights table."""
     weights = p.run.weights
     rows = weights[weights["user_id"] == uid]
     urow = p.run.users[p.run.users["user_id"] == uid].iloc[0]
     table = rows[["feature", "mean", "ci_lb", "ci_ub", "odds_ratio", "p_positive", "class"]]
-    name = f"users/{uid}.png"
+    name = user_figure(position)
     return (
         f'<details id="user-{html.escape(uid)}"><summary>{html.escape(uid)}: '
         f"{int(urow['days_logged'])} days, confidence {float(urow['confidence']):.3f}, "
@@ -275,7 +288,7 @@ def users_section(p: Page) -> str:
         f'<option value="">choose</option>{options}</select></p>'
         f"{confidence_block(users, p.figs[CONFIDENCE_FIGURE])}"
         f"{_table(user_table, 'users-table', escape=False)}"
-        f"{''.join(user_details(p, uid) for uid in ids)}</section>"
+        f"{''.join(user_details(p, i, uid) for i, uid in enumerate(ids))}</section>"
     )
 
 

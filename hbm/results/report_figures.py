@@ -186,10 +186,17 @@ def azp_pava(tree: xr.DataTree, ci_prob: float) -> Any:
     return azp.plot_ppc_pava(tree, var_names=["y"], ci_prob=ci_prob)
 
 
+#: Predictive draws drawn in the per-user attack rate check (arviz_plots' own default).
+PPC_DRAWS = 50
+
+
 def azp_ppc_dist(rates: xr.DataTree) -> Any:
     import arviz_plots as azp
 
-    return azp.plot_ppc_dist(rates, var_names=["attack_rate"], kind="ecdf")
+    # a fit of fewer draws shows them all (arviz_plots would warn, then do the same)
+    sizes = rates["posterior_predictive"].sizes
+    shown = min(PPC_DRAWS, int(sizes["chain"]) * int(sizes["draw"]))
+    return azp.plot_ppc_dist(rates, var_names=["attack_rate"], kind="ecdf", num_samples=shown)
 
 
 def auc_by_model(per_user: pd.DataFrame) -> bytes:
@@ -215,8 +222,8 @@ def draw_figures(
     """Every figure the run supports, by file name under ``figures/``.
 
     Figures a run cannot have are left out: rank and forest without population variables
-    (pooling none), the calibration pair without posterior predictive draws, "days needed"
-    without ``days``, AUC by model without per-user metrics.
+    (pooling none), rank with one chain, the calibration pair without posterior predictive
+    draws, "days needed" without ``days``, AUC by model without per-user metrics.
 
     Parameters
     ----------
@@ -232,7 +239,7 @@ def draw_figures(
     Returns
     -------
     dict[str, bytes]
-        PNG bytes by file name (``users/<id>.png`` for the per-user figures).
+        PNG bytes by file name (``user_figure`` names the per-user figures).
     """
     say = progress or (lambda _name: None)
     figs: dict[str, bytes] = {}
@@ -242,7 +249,7 @@ def draw_figures(
         figs[name] = make()
 
     has_population = "mu" in tree["posterior"].data_vars  # absent without pooling
-    if has_population:
+    if has_population and has_chains_to_compare(tree):
         add("rank.png", lambda: _pc_png(rank_plot(tree)))
     add("energy.png", lambda: _pc_png(energy_plot(tree)))
     if has_population:
@@ -256,7 +263,21 @@ def draw_figures(
         add("days_needed.png", lambda: days_needed_plot(days))
     if per_user_metrics is not None and "auc" in per_user_metrics:
         add("auc_by_model.png", lambda: auc_by_model(per_user_metrics))
-    for uid in run.users["user_id"]:
+    for position, uid in enumerate(run.users["user_id"]):
         rows = run.weights[run.weights["user_id"] == uid]
-        add(f"users/{uid}.png", partial(user_forest, rows, run.population))
+        add(user_figure(position), partial(user_forest, rows, run.population))
     return figs
+
+
+def has_chains_to_compare(tree: xr.DataTree) -> bool:
+    """Rank plots compare chains: a fit of one chain has none."""
+    return int(tree["posterior"].sizes["chain"]) >= 2
+
+
+def user_figure(position: int) -> str:
+    """The file name of the weights figure of the user at ``position`` (from 0) of users.csv.
+
+    Built from the position, never from the id: an id of an older run may hold ``/`` or ``..``,
+    be longer than a file name may be, or differ from another only in case.
+    """
+    return f"users/user-{position + 1:04d}.png"

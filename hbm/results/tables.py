@@ -13,6 +13,7 @@ in the evidence file except the weakest weather effects):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,13 +40,24 @@ PRIOR_COLUMNS = ("prior_mean", "prior_sd", "prior_between_user_sd")
 
 def _summary(dt: xr.DataTree, var: str, ci_prob: float, ci_kind: str) -> pd.DataFrame:
     """Tidy ArviZ summary of one variable: one row per element, columns mean/sd/ci_lb/ci_ub/..."""
-    ds = az.summary(
-        dt, var_names=[var], fmt="xarray", ci_prob=ci_prob, ci_kind=ci_kind, round_to="none"
-    )
+    with warnings.catch_warnings():
+        # One chain, one draw or draws that never change make R-hat and ESS NaN: the exports
+        # state them (null with a reason in JSON), so numpy's divide warnings say nothing more.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ds = az.summary(
+            dt, var_names=[var], fmt="xarray", ci_prob=ci_prob, ci_kind=ci_kind, round_to="none"
+        )
     table = ds[var].to_series().unstack("summary")
     prefix = f"{ci_kind}{round(ci_prob * 100):g}"
     table = table.rename(columns={f"{prefix}_lb": "ci_lb", f"{prefix}_ub": "ci_ub"})
     return table
+
+
+def odds_ratio(log_odds: np.ndarray) -> np.ndarray:
+    """``exp(log_odds)``; beyond about 709 that is infinite, stated so (a JSON export writes it
+    as null with a reason, ``json_ready``) rather than warned about."""
+    with np.errstate(over="ignore"):
+        return np.asarray(np.exp(log_odds))
 
 
 def classify(lb: np.ndarray, ub: np.ndarray, rope: float = ROPE) -> np.ndarray:
@@ -84,7 +96,7 @@ def population_table(
             rows[f"{var}_{col}"] = s[col].to_numpy()
     if "mu" in post:
         mu = post["mu"].sel(feature=list(priors.keys))  # the rows' order, not the tree's
-        rows["mu_odds_ratio"] = np.exp(mu.median(("chain", "draw")).values)
+        rows["mu_odds_ratio"] = odds_ratio(mu.median(("chain", "draw")).values)
         rows["p_mu_positive"] = (mu > 0).mean(("chain", "draw")).values
     if "tau" in post:
         tau = post["tau"].sel(feature=list(priors.keys))
@@ -126,9 +138,9 @@ def weights_table(
             "ci_ub": s["ci_ub"].to_numpy(),
             "ci_prob": ci_prob,
             "ci_kind": ci_kind,
-            "odds_ratio": np.exp(median),
-            "odds_ratio_lb": np.exp(s["ci_lb"].to_numpy()),
-            "odds_ratio_ub": np.exp(s["ci_ub"].to_numpy()),
+            "odds_ratio": odds_ratio(median),
+            "odds_ratio_lb": odds_ratio(s["ci_lb"].to_numpy()),
+            "odds_ratio_ub": odds_ratio(s["ci_ub"].to_numpy()),
             "p_positive": p_pos,
             "p_above_rope": p_trig,
             "rope": rope,
@@ -326,7 +338,9 @@ def build_exports(
     users = users_table(dt, result.design, weights, result.pooling, ci_prob, ci_kind, min_days)
     for table in (population, weights, users):
         table["reliable"] = reliable
-    profiles = profile_records(weights, users, result.priors, reliable, reasons)
+    profiles = [
+        json_ready(p) for p in profile_records(weights, users, result.priors, reliable, reasons)
+    ]
     diagnostics = {
         **diag.to_dict(),
         "nuts_sampler": result.config.backend,
@@ -336,4 +350,45 @@ def build_exports(
         "centring": result.centring.summary(),
         "centring_rule": result.centring.rule,
     }
+    diagnostics = json_ready(diagnostics, diag.not_available)
     return Exports(population, weights, users, profiles, diagnostics, ci_prob, ci_kind)
+
+
+#: Why a value is ``null`` in a JSON export, by the kind of number it was.
+NULL_REASONS = {
+    "nan": "not a number: the draws do not define it (too few draws or chains?)",
+    "inf": "infinite: too large to represent (a weight too large to exponentiate?)",
+    "-inf": "minus infinite: too large to represent",
+}
+
+
+def finite_or_null(obj: Any, where: str = "") -> tuple[Any, dict[str, str]]:
+    """``obj`` with every number that is not finite replaced by ``None`` (JSON has no NaN or
+    infinity), and the kind of each replaced number by its dotted place (``a.0.b``)."""
+    if isinstance(obj, dict):
+        pairs = [(k, finite_or_null(v, f"{where}{k}.")) for k, v in obj.items()]
+        return {k: v for k, (v, _) in pairs}, {p: r for _, (_, n) in pairs for p, r in n.items()}
+    if isinstance(obj, list | tuple):
+        items = [finite_or_null(v, f"{where}{i}.") for i, v in enumerate(obj)]
+        values = [v for v, _ in items]
+        return (tuple(values) if isinstance(obj, tuple) else values), {
+            p: r for _, n in items for p, r in n.items()
+        }
+    if isinstance(obj, float | np.floating) and not np.isfinite(obj):
+        return None, {where.rstrip("."): str(float(obj))}
+    return (obj.item() if isinstance(obj, np.generic) else obj), {}
+
+
+def json_ready(obj: dict[str, Any], reasons: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A JSON object with its non-finite numbers as ``null`` and, when there are any, a
+    ``null_reasons`` entry saying why each is: the reason ``reasons`` gives for the place's first
+    or last key (``max_rhat``, ``per_variable.a0.max_rhat``), else ``NULL_REASONS``'."""
+    clean, nulls = finite_or_null(obj)
+    if not nulls:
+        return dict(clean)
+    given = reasons or {}
+    why = {}
+    for place, kind in nulls.items():
+        keys = place.split(".")
+        why[place] = given.get(keys[0]) or given.get(keys[-1]) or NULL_REASONS[kind]
+    return {**clean, "null_reasons": why}

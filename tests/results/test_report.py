@@ -110,7 +110,7 @@ def test_report_is_self_contained_with_every_figure(reported):
     expected = {"rank.png", "energy.png", "forest.png", "heatmap.png", "confidence_days.png"}
     expected |= {"calibration.png", "ppc_user_rates.png", "days_needed.png"}
     users = pd.read_csv(reported / io.USERS_FILE, dtype={"user_id": str})["user_id"]
-    expected |= {f"users/{u}.png" for u in users}
+    expected |= {f"users/user-{i:04d}.png" for i in range(1, len(users) + 1)}
     assert expected <= figures
     assert page.count('src="data:image/png') == len(expected)
     for u in users:
