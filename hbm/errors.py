@@ -27,6 +27,10 @@ class ConfigError(HBMError):
     """A run configuration file is missing, unreadable or holds an unknown key or a wrong type."""
 
 
+class ArgumentError(HBMError):
+    """A command's argument is out of range, or an output path is unusable or names an input."""
+
+
 class StorageError(HBMError):
     """A file or run folder cannot be written or read back (disk full, permissions, I/O)."""
 

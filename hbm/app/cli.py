@@ -51,6 +51,16 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _num(value: float | None, spec: str) -> str:
+    """A diagnostic as text; ``n/a`` for one the draws do not define (NaN, or null in JSON)."""
+    return "n/a" if value is None or value != value else format(value, spec)
+
+
+def _warn(summary: dict[str, Any]) -> None:
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     d = s["days_per_user"]
     print(f"diary      {s['file']}")
@@ -82,9 +92,10 @@ def _print_fit(run: FitRun) -> None:
     verdict = "reliable" if d.reliable else "NOT RELIABLE: " + "; ".join(d.reasons)
     print(f"fit {verdict}")
     print(
-        f"max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, min tail ESS "
-        f"{d.min_ess_tail:.0f}, divergences {d.divergences}, min E-BFMI {min(d.ebfmi):.2f}, "
-        f"draws at the maximum tree depth {d.max_treedepth_hits}"
+        f"max R-hat {_num(d.max_rhat, '.3f')}, min bulk ESS {_num(d.min_ess_bulk, '.0f')}, "
+        f"min tail ESS {_num(d.min_ess_tail, '.0f')}, divergences {d.divergences}, min E-BFMI "
+        f"{_num(min(d.ebfmi, default=None), '.2f')}, draws at the maximum tree depth "
+        f"{d.max_treedepth_hits}"
     )
     files = ", ".join((*io.RUN_FILES, io.CONFIG_FILE))
     print(f"wrote {run.out}/ ({files}) in {run.run_info['timings']['total_s']:.0f} s")
@@ -99,6 +110,7 @@ def _print_report(report: WrittenReport) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     summary = load_inputs(fit_config(args)).summary
+    _warn(summary)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -129,6 +141,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _fit(inputs: Inputs, config: FitConfig, out: Path, command: str) -> int:
     s, cfg = inputs.summary, config.sampler()
+    _warn(s)
     print(
         f"fitting {s['users']} users x {s['rows']} days x {len(inputs.priors.keys)} "
         f"features with {cfg.backend} ({cfg.chains} chains, {cfg.tune} tune + {cfg.draws} "
@@ -168,6 +181,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     config = fit_config(args)
     inputs = load_inputs(config)
+    _warn(inputs.summary)
     options = CompareOptions(
         tuple(args.models), args.test_fraction, args.split, stability=not args.no_stability
     )
@@ -237,12 +251,12 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     print(f"{'variable':<10} {'max R-hat':>10} {'min ESS bulk':>13} {'min ESS tail':>13}")
     for name, v in diag["per_variable"].items():
         print(
-            f"{name:<10} {v['max_rhat']:>10.3f} {v['min_ess_bulk']:>13.0f} "
-            f"{v['min_ess_tail']:>13.0f}"
+            f"{name:<10} {_num(v['max_rhat'], '.3f'):>10} {_num(v['min_ess_bulk'], '.0f'):>13} "
+            f"{_num(v['min_ess_tail'], '.0f'):>13}"
         )
     print(
         f"divergences {diag['divergences']}; E-BFMI per chain "
-        f"{', '.join(f'{e:.2f}' for e in diag['ebfmi'])}; draws at the maximum tree depth "
+        f"{', '.join(_num(e, '.2f') for e in diag['ebfmi'])}; draws at the maximum tree depth "
         f"{diag.get('max_treedepth_hits', -1)}"
     )
     print(run.table.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hbm.app.checks import check_fit
 from hbm.app.config import KEYS, FitConfig, read_config, resolve
 from hbm.data.diary import MISSING_POLICIES
 from hbm.defaults import CI_KINDS, CI_PROB, DAYS_NEEDED_USERS, TEST_FRACTION
@@ -41,14 +42,17 @@ def column_map(pairs: Sequence[str] | None) -> tuple[tuple[str, str], ...] | Non
 
 
 def fit_config(args: argparse.Namespace, diary_default: Path | None = None) -> FitConfig:
-    """The configuration of a command: defaults, then ``--config FILE``, then the flags given."""
+    """The configuration of a command: defaults, then ``--config FILE``, then the flags given;
+    its values and ``args.out``, when the command has one, checked (``checks.check_fit``)."""
     flags = {key.field: getattr(args, key.field, None) for key in KEYS}
     flags["column_map"] = column_map(flags["column_map"])
     given = {field: value for field, value in flags.items() if value is not None}
     config_file = getattr(args, "config", None)
     from_file = read_config(config_file) if config_file is not None else {}
     base = {"diary": str(diary_default)} if diary_default is not None else {}
-    return resolve(base, from_file, given)
+    config = resolve(base, from_file, given)
+    check_fit(config, getattr(args, "out", None), config_file)  # before anything is read
+    return config
 
 
 def _add_diary_options(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from hbm.app.checks import (
+    check_at_least,
+    check_out_file,
+    check_probability,
+    check_seed,
+    check_writable,
+)
 from hbm.data.diary import MissingPolicy, load_diary
 from hbm.defaults import CI_PROB, DAYS_NEEDED_USERS
 from hbm.errors import HBMError
@@ -76,8 +83,11 @@ def write_run_report(
     from hbm.results.days_needed import days_needed
     from hbm.results.report import build_report
 
+    check_at_least(days_users, 1, "--days-users")
+    check_seed(seed)
     t0 = time.perf_counter()
     run = io.read_run(run_dir)
+    check_writable(run.path, "report: run folder")
     tree = io.load_fit(run.path / io.FIT_FILE)
     days = None
     if run.run_info.get("pooling", "partial") == "partial":
@@ -142,9 +152,13 @@ def read_diagnostics(run_dir: str | Path) -> RunDiagnostics:
 def write_diagnostic_figures(run_dir: str | Path, tree: xr.DataTree) -> Iterator[Path]:
     """Write the rank, energy and forest figures into ``run_dir/figures/``, yielding each path."""
     from hbm.results.plots import DIAGNOSTIC_FIGURES
+    from hbm.results.report_figures import has_chains_to_compare
 
     fig_dir = Path(run_dir) / "figures"
+    check_writable(Path(run_dir), "diagnose: run folder")
     for fname, plot in DIAGNOSTIC_FIGURES.items():
+        if fname == "rank.png" and not has_chains_to_compare(tree):
+            continue
         pc = plot(tree)
         with io.atomic_path(fig_dir / fname) as tmp:
             pc.savefig(tmp, format="png", dpi=90)
@@ -164,7 +178,10 @@ def predict_days(
     to ``out`` as CSV, dates as YYYY-MM-DD, and returned."""
     from hbm.results.prediction import fit_priors, predict
 
+    check_probability(ci_prob)
+    check_seed(seed)
     d = io.check_run_dir(run_dir)
+    check_out_file(out, (diary_path,), (d,))
     tree = io.load_fit(d / io.FIT_FILE)
     priors = fit_priors(tree)
     diary = load_diary(diary_path, priors, column_map=column_map, missing=missing)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from hbm.app.checks import check_at_least, check_out_folder, check_seed, check_simulated_diary
 from hbm.app.config import CONFIG_COMMENT, FitConfig, document
 from hbm.data.diary import Diary, load_diary
 from hbm.data.exposures import Design, exposure_prevalence, exposures
@@ -28,7 +29,7 @@ from hbm.defaults import TEST_FRACTION
 from hbm.errors import EXIT_OK, EXIT_UNRELIABLE, ConfigError
 from hbm.model.simulation import Cohort, SimulationConfig, simulate
 from hbm.results import io
-from hbm.results.tables import build_exports
+from hbm.results.tables import build_exports, json_ready
 
 if TYPE_CHECKING:
     from hbm.inference.fitting import FitResult
@@ -90,6 +91,7 @@ def summarize(diary: Diary, design: Design) -> dict[str, Any]:
         "users_with_few_days": list(r.short_users),
         "min_days": r.min_days,
         "ignored_columns": list(r.extra_columns),
+        "warnings": list(r.warnings),
         "data_sha256": diary.sha256,
     }
 
@@ -130,25 +132,28 @@ def run_info_of(
     ci_kind: str,
     parameterization: str = "auto",
 ) -> dict[str, Any]:
-    """``run.json`` of a fit: command, data summary, sampler, interval choice, versions."""
-    return {
-        "command": command,
-        "started": started,
-        "priors": {"path": result.priors.path, "sha256": result.priors.sha256},
-        "diary": summary,
-        "sampler": json.loads(result.tree.attrs["sampler_config"]),
-        "nuts_sampler": result.config.backend,
-        "seed": result.config.seed,
-        "pooling": result.pooling,
-        "parameterization": parameterization,
-        "centring": result.centring.summary(),
-        "ci_prob": ci_prob,
-        "ci_kind": ci_kind,
-        "reliable": result.diagnostics.reliable,
-        "reliability_reasons": list(result.diagnostics.reasons),
-        "versions": json.loads(result.tree.attrs["versions"]),
-        "timings": dict(result.timings),
-    }
+    """``run.json`` of a fit: command, data summary, sampler, interval choice, versions (numbers
+    that are not finite as ``null``, ``hbm.results.tables.json_ready``)."""
+    return json_ready(
+        {
+            "command": command,
+            "started": started,
+            "priors": {"path": result.priors.path, "sha256": result.priors.sha256},
+            "diary": summary,
+            "sampler": json.loads(result.tree.attrs["sampler_config"]),
+            "nuts_sampler": result.config.backend,
+            "seed": result.config.seed,
+            "pooling": result.pooling,
+            "parameterization": parameterization,
+            "centring": result.centring.summary(),
+            "ci_prob": ci_prob,
+            "ci_kind": ci_kind,
+            "reliable": result.diagnostics.reliable,
+            "reliability_reasons": list(result.diagnostics.reasons),
+            "versions": json.loads(result.tree.attrs["versions"]),
+            "timings": dict(result.timings),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,8 @@ def fit_and_export(inputs: Inputs, config: FitConfig, out: Path, command: str) -
 
 def simulate_cohort(priors_path: str | None, config: SimulationConfig, out: str | Path) -> Cohort:
     """Simulate a cohort and write its diary to ``out`` with the truth file beside it."""
+    check_simulated_diary(out, priors_path)
+    check_seed(config.seed)
     cohort = simulate(load_priors(priors_path), config)
     io.write_cohort(out, cohort.diary.data, cohort.truth)
     return cohort
@@ -305,7 +312,7 @@ def compare_and_export(
         **comparison.info,
         "total_s": time.perf_counter() - inputs.t0,
     }
-    io.write_json(out / "compare.json", info)
+    io.write_json(out / "compare.json", json_ready(info))
     fitted = comparison.fits["hbm"].result if "hbm" in comparison.fits else None
     if fitted is not None:
         run_dir = out / "hbm"
@@ -352,10 +359,14 @@ def run_study(
     """
     from hbm.evaluation.study import FULL, QUICK, study, summary_table
 
+    check_out_folder(out, (priors_path,))
     priors = load_priors(priors_path)
     grid = QUICK if quick else FULL
     if sampler is not None:
         given = {k: getattr(sampler, k) for k in ("chains", "tune", "draws")}
+        for name, least in (("chains", 1), ("tune", 0), ("draws", 1)):
+            if given[name] is not None:
+                check_at_least(given[name], least, f"--{name}")
         grid = replace(grid, **{k: v for k, v in given.items() if v is not None})
     t0 = time.perf_counter()
     results = study(priors, grid, models, progress=progress)
