@@ -19,6 +19,7 @@ stored in ``ExposureMeans`` and reused for prediction.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -113,7 +114,10 @@ def exposures(diary: Diary, priors: Priors, exposure_means: ExposureMeans | None
     )
     unknown = np.isnan(raw_exposure)
     if exposure_means is None:
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():
+            # an all-unknown column warns "Mean of empty slice" (a warning, not a floating-point
+            # error, so np.errstate does not silence it); its NaN mean is replaced just below
+            warnings.simplefilter("ignore", RuntimeWarning)
             col_means = np.nanmean(np.where(unknown, np.nan, raw_exposure), axis=0)
         # A feature never observed (all lags unknown) is centred at 0.5, the middle of its scale.
         col_means = np.where(np.isnan(col_means), 0.5, col_means)
