@@ -26,6 +26,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from hbm import __version__
+from hbm.app.service_http import harden
 from hbm.errors import RunError
 from hbm.results import io
 from hbm.results.io import RunFolder
@@ -275,7 +276,10 @@ def create_app(data: ServiceData) -> FastAPI:
             f"Read-only trigger profiles of run '{data.name}'. Weights are log-odds per unit of "
             "exposure; intervals carry their probability and kind."
         ),
+        docs_url=None,
+        redoc_url=None,
     )
+    harden(app)
 
     @app.get(
         "/health", response_model=Health, response_model_exclude_none=True, responses=UNAVAILABLE

@@ -1,4 +1,5 @@
-"""The service under issue 22 (case 14): /health notices a changed or deleted run folder.
+"""The service under issue 22 (case 14): /health notices a changed or deleted run folder, HEAD is
+answered, a 422 does not repeat long input, /docs needs no network.
 
 Run folders are written by hand (``write_run`` of test_service_rules); no fit runs.
 """
@@ -6,18 +7,22 @@ Run folders are written by hand (``write_run`` of test_service_rules); no fit ru
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from hbm import __version__
+from hbm.app import service_http
 from hbm.app.cli import load_service_data
-from hbm.app.service import WATCHED, create_app, folder_state, identify
+from hbm.app.service import USER_ID_PATTERN, WATCHED, create_app, folder_state, identify
+from hbm.app.service_http import MAX_ECHO, short_echo
 from hbm.results import io
 
 from .test_service_rules import write_run
 
+EXTERNAL = re.compile(r"https?://", re.IGNORECASE)
 ALL_WATCHED = (
     "fit.nc, run.json, diagnostics.json, profiles.json, users.csv, population.csv, weights.csv"
 )
@@ -171,3 +176,118 @@ def test_health_documents_its_503(tmp_path):
     responses = spec["paths"]["/health"]["get"]["responses"]
     assert set(responses) == {"200", "503"}
     assert set(spec["paths"]["/health"]) == {"get"}  # HEAD is answered, not documented
+
+
+# --- HEAD --------------------------------------------------------------------------------------
+
+
+def _get_paths(client: TestClient) -> list[str]:
+    paths = [r.path for r in client.app.routes if "GET" in getattr(r, "methods", ())]
+    return [p.replace("{user_id}", "U-2") for p in paths]
+
+
+def test_head_is_answered_on_every_get_route(tmp_path):
+    """Issue 22 case 14: HEAD gave 405. Now the GET's status and headers, without a body."""
+    client = serve(_run(tmp_path))
+    paths = _get_paths(client)
+    assert len(paths) == 11  # 5 API routes, openapi.json, /docs, /redoc and 3 docs assets
+    for path in paths:
+        get = client.get(path, follow_redirects=False)
+        head = client.head(path, follow_redirects=False)
+        assert (path, head.status_code) == (path, 307 if path == "/redoc" else 200)
+        assert head.content == b""
+        assert head.headers["content-length"] == str(len(get.content))
+        assert head.headers.get("content-type") == get.headers.get("content-type")
+
+
+def test_head_keeps_the_status_of_errors(tmp_path):
+    d = _run(tmp_path)
+    client = serve(d)
+    assert client.head("/users/nobody/trigger_profile").status_code == 404
+    assert client.head("/users/has space/trigger_profile").status_code == 422
+    assert client.head("/users", params={"limit": 0}).status_code == 422
+    assert client.head("/no/such/route").status_code == 404
+    assert client.post("/health").status_code == 405  # other methods are still refused
+    shutil.rmtree(d)
+    r = client.head("/health")
+    assert r.status_code == 503 and r.content == b""
+
+
+# --- 422s do not repeat long input -------------------------------------------------------------
+
+
+def test_a_long_id_is_not_repeated_in_the_422(tmp_path):
+    """Issue 22 case 14: a 100 KB id came back whole. (httpx caps a URL at 64 KiB, so 60,000
+    characters here.)"""
+    r = serve(_run(tmp_path)).get("/users/" + "x" * 60_000 + "/trigger_profile")
+    assert r.status_code == 422
+    assert r.json() == {
+        "detail": [
+            {
+                "type": "string_pattern_mismatch",
+                "loc": ["path", "user_id"],
+                "msg": f"String should match pattern '{USER_ID_PATTERN}'",
+                "input": "x" * 128 + "... (60000 characters)",
+                "ctx": {"pattern": USER_ID_PATTERN},
+            }
+        ]
+    }
+    assert len(r.content) < 1_000
+
+
+def test_a_long_query_value_is_cut_and_a_short_id_kept(tmp_path):
+    client = serve(_run(tmp_path))
+    (err,) = client.get("/users", params={"limit": "9" * 300}).json()["detail"]
+    assert err["loc"] == ["query", "limit"] and err["input"] == "9" * 128 + "... (300 characters)"
+    (err,) = client.get("/users/has space/trigger_profile").json()["detail"]
+    assert err["input"] == "has space"
+
+
+def test_short_echo_by_hand():
+    assert MAX_ECHO == 128
+    assert short_echo("a" * 128) == "a" * 128
+    assert short_echo("a" * 129) == "a" * 128 + "... (129 characters)"
+    assert short_echo(None) is None and short_echo(7) == 7
+    assert short_echo(["b" * 40] * 3) == "(not repeated: 132 characters)"  # 3 x 42 + 2 x 2 + 2
+
+
+# --- /docs offline -----------------------------------------------------------------------------
+
+
+def _local_refs(page: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]+)"', page)
+
+
+def test_docs_page_names_no_other_host(tmp_path):
+    """Issue 22 case 14: /docs loaded Swagger UI from a CDN and was blank offline."""
+    client = serve(_run(tmp_path))
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert EXTERNAL.search(page.text) is None
+    refs = _local_refs(page.text)
+    assert sorted(refs) == [
+        "/docs/assets/favicon.png",
+        "/docs/assets/swagger-ui-bundle.js",
+        "/docs/assets/swagger-ui.css",
+    ]
+    folder = service_http.offline_assets()
+    assert folder is not None
+    for ref in refs:
+        assert ref.startswith("/docs/assets/")
+        r = client.get(ref)
+        assert r.status_code == 200
+        assert r.content == (folder / ref.rsplit("/", 1)[1]).read_bytes()
+    redoc = client.get("/redoc", follow_redirects=False)
+    assert redoc.status_code == 307 and redoc.headers["location"] == "/docs"
+
+
+def test_docs_without_the_assets_package_is_a_plain_routes_page(tmp_path, monkeypatch):
+    monkeypatch.setattr(service_http, "offline_assets", lambda: None)
+    client = serve(_run(tmp_path))
+    page = client.get("/docs").text
+    assert EXTERNAL.search(page) is None and "<script" not in page and "stylesheet" not in page
+    for path in ("/health", "/users", "/users/{user_id}/trigger_profile", "/population"):
+        assert f"<td>{path}</td>" in page
+    assert "<td>offset (query)</td>" not in page  # parameters are listed per route, joined
+    assert "offset (query), limit (query)" in page and "user_id (path, required)" in page
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 404
