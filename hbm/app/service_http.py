@@ -5,14 +5,17 @@ validation errors that echo at most ``MAX_ECHO`` characters of the offending inp
 served from assets on this machine (Swagger UI as shipped by the ``fastapi-offline`` package,
 read-only from fixed routes), or, without that package, a plain HTML page of the routes; either
 way the page names no other host. ``/redoc`` redirects to ``/docs``: ReDoc's bundle fetches its
-logo from its vendor's CDN.
+logo from its vendor's CDN. ``bind`` opens the listening socket before uvicorn starts, so a port
+in use is a ``PortInUseError`` (exit 5), not uvicorn's exit 3.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import html
 import importlib.util
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hbm.errors import PortInUseError
 
 #: The most characters of a request's input that a 422 repeats (the longest valid user id).
 MAX_ECHO = 128
@@ -161,3 +166,49 @@ def harden(app: FastAPI) -> FastAPI:
     app.add_exception_handler(RequestValidationError, short_validation_errors)
     add_docs(app, offline_assets())
     return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening), for ``run_server``.
+
+    Raises
+    ------
+    PortInUseError
+        The port is in use, the host is not an address of this machine or the port is out of
+        range: a one-line message naming the address.
+    """
+    where = f"{host}:{port}"
+    if not 0 <= port <= 65535:  # getaddrinfo would wrap it (70000 -> 4464)
+        raise PortInUseError(f"cannot listen on {where}: the port must be 0-65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        raise PortInUseError(f"cannot listen on {where}: {_reason(exc)}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"cannot listen on {where}: the port is in use (choose another with --port)"
+            ) from None
+        raise PortInUseError(f"cannot listen on {where}: {_reason(exc)}") from None
+    return sock
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())
+
+
+def run_server(app: FastAPI, sock: socket.socket, log_level: str) -> None:
+    """Serve ``app`` with uvicorn on a socket from ``bind`` until interrupted."""
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,23 +1,33 @@
 """The service under issue 22 (case 14): /health notices a changed or deleted run folder, HEAD is
-answered, a 422 does not repeat long input, /docs needs no network.
+answered, a 422 does not repeat long input, /docs needs no network, a port in use exits 5.
 
-Run folders are written by hand (``write_run`` of test_service_rules); no fit runs.
+Run folders are written by hand (``write_run`` of test_service_rules); no fit runs. Real servers
+listen on 127.0.0.1 only, in a subprocess that each test stops.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from hbm import __version__
 from hbm.app import service_http
-from hbm.app.cli import load_service_data
+from hbm.app.cli import load_service_data, main
 from hbm.app.service import USER_ID_PATTERN, WATCHED, create_app, folder_state, identify
-from hbm.app.service_http import MAX_ECHO, short_echo
+from hbm.app.service_http import MAX_ECHO, bind, short_echo
+from hbm.errors import EXIT_PORT, PortInUseError
 from hbm.results import io
 
 from .test_service_rules import write_run
@@ -218,7 +228,7 @@ def test_head_keeps_the_status_of_errors(tmp_path):
 
 def test_a_long_id_is_not_repeated_in_the_422(tmp_path):
     """Issue 22 case 14: a 100 KB id came back whole. (httpx caps a URL at 64 KiB, so 60,000
-    characters here.)"""
+    characters here; the real-server test below sends 100,000.)"""
     r = serve(_run(tmp_path)).get("/users/" + "x" * 60_000 + "/trigger_profile")
     assert r.status_code == 422
     assert r.json() == {
@@ -291,3 +301,141 @@ def test_docs_without_the_assets_package_is_a_plain_routes_page(tmp_path, monkey
     assert "<td>offset (query)</td>" not in page  # parameters are listed per route, joined
     assert "offset (query), limit (query)" in page and "user_id (path, required)" in page
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 404
+
+
+# --- a port in use -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _listening() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def test_port_in_use_is_exit_5_with_one_line(tmp_path, capsys):
+    """Issue 22 case 14: a port in use exited 3, the code of `fit --strict`."""
+    d = _run(tmp_path)
+    with _listening() as port:
+        assert main(["serve", str(d), "--port", str(port)]) == EXIT_PORT == 5
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: cannot listen on 127.0.0.1:{port}: the port is in use "
+        "(choose another with --port)\n"
+    )
+
+
+def test_the_hbm_process_exits_5_on_a_port_in_use(tmp_path):
+    d = _run(tmp_path)
+    with _listening() as port:
+        cmd = [sys.executable, "-m", "hbm.app.cli", "serve", str(d), "--port", str(port)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 5
+    assert out.stderr.count("\n") == 1 and "the port is in use" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "reason"),
+    [("127.0.0.1", 70000, "the port must be 0-65535"), ("no-such-host.invalid", 8000, "")],
+)
+def test_bind_refuses_an_address_it_cannot_listen_on(host, port, reason):
+    with pytest.raises(PortInUseError, match=rf"^cannot listen on {host}:{port}: {reason}") as e:
+        bind(host, port)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http", "\u0662"])
+def test_serve_refuses_a_port_number_out_of_range_as_bad_input(tmp_path, capsys, port):
+    with pytest.raises(SystemExit) as e:
+        main(["serve", str(tmp_path), "--port", port])
+    assert e.value.code == 2
+    assert f"argument --port: {port!r} is not a port number (0-65535)" in capsys.readouterr().err
+
+
+def test_bind_returns_a_bound_socket():
+    with bind("127.0.0.1", 0) as sock:
+        assert sock.getsockname()[0] == "127.0.0.1" and sock.getsockname()[1] > 0
+
+
+# --- a real server on loopback -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def live_server(run_dir: Path) -> Iterator[int]:
+    """``hbm serve run_dir`` in a subprocess on a free loopback port, until /health answers."""
+    with bind("127.0.0.1", 0) as probe:
+        port = int(probe.getsockname()[1])
+    cmd = [sys.executable, "-m", "hbm.app.cli", "serve", str(run_dir), "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--log-level", "warning"], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while _status(port, "GET", "/health") is None:
+            assert proc.poll() is None, f"server exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "server did not answer /health in 120 s"
+            time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _status(port: int, method: str, path: str) -> tuple[int, dict[str, str], bytes] | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def test_real_server_head_health_and_long_id(tmp_path):
+    d = _run(tmp_path)
+    with live_server(d) as port:
+        head = _status(port, "HEAD", "/users/U-2/trigger_profile")
+        get = _status(port, "GET", "/users/U-2/trigger_profile")
+        assert head is not None and get is not None
+        assert head[0] == get[0] == 200 and head[2] == b""
+        assert head[1]["content-length"] == str(len(get[2]))
+        long_id = _status(port, "GET", "/users/" + "x" * 100_000 + "/trigger_profile")
+        assert long_id is not None and long_id[0] in (400, 414, 422)  # the server may refuse it
+        assert len(long_id[2]) < 1_000 and b"x" * 129 not in long_id[2]
+        shutil.rmtree(d)
+        gone = _status(port, "GET", "/health")
+        assert gone is not None and gone[0] == 503 and b'"status":"missing"' in gone[2]
+
+
+@pytest.mark.ci_stat
+def test_docs_render_in_chromium_with_the_network_cut(tmp_path):
+    """Swagger UI at /docs in Debian's chromium, every request to any host but the server
+    aborted: the five operations render, no request leaves, the console stays clean."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("HBM_CHROMIUM", "/usr/bin/chromium")
+    assert Path(chromium).exists(), f"{chromium} not found: `make browser` installs it"
+    outside: list[str] = []
+    errors: list[str] = []
+    with live_server(_run(tmp_path)) as port, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        local = f"http://127.0.0.1:{port}/"
+
+        def only_local(route):
+            if route.request.url.startswith(local):
+                return route.continue_()
+            outside.append(route.request.url)
+            return route.abort()
+
+        page.route("**/*", only_local)
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(local + "docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        operations = page.locator(".opblock").count()
+        page.screenshot(path=str(tmp_path / "docs.png"))
+        browser.close()
+    assert operations == 5
+    assert outside == [] and errors == []
