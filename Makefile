@@ -66,7 +66,7 @@ mutation: $(STAMP)
 	$(PY) scripts/mutation_report.py --out reports/mutation/survivors.md
 
 ## mutation-ci: the subset CI runs (the gate, decide, trigger classes and confidence), same threshold
-MUTATION_CI := 'hbm.inference.diagnostics*' 'hbm.evaluation.decide*' 'hbm.results.tables.x_classify*' 'hbm.results.tables.x__confidence*'
+MUTATION_CI := 'hbm.inference.diagnostics*' 'hbm.evaluation.decide*' 'hbm.results.tables.x_classify*' 'hbm.results.tables.x__confidence*' 'hbm.results.tables.x_confidence_of*'
 mutation-ci: $(STAMP)
 	@rm -rf mutants && mkdir -p reports/mutation
 	$(VENV)/bin/mutmut run --max-children 2 $(MUTATION_CI) > reports/mutation/run-ci.log 2>&1 || { tail -40 reports/mutation/run-ci.log; exit 1; }

@@ -230,17 +230,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from hbm.app.service import create_app
+    from hbm.app.service_http import bind, run_server
 
     data = load_service_data(args.run_dir)
+    app = create_app(data)
+    sock = bind(args.host, args.port)  # a port in use: PortInUseError, exit 5
     print(
         f"serving run '{data.name}' ({len(data.users)} users, reliable={data.reliable}) on "
-        f"http://{args.host}:{args.port} (OpenAPI docs at /docs)",
+        f"http://{args.host}:{sock.getsockname()[1]} (OpenAPI docs at /docs)",
         file=sys.stderr,
     )
-    uvicorn.run(create_app(data), host=args.host, port=args.port, log_level=args.log_level)
+    run_server(app, sock, args.log_level)
     return 0
 
 

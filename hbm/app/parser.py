@@ -240,11 +240,18 @@ def _add_report_parser(sub: Sub) -> None:
     p.add_argument("--verbose", action="store_true", help="name each figure as it is drawn")
 
 
+def _port(text: str) -> int:
+    """A TCP port number for ``--port`` (argparse exits 2 on anything else)."""
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
 def _add_serve_parser(sub: Sub) -> None:
     p = sub.add_parser("serve", help="read-only HTTP API over a run folder (FastAPI)")
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="0-65535 (0: any free port)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info"))
 
 

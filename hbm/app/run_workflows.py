@@ -51,13 +51,14 @@ def load_service_data(run_dir: str | Path) -> ServiceData:
     """Read and check a run folder for ``hbm serve`` (``hbm.app.service.ServiceData``)."""
     from hbm.app import service
 
+    files = service.identify(run_dir)  # before reading: a change while reading shows on /health
     run = io.read_run(run_dir)
     pooling = run.run_info.get("pooling", "partial")
     draws = None
     if pooling != "none":
         names = ("mu", "tau") if pooling == "partial" else ("mu",)
         draws = io.load_fit(run.path / io.FIT_FILE, posterior_vars=names)
-    return service.prepare(run, draws)
+    return service.prepare(run, draws, files)
 
 
 @dataclass(frozen=True)

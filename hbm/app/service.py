@@ -5,35 +5,57 @@ so none can reach the filesystem. User ids in paths must match ``USER_ID_PATTERN
 characters; a malformed id is a 422); an id the run does not hold is a 404 with a JSON body,
 unless ``?cold_start=true`` asks for the population-predictive profile of an unseen user, which is
 then marked ``cold_start: true``.
+
+``/health`` compares, on each request, the stat identity (device, inode, size, modification time)
+of the files read at start-up (``WATCHED``) with the one taken then: ``ok`` while all agree,
+``changed`` once one was rewritten or replaced, ``missing`` once one (or the folder) is gone; the
+last two answer 503, and the other routes go on serving what was read at start-up.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import xarray as xr
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from hbm import __version__
+from hbm.app.service_http import harden
 from hbm.defaults import USER_ID_PATTERN  # the diary's id rule: whatever fits can be served
 from hbm.errors import RunError
+from hbm.results import io
 from hbm.results.io import RunFolder
 from hbm.results.prediction import fit_priors
 from hbm.results.tables import cold_start_profile
 
 MAX_PAGE = 500
+#: The files of a run folder that ``hbm serve`` reads at start-up; ``/health`` watches them.
+WATCHED = (
+    io.FIT_FILE,
+    io.RUN_FILE,
+    io.DIAGNOSTICS_FILE,
+    io.PROFILES_FILE,
+    io.USERS_FILE,
+    io.POPULATION_FILE,
+    io.WEIGHTS_CSV,
+)
+#: A file's stat identity: device, inode, size in bytes, modification time in nanoseconds.
+Identity = tuple[int, int, int, int]
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, changed or missing (the last two with HTTP 503)")
     version: str
     run: str
     users: int
     reliable: bool
+    detail: str | None = Field(None, description="which files changed or are missing")
 
 
 class UserSummary(BaseModel):
@@ -98,6 +120,31 @@ class ServiceData:
     population: dict[str, Any]
     reliable: bool
     cold_start: dict[str, Any] | None
+    folder: FilePath | None = None
+    files: dict[str, Identity] = field(default_factory=dict)
+
+
+def identify(folder: str | FilePath) -> dict[str, Identity]:
+    """The stat identity of each ``WATCHED`` file present in ``folder`` (absent ones left out)."""
+    out = {}
+    for name in WATCHED:
+        try:
+            st = os.stat(FilePath(folder) / name)
+        except OSError:
+            continue
+        out[name] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def folder_state(folder: FilePath, files: dict[str, Identity]) -> tuple[str, list[str]]:
+    """``("ok", [])``, or ``("missing", names)`` / ``("changed", names)`` of the files in
+    ``files`` that are gone / whose identity differs now (missing wins when both occur)."""
+    now = identify(folder)
+    missing = [name for name in files if name not in now]
+    if missing:
+        return "missing", missing
+    changed = [name for name, ident in files.items() if now[name] != ident]
+    return ("changed", changed) if changed else ("ok", [])
 
 
 def _clean(value: Any) -> Any:
@@ -107,7 +154,11 @@ def _clean(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def prepare(run: RunFolder, population_draws: xr.DataTree | None) -> ServiceData:
+def prepare(
+    run: RunFolder,
+    population_draws: xr.DataTree | None,
+    files: dict[str, Identity] | None = None,
+) -> ServiceData:
     """Check a run folder for serving and index its exports.
 
     Parameters
@@ -118,6 +169,9 @@ def prepare(run: RunFolder, population_draws: xr.DataTree | None) -> ServiceData
         The fit's ``mu`` and ``tau`` draws (``hbm.results.io.load_fit(..., posterior_vars=...)``)
         for
         cold-start profiles; ``None`` when the run has no population (``pooling="none"``).
+    files
+        ``identify(run.path)`` taken before the folder was read, for ``/health``; ``None``
+        takes it now.
 
     Raises
     ------
@@ -166,7 +220,9 @@ def prepare(run: RunFolder, population_draws: xr.DataTree | None) -> ServiceData
             ci_prob,
             ci_kind,
         )
-    return ServiceData(run.path.name, profiles, users, population, reliable, cold)
+    folder = run.path.absolute()
+    files = identify(folder) if files is None else files
+    return ServiceData(run.path.name, profiles, users, population, reliable, cold, folder, files)
 
 
 def _matches(user_id: str) -> bool:
@@ -181,6 +237,34 @@ ColdStart = Annotated[
     Query(description="for an id the run does not hold, return the population-predictive profile"),
 ]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": Health, "description": "the run folder changed or is missing"}
+}
+
+
+def health_body(data: ServiceData, response: Response) -> dict[str, Any]:
+    """``/health``: the run's summary and the folder's state; 503 unless it is ``ok``."""
+    body: dict[str, Any] = {
+        "status": "ok",
+        "version": __version__,
+        "run": data.name,
+        "users": len(data.users),
+        "reliable": data.reliable,
+    }
+    if data.folder is None:
+        return body
+    state, names = folder_state(data.folder, data.files)
+    if state != "ok":
+        response.status_code = 503
+        verb = "changed in"
+        if state == "missing":
+            verb = "are missing from" if len(names) > 1 else "is missing from"
+        body["status"] = state
+        body["detail"] = (
+            f"{', '.join(names)} {verb} run folder '{data.name}' since start-up; "
+            "this service still serves what it read then: restart hbm serve"
+        )
+    return body
 
 
 def create_app(data: ServiceData) -> FastAPI:
@@ -192,17 +276,16 @@ def create_app(data: ServiceData) -> FastAPI:
             f"Read-only trigger profiles of run '{data.name}'. Weights are log-odds per unit of "
             "exposure; intervals carry their probability and kind."
         ),
+        docs_url=None,
+        redoc_url=None,
     )
+    harden(app)
 
-    @app.get("/health", response_model=Health)
-    def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "version": __version__,
-            "run": data.name,
-            "users": len(data.users),
-            "reliable": data.reliable,
-        }
+    @app.get(
+        "/health", response_model=Health, response_model_exclude_none=True, responses=UNAVAILABLE
+    )
+    def health(response: Response) -> dict[str, Any]:
+        return health_body(data, response)
 
     @app.get("/users", response_model=UsersPage)
     def users(

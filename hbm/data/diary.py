@@ -413,9 +413,19 @@ def train_mask(diary: Diary, test_fraction: float = TEST_FRACTION) -> np.ndarray
     if not 0.0 < test_fraction < 1.0:
         raise DiaryError(f"test_fraction must be in (0, 1), got {test_fraction}")
     data = diary.data
-    rank = data.groupby("user_id", sort=False).cumcount()
-    size = data.groupby("user_id", sort=False)["date"].transform("size")
-    return np.asarray(rank < np.floor(size * (1.0 - test_fraction)).astype(int))
+    rank = data.groupby("user_id", sort=False).cumcount().to_numpy()
+    size = data.groupby("user_id", sort=False)["date"].transform("size").to_numpy()
+    return leading_days(rank, size, 1.0 - test_fraction)
+
+
+def leading_days(
+    rank: np.ndarray, size: np.ndarray, fraction: float, at_least: int = 0
+) -> np.ndarray:
+    """True for a user's first ``max(floor(n * fraction), at_least)`` of ``n`` days.
+
+    ``rank`` is each row's 0-based position by date within its user, ``size`` its user's days.
+    """
+    return np.asarray(rank < np.maximum(np.floor(size * fraction), at_least))
 
 
 def split_by_time(diary: Diary, test_fraction: float = TEST_FRACTION) -> tuple[Diary, Diary]:

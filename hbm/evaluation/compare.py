@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from hbm.data.diary import Diary, split_by_time, subset_users, train_mask
+from hbm.data.diary import Diary, leading_days, split_by_time, subset_users, train_mask
 from hbm.data.exposures import Design, day_rank, exposures, select_rows
 from hbm.data.priors import Priors
 from hbm.defaults import TEST_FRACTION
@@ -70,7 +70,7 @@ def temporal_designs(
 def first_part(design: Design, fraction: float) -> Design:
     """The first ``fraction`` of each user's days of a design (for weight stability)."""
     rank, size = day_rank(design)
-    return select_rows(design, rank < np.maximum(np.floor(size * fraction), 1))
+    return select_rows(design, leading_days(rank, size, fraction, at_least=1))
 
 
 def users_designs(

@@ -1,4 +1,4 @@
-"""NUTS settings of a fit (``SamplerConfig``) and each backend's default warm-up."""
+"""NUTS settings of a fit (``SamplerConfig``), each backend's default warm-up, draw thinning."""
 
 from __future__ import annotations
 
@@ -61,3 +61,8 @@ class SamplerConfig:
             problems.append(f"target_accept must be in [0.5, 1), got {self.target_accept}")
         if problems:
             raise FitError("invalid sampler settings: " + "; ".join(problems))
+
+
+def thinning_step(n_draws: int, max_draws: int) -> int:
+    """Step that keeps at most ``max_draws`` of ``n_draws`` draws, evenly spaced."""
+    return max(1, -(-n_draws // max_draws))

@@ -12,15 +12,14 @@ import numpy as np
 import xarray as xr
 
 from hbm.data.exposures import Design
-from hbm.inference.config import SamplerConfig
+from hbm.inference.config import SamplerConfig, thinning_step
 from hbm.model.build import grouped_rows
 from hbm.model.likelihood import rows_logp_draw
 
 
 def _thinned_posterior(dt: xr.DataTree, max_draws: int) -> xr.Dataset:
     post = dt["posterior"].to_dataset()
-    total = post.sizes["chain"] * post.sizes["draw"]
-    step = max(1, int(np.ceil(total / max_draws)))
+    step = thinning_step(post.sizes["chain"] * post.sizes["draw"], max_draws)
     return post.isel(draw=slice(None, None, step))
 
 

@@ -26,7 +26,7 @@ from scipy import special, stats
 from hbm.defaults import CI_PROB, DAYS_NEEDED_USERS, ROPE
 from hbm.errors import RunError
 from hbm.model.population import Population, new_users, population_of, standard_noise
-from hbm.results.tables import classify
+from hbm.results.tables import classify, confidence_of
 
 DAYS = (30, 60, 90, 180, 365)
 
@@ -121,7 +121,8 @@ def days_needed(
         for n in days:
             mean, sd = _laplace(design[:n], y[:n], prior_mean, prior_sd)
             row = _scores((mean - z * sd)[1:], (mean + z * sd)[1:], truth, rope)
-            row["confidence"] = float(np.clip(1 - np.mean(sd[1:] ** 2 / ref_var), 0, 1))
+            var = xr.DataArray(sd[1:] ** 2, dims="feature")
+            row["confidence"] = float(confidence_of(var, xr.DataArray(ref_var, dims="feature")))
             rows[n].append(row)
     return pd.DataFrame([_summary(n, pd.DataFrame(rows[n]), n_users, ci_prob) for n in days])
 

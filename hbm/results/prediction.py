@@ -18,6 +18,7 @@ from hbm.data.diary import Diary
 from hbm.data.exposures import Design, ExposureMeans, exposures
 from hbm.data.priors import Priors, parse_priors
 from hbm.defaults import CI_PROB
+from hbm.inference.config import thinning_step
 from hbm.inference.provenance import stored_centering, stored_priors_json
 from hbm.model.population import new_user_draws
 
@@ -36,8 +37,7 @@ def fit_exposure_means(tree: xr.DataTree) -> ExposureMeans:
 
 
 def _thinning(post: xr.Dataset, max_draws: int) -> int:
-    """Step that keeps at most ``max_draws`` of the posterior's draws, evenly spaced."""
-    return max(1, int(np.ceil(post.sizes["chain"] * post.sizes["draw"] / max_draws)))
+    return thinning_step(post.sizes["chain"] * post.sizes["draw"], max_draws)
 
 
 def _stacked(post: xr.Dataset, name: str, max_draws: int) -> np.ndarray:

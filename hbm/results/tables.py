@@ -168,6 +168,15 @@ def confidence(dt: xr.DataTree, pooling: str = "partial") -> pd.Series:
 def _confidence(w: xr.DataArray, tau: xr.DataArray | None) -> xr.DataArray:
     var_w = w.var(("chain", "draw"))
     ref = (tau**2).mean(("chain", "draw")) if tau is not None else NO_POOLING_SD**2
+    return confidence_of(var_w, ref)
+
+
+def confidence_of(var_w: xr.DataArray, ref: xr.DataArray | float) -> xr.DataArray:
+    """Personalization confidence: ``1 - mean over features of Var(w) / E[tau^2]``, in [0, 1].
+
+    ``var_w`` is a user's posterior variance per feature, ``ref`` a new user's (the population's
+    spread); 0 means the data taught nothing beyond the population, 1 that they pin ``w`` down.
+    """
     return (1.0 - (var_w / ref).mean("feature")).clip(0.0, 1.0)
 
 
