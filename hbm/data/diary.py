@@ -28,7 +28,9 @@ import pandas as pd
 
 from hbm.data.files import DIARY_SUFFIXES, read_table
 from hbm.data.priors import Priors
-from hbm.defaults import MIN_DAYS, TEST_FRACTION, USER_ID_PATTERN, USER_ID_RULE
+from hbm.data.rows import check_user_ids, diary_warnings
+from hbm.data.rows import places as _rows
+from hbm.defaults import MIN_DAYS, TEST_FRACTION
 from hbm.errors import DiaryError
 
 __all__ = [
@@ -49,7 +51,6 @@ __all__ = [
 ID_COLUMNS = ("user_id", "date", "migraine")
 MissingPolicy = Literal["error", "impute", "drop"]
 MISSING_POLICIES: tuple[str, ...] = ("error", "impute", "drop")
-_SHOW = 5  # offending rows quoted in an error message
 
 
 @dataclass(frozen=True)
@@ -96,24 +97,6 @@ class Diary:
         return hashlib.sha256(canon.to_csv(index=False).encode()).hexdigest()
 
 
-def _shown_id(user_id: str) -> str:
-    """An id quoted in a message: ``repr`` shows invisible characters; a long one is cut."""
-    if len(user_id) <= 40:
-        return repr(user_id)
-    return f"{user_id[:20]!r}... ({len(user_id)} characters)"
-
-
-def _rows(kind: str, index: Sequence[int] | pd.Index) -> str:
-    """Quote the first offending rows in the file's own numbering."""
-    idx = list(index)
-    if kind == "csv":  # header is line 1
-        shown = ", ".join(f"line {i + 2}" for i in idx[:_SHOW])
-    else:
-        shown = ", ".join(f"row {i}" for i in idx[:_SHOW])
-    more = f" and {len(idx) - _SHOW} more" if len(idx) > _SHOW else ""
-    return shown + more
-
-
 def validate_frame(
     frame: pd.DataFrame,
     priors: Priors,
@@ -152,36 +135,6 @@ def validate_frame(
         extra_columns=extra,
         warnings=warnings,
     )
-
-
-def diary_warnings(
-    data: pd.DataFrame, kind: str = "frame", today: pd.Timestamp | None = None
-) -> tuple[str, ...]:
-    """Warnings about a valid diary's rows (before sorting, so that rows keep their numbering):
-    days after ``today`` (default: the current date), an outcome that never varies, one user."""
-    today = pd.Timestamp.today().normalize() if today is None else today
-    out = []
-    future = data["date"] > today
-    if future.any():
-        first = data[future].iloc[0]
-        out.append(
-            f"{int(future.sum())} row(s) dated after today ({today:%Y-%m-%d}), at "
-            f"{_rows(kind, data.index[future])} (e.g. user '{first['user_id']}' on "
-            f"{first['date']:%Y-%m-%d}): a date typed wrongly?"
-        )
-    attacks = int(data["migraine"].sum())
-    if attacks in (0, len(data)):
-        out.append(
-            f"migraine is {int(attacks > 0)} on every row: with no contrast between attack and "
-            "attack-free days, the weights are learned from the priors alone"
-        )
-    users = pd.unique(data["user_id"])
-    if len(users) == 1:
-        out.append(
-            f"one user only ('{users[0]}'): how much users differ (tau) cannot be learned from "
-            "one user, so it stays at its prior"
-        )
-    return tuple(out)
 
 
 def _columns(
@@ -223,14 +176,7 @@ def _id_columns(frame: pd.DataFrame, source: str, kind: str) -> pd.DataFrame:
             "expected a non-empty id on every row"
         )
     user = user.astype(str).str.strip()
-    bad = ~user.str.fullmatch(USER_ID_PATTERN)
-    if bad.any():
-        examples = ", ".join(_shown_id(v) for v in user[bad].head(3))
-        raise DiaryError(
-            f"{source}: column 'user_id' has ids outside the id rule at "
-            f"{_rows(kind, frame.index[bad])} (ids {examples}); a user id is {USER_ID_RULE} "
-            "(data/README.md)"
-        )
+    check_user_ids(user, source, kind)
 
     raw_date = frame["date"]
     if pd.api.types.is_datetime64_any_dtype(raw_date):

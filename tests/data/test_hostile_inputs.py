@@ -13,8 +13,9 @@ import re
 import pandas as pd
 import pytest
 
-from hbm.data.diary import diary_warnings, load_diary
+from hbm.data.diary import load_diary
 from hbm.data.priors import load_priors
+from hbm.data.rows import diary_warnings
 from hbm.defaults import USER_ID_PATTERN
 from hbm.errors import DiaryError, PriorsError
 
