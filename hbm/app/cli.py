@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hbm.app.config import FitConfig
+from hbm.app.interrupts import ignore_further, interruptible
 from hbm.app.parser import DEMO_DIARY, build_parser, column_map, fit_config
 from hbm.app.run_workflows import (
     WrittenReport,
@@ -36,7 +37,7 @@ from hbm.app.workflows import (
     simulate_cohort,
 )
 from hbm.defaults import DAYS_NEEDED_USERS
-from hbm.errors import HBMError, exit_code
+from hbm.errors import HBMError, Interrupted, exit_code
 from hbm.model.simulation import SimulationConfig
 from hbm.results import io
 
@@ -86,7 +87,7 @@ def _print_fit(run: FitRun) -> None:
         f"{d.min_ess_tail:.0f}, divergences {d.divergences}, min E-BFMI {min(d.ebfmi):.2f}, "
         f"draws at the maximum tree depth {d.max_treedepth_hits}"
     )
-    files = ", ".join((*io.RUN_FILES, io.CONFIG_FILE))
+    files = ", ".join((*io.RUN_FILES, io.CONFIG_FILE, io.MANIFEST_FILE))
     print(f"wrote {run.out}/ ({files}) in {run.run_info['timings']['total_s']:.0f} s")
 
 
@@ -127,6 +128,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _phase(name: str) -> None:
+    print(f"phase: {name}", file=sys.stderr, flush=True)
+
+
 def _fit(inputs: Inputs, config: FitConfig, out: Path, command: str) -> int:
     s, cfg = inputs.summary, config.sampler()
     print(
@@ -135,13 +140,15 @@ def _fit(inputs: Inputs, config: FitConfig, out: Path, command: str) -> int:
         "draws)...",
         flush=True,
     )
-    run = fit_and_export(inputs, config, out, command)
+    run = fit_and_export(inputs, config, out, command, _phase if config.progress else None)
     _print_fit(run)
     return run.exit_code
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     config = fit_config(args)
+    if config.progress:
+        _phase("load")
     return _fit(load_inputs(config), config, Path(args.out), _command(args))
 
 
@@ -292,12 +299,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    try:
-        code = COMMANDS[args.command](args)
-    except HBMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exit_code(exc)
+    with interruptible():
+        try:
+            code = COMMANDS[args.command](args)
+        except HBMError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exit_code(exc)
+        except Interrupted as exc:
+            ignore_further()
+            print(f"hbm {args.command}: {_stopped(exc, args)}", file=sys.stderr, flush=True)
+            return exc.exit_code
     return code
+
+
+def _stopped(exc: Interrupted, args: argparse.Namespace) -> str:
+    """What an interrupted command says: the signal and what it left (one line)."""
+    if exc.detail:
+        return str(exc)
+    out = getattr(args, "out", None) or getattr(args, "run_dir", None)
+    if out is None:
+        return str(exc)
+    left = f"{out} was left as it was" if Path(out).exists() else f"nothing was written to {out}"
+    return str(Interrupted(exc.signum, left))
 
 
 if __name__ == "__main__":
