@@ -312,13 +312,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+#: Commands whose output is written whole (a run folder, or one file) or not at all: the
+#: argument that names it.
+WHOLE_OUTPUT = {"fit": "out", "compare": "out", "predict": "out"}
+WHOLE_OUTPUT |= {"report": "run_dir", "diagnose": "run_dir"}
+
+
 def _stopped(exc: Interrupted, args: argparse.Namespace) -> str:
     """What an interrupted command says: the signal and what it left (one line)."""
-    if exc.detail:
+    if exc.detail or args.command not in WHOLE_OUTPUT:
         return str(exc)
-    out = getattr(args, "out", None) or getattr(args, "run_dir", None)
-    if out is None:
-        return str(exc)
+    out = getattr(args, WHOLE_OUTPUT[args.command])
     left = f"{out} was left as it was" if Path(out).exists() else f"nothing was written to {out}"
     return str(Interrupted(exc.signum, left))
 

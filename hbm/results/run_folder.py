@@ -97,7 +97,8 @@ def _swap_in(stage: Path, target: Path) -> None:
             os.rename(aside, target)
             raise
         shutil.rmtree(aside, ignore_errors=True)
-    fsync_path(target.parent)
+    with contextlib.suppress(OSError):  # swapped in: nothing after this may fail the write
+        fsync_path(target.parent)
 
 
 @contextlib.contextmanager
@@ -223,16 +224,29 @@ def staged(
         if raised is exc:
             raise
         raise raised from None
+    swapped = False
     try:
         with _locked(tgt.parent), held_signals():
-            if base is not None and read_manifest(tgt) != base:
-                shutil.rmtree(stage, ignore_errors=True)
+            if base is not None and _manifest_or_none(tgt) != base:
                 raise RunError(f"{tgt}: changed while {written_by} ran; run it again")
             _swap_in(stage, tgt)
-    except Interrupted as exc:
-        raise Interrupted(exc.signum, f"{tgt} holds the new {kind} ({sealed.run_id})") from None
-    except OSError as exc:
-        raise _abandon(stage, tgt, exc) from None
+            swapped = True
+    except BaseException as exc:
+        if not (swapped and isinstance(exc, Interrupted)):
+            raised = _abandon(stage, tgt, exc)
+            if raised is exc:
+                raise
+            raise raised from None
+        # the signal came during the swap and was held until it was done
+        done = f"{written_by}'s files" if base is not None else f"the new {kind} ({sealed.run_id})"
+        raise Interrupted(exc.signum, f"{tgt} holds {done}") from None
+
+
+def _manifest_or_none(folder: Path) -> Manifest | None:
+    try:
+        return read_manifest(folder)
+    except RunError:
+        return None
 
 
 @contextlib.contextmanager
