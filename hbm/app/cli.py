@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hbm.app.config import FitConfig
-from hbm.app.interrupts import ignore_further, interruptible
+from hbm.app.interrupts import interruptible
 from hbm.app.parser import DEMO_DIARY, build_parser, column_map, fit_config
 from hbm.app.run_workflows import (
     WrittenReport,
@@ -296,26 +296,28 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hbm`` command."""
     parser = build_parser()
+    process = argv is None  # the hbm command itself, not a call from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
-    with interruptible():
-        try:
-            code = COMMANDS[args.command](args)
-        except HBMError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return exit_code(exc)
-        except Interrupted as exc:
-            ignore_further()
-            print(f"hbm {args.command}: {_stopped(exc, args)}", file=sys.stderr, flush=True)
-            return exc.exit_code
-    return code
+    try:
+        with interruptible(then_ignore=process):
+            return _run(args)
+    except Interrupted as exc:  # the signals are ignored now in the hbm process (then_ignore)
+        print(f"hbm {args.command}: {_stopped(exc, args)}", file=sys.stderr, flush=True)
+        return exc.exit_code
 
 
-#: Commands whose output is written whole (a run folder, or one file) or not at all: the
-#: argument that names it.
-WHOLE_OUTPUT = {"fit": "out", "compare": "out", "predict": "out"}
-WHOLE_OUTPUT |= {"report": "run_dir", "diagnose": "run_dir"}
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return COMMANDS[args.command](args)
+    except HBMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_code(exc)
+
+
+#: Commands whose output is a folder written whole or not at all: the argument that names it.
+WHOLE_OUTPUT = {"fit": "out", "compare": "out", "report": "run_dir", "diagnose": "run_dir"}
 
 
 def _stopped(exc: Interrupted, args: argparse.Namespace) -> str:
@@ -323,7 +325,12 @@ def _stopped(exc: Interrupted, args: argparse.Namespace) -> str:
     if exc.detail or args.command not in WHOLE_OUTPUT:
         return str(exc)
     out = getattr(args, WHOLE_OUTPUT[args.command])
-    left = f"{out} was left as it was" if Path(out).exists() else f"nothing was written to {out}"
+    if io.written_here(out):
+        left = f"{out} was written before the signal came"
+    elif Path(out).exists():
+        left = f"{out} was left as it was"
+    else:
+        left = f"nothing was written to {out}"
     return str(Interrupted(exc.signum, left))
 
 

@@ -24,9 +24,11 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextmanager
-def interruptible() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise ``Interrupted``; the handlers before it return
-    afterwards. Outside the main thread (where Python delivers no signal) it changes nothing."""
+def interruptible(then_ignore: bool = False) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise ``Interrupted``; afterwards the handlers before
+    it return, or with ``then_ignore`` (the ``hbm`` process itself, whose command is done) the
+    signals are ignored while Python shuts down. Outside the main thread (where Python delivers
+    no signal) it changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -34,8 +36,11 @@ def interruptible() -> Iterator[None]:
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if then_ignore:
+            ignore_further()
+        else:
+            for s, handler in previous.items():
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def ignore_further() -> None:

@@ -182,7 +182,8 @@ def fit_and_export(
     the folder is built beside it and swapped in complete, with its manifest (``io.staged_run``),
     so a failure or an interrupt leaves ``out`` as it was. ``run.json`` is written with the
     exports, then again with the export time, the total time (from ``inputs.t0``) and
-    ``finished``. ``progress`` is called with each phase's name as it starts.
+    ``finished``. ``progress`` is called with each phase's name as it starts (the fit's, then
+    ``export`` and ``write``).
     """
     given = [p for p in (config.diary, config.priors) if p is not None]
     io.check_out(out, inputs=given)
@@ -213,6 +214,8 @@ def fit_and_export(
     )
     run_info["timings"] = timings
     with io.staged_run(out, "run", "hbm fit", inputs=given) as stage:
+        if progress is not None:
+            progress("write")
         io.write_run(stage, result.tree, exports, run_info)
         io.write_toml(stage / io.CONFIG_FILE, document(config), CONFIG_COMMENT)
         timings["export_s"] = time.perf_counter() - t_exp

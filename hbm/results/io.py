@@ -46,6 +46,8 @@ update_run = run_folder.update
 seal_run = seal
 #: ``check_out(out, inputs)``: before a long command, whether ``staged_run(out)`` can write.
 check_out = run_folder.check_out
+#: ``written_here(folder)``: whether this process swapped a folder in there.
+written_here = run_folder.written_here
 
 FIT_FILE = "fit.nc"
 POPULATION_FILE = "population.csv"

@@ -231,6 +231,7 @@ def staged(
                 raise RunError(f"{tgt}: changed while {written_by} ran; run it again")
             _swap_in(stage, tgt)
             swapped = True
+            _WRITTEN.add(tgt)
     except BaseException as exc:
         if not (swapped and isinstance(exc, Interrupted)):
             raised = _abandon(stage, tgt, exc)
@@ -240,6 +241,15 @@ def staged(
         # the signal came during the swap and was held until it was done
         done = f"{written_by}'s files" if base is not None else f"the new {kind} ({sealed.run_id})"
         raise Interrupted(exc.signum, f"{tgt} holds {done}") from None
+
+
+#: The folders this process has swapped in (``written_here``).
+_WRITTEN: set[Path] = set()
+
+
+def written_here(folder: str | Path) -> bool:
+    """Whether this process has swapped a folder in at ``folder`` (what an interrupt left)."""
+    return _target(folder) in _WRITTEN
 
 
 def _manifest_or_none(folder: Path) -> Manifest | None:
