@@ -354,9 +354,26 @@ def test_case14_a_full_or_read_only_disk_is_exit_4_naming_the_path(workspace, tm
     assert [line for line in out if not line.startswith("fitting ")] == ["exit 4", "exit 4"]
     full = f"error: {small}/run/fit.nc: cannot write: the disk is full ("
     ro_error = f"error: {ro}/run: cannot write: read-only file system (Read-only file system)"
-    first = err.index("phase: export") + 1
+    first = err.index("phase: write") + 1
     assert err[first].startswith(full) and err[first].endswith(
         f"nothing was written to {small}/run"
     )
     # the read-only disk stops the second fit before it compiles anything
     assert err[first + 1 :] == ["phase: load", ro_error]
+
+
+def test_a_signal_after_the_run_is_written_says_so(old, refit, monkeypatch, capsys):
+    """SIGTERM as the summary is printed: the new run is in place, and the message says so."""
+    run, before = old
+    import hbm.app.cli as cli
+
+    def terminated_while_printing(fit_run):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+
+    monkeypatch.setattr(cli, "_print_fit", terminated_while_printing)
+    assert refit(run) == 143
+    err = capsys.readouterr().err.strip()
+    assert err == f"hbm fit: interrupted by SIGTERM; {run} was written before the signal came"
+    assert hashes(run) != before
+    io.check_run_dir(run)
