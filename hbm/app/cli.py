@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hbm.app.config import FitConfig
+from hbm.app.interrupts import interruptible
 from hbm.app.parser import DEMO_DIARY, build_parser, column_map, fit_config
 from hbm.app.run_workflows import (
     WrittenReport,
@@ -36,7 +37,7 @@ from hbm.app.workflows import (
     simulate_cohort,
 )
 from hbm.defaults import DAYS_NEEDED_USERS
-from hbm.errors import HBMError, exit_code
+from hbm.errors import HBMError, Interrupted, exit_code
 from hbm.model.simulation import SimulationConfig
 from hbm.results import io
 
@@ -97,7 +98,7 @@ def _print_fit(run: FitRun) -> None:
         f"{_num(min(d.ebfmi, default=None), '.2f')}, draws at the maximum tree depth "
         f"{d.max_treedepth_hits}"
     )
-    files = ", ".join((*io.RUN_FILES, io.CONFIG_FILE))
+    files = ", ".join((*io.RUN_FILES, io.CONFIG_FILE, io.MANIFEST_FILE))
     print(f"wrote {run.out}/ ({files}) in {run.run_info['timings']['total_s']:.0f} s")
 
 
@@ -139,6 +140,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _phase(name: str) -> None:
+    print(f"phase: {name}", file=sys.stderr, flush=True)
+
+
 def _fit(inputs: Inputs, config: FitConfig, out: Path, command: str) -> int:
     s, cfg = inputs.summary, config.sampler()
     _warn(s)
@@ -148,13 +153,15 @@ def _fit(inputs: Inputs, config: FitConfig, out: Path, command: str) -> int:
         "draws)...",
         flush=True,
     )
-    run = fit_and_export(inputs, config, out, command)
+    run = fit_and_export(inputs, config, out, command, _phase if config.progress else None)
     _print_fit(run)
     return run.exit_code
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     config = fit_config(args)
+    if config.progress:
+        _phase("load")
     return _fit(load_inputs(config), config, Path(args.out), _command(args))
 
 
@@ -304,15 +311,42 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hbm`` command."""
     parser = build_parser()
+    process = argv is None  # the hbm command itself, not a call from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        code = COMMANDS[args.command](args)
+        with interruptible(then_ignore=process):
+            return _run(args)
+    except Interrupted as exc:  # the signals are ignored now in the hbm process (then_ignore)
+        print(f"hbm {args.command}: {_stopped(exc, args)}", file=sys.stderr, flush=True)
+        return exc.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return COMMANDS[args.command](args)
     except HBMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_code(exc)
-    return code
+
+
+#: Commands whose output is a folder written whole or not at all: the argument that names it.
+WHOLE_OUTPUT = {"fit": "out", "compare": "out", "report": "run_dir", "diagnose": "run_dir"}
+
+
+def _stopped(exc: Interrupted, args: argparse.Namespace) -> str:
+    """What an interrupted command says: the signal and what it left (one line)."""
+    if exc.detail or args.command not in WHOLE_OUTPUT:
+        return str(exc)
+    out = getattr(args, WHOLE_OUTPUT[args.command])
+    if io.written_here(out):
+        left = f"{out} was written before the signal came"
+    elif Path(out).exists():
+        left = f"{out} was left as it was"
+    else:
+        left = f"nothing was written to {out}"
+    return str(Interrupted(exc.signum, left))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ through ``hbm.results.io`` and print nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ from hbm.app.checks import (
 )
 from hbm.data.diary import MissingPolicy, load_diary
 from hbm.defaults import CI_PROB, DAYS_NEEDED_USERS
-from hbm.errors import HBMError
+from hbm.errors import HBMError, RunError
 from hbm.results import io
 
 if TYPE_CHECKING:
@@ -93,29 +93,36 @@ def write_run_report(
     days = None
     if run.run_info.get("pooling", "partial") == "partial":
         days = days_needed(tree, n_users=days_users, seed=seed)
-    report = build_report(
-        run,
-        tree,
-        days,
-        io.read_optional_csv(run.path / io.COMPARISON_FILE),
-        io.read_optional_csv(run.path / io.PER_USER_METRICS_FILE),
-        progress=progress,
-    )
+    listed = [run.optional(name) for name in (io.COMPARISON_FILE, io.PER_USER_METRICS_FILE)]
+    comparison, per_user = (io.read_optional_csv(p) if p else None for p in listed)
+    report = build_report(run, tree, days, comparison, per_user, progress=progress)
     path = io.write_report(run.path, report.html, report.figures)
     size = len(report.html.encode("utf-8"))
     return WrittenReport(path, size, len(report.figures), time.perf_counter() - t0)
 
 
 def decide_folder(folder: str | Path) -> Decision:
-    """The go / no-go of an ``hbm compare`` folder (its ``hbm/`` run) or of a run folder."""
+    """The go / no-go of an ``hbm compare`` folder (its ``hbm/`` run) or of a run folder.
+
+    Only a comparison made with the run's own fit counts: a compare folder's manifest must
+    record the run id its ``hbm/`` holds (``io.verify_comparison``), and a run folder's
+    ``comparison.csv`` must be listed in its manifest; anything else is a ``RunError``.
+    """
     from hbm.evaluation.decide import decide
 
     d = Path(folder)
-    run_dir = d / "hbm" if (d / "hbm" / io.POPULATION_FILE).exists() else d
-    run = io.read_run(run_dir)
-    comparison = io.read_optional_csv(d / io.COMPARISON_FILE)
-    if comparison is None:
-        comparison = io.read_optional_csv(run_dir / io.COMPARISON_FILE)
+    if (d / "hbm").is_dir():
+        run = io.read_run(d / "hbm")
+        path = io.verify_comparison(d, run)
+    else:
+        run = io.read_run(d)
+        path = run.optional(io.COMPARISON_FILE)
+        if path is None and (d / io.COMPARISON_FILE).exists():
+            raise RunError(
+                f"{d / io.COMPARISON_FILE}: not part of this run (not in its "
+                f"{io.MANIFEST_FILE}): it was made for another fit; run `hbm compare` again"
+            )
+    comparison = io.read_optional_csv(path) if path is not None else None
     return decide(run.population, run.users, comparison)
 
 
@@ -150,20 +157,22 @@ def read_diagnostics(run_dir: str | Path) -> RunDiagnostics:
     return RunDiagnostics(diagnostics, table, tree)
 
 
-def write_diagnostic_figures(run_dir: str | Path, tree: xr.DataTree) -> Iterator[Path]:
-    """Write the rank, energy and forest figures into ``run_dir/figures/``, yielding each path."""
+def write_diagnostic_figures(run_dir: str | Path, tree: xr.DataTree) -> list[Path]:
+    """Add the rank, energy and forest figures to ``run_dir/figures/`` (``io.update_run``)."""
     from hbm.results.plots import DIAGNOSTIC_FIGURES
     from hbm.results.report_figures import has_chains_to_compare
 
-    fig_dir = Path(run_dir) / "figures"
-    check_writable(Path(run_dir), "diagnose: run folder")
-    for fname, plot in DIAGNOSTIC_FIGURES.items():
-        if fname == "rank.png" and not has_chains_to_compare(tree):
-            continue
-        pc = plot(tree)
-        with io.atomic_path(fig_dir / fname) as tmp:
-            pc.savefig(tmp, format="png", dpi=90)
-        yield fig_dir / fname
+    names = [
+        Path("figures") / fname
+        for fname in DIAGNOSTIC_FIGURES
+        if fname != "rank.png" or has_chains_to_compare(tree)  # one chain: nothing to compare
+    ]
+    with io.update_run(run_dir, "hbm diagnose") as stage:
+        for name in names:
+            pc = DIAGNOSTIC_FIGURES[name.name](tree)
+            with io.atomic_path(stage / name) as tmp:
+                pc.savefig(tmp, format="png", dpi=90)
+    return [Path(run_dir) / name for name in names]
 
 
 def predict_days(

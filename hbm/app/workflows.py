@@ -178,12 +178,20 @@ class FitRun:
     exit_code: int
 
 
-def fit_and_export(inputs: Inputs, config: FitConfig, out: Path, command: str) -> FitRun:
-    """Fit, export and write the run folder ``out``, its ``config.toml`` included.
+def fit_and_export(
+    inputs: Inputs, config: FitConfig, out: Path, command: str, progress: Progress | None = None
+) -> FitRun:
+    """Fit, export and write the run folder ``out`` as a whole, its ``config.toml`` included.
 
-    ``run.json`` is written with the exports, then again with the export time, the total time
-    (from ``inputs.t0``) and ``finished``.
+    ``out`` is checked first (``io.check_out``: writable, and absent, empty or a run folder);
+    the folder is built beside it and swapped in complete, with its manifest (``io.staged_run``),
+    so a failure or an interrupt leaves ``out`` as it was. ``run.json`` is written with the
+    exports, then again with the export time, the total time (from ``inputs.t0``) and
+    ``finished``. ``progress`` is called with each phase's name as it starts (the fit's, then
+    ``export`` and ``write``).
     """
+    given = [p for p in (config.diary, config.priors) if p is not None]
+    io.check_out(out, inputs=given)
     from hbm.inference.fitting import fit  # PyMC loads only when a command fits
 
     result = fit(
@@ -193,7 +201,10 @@ def fit_and_export(inputs: Inputs, config: FitConfig, out: Path, command: str) -
         config.pooling,
         config.parameterization,
         inputs.diary.sha256,
+        progress=progress,
     )
+    if progress is not None:
+        progress("export")
     t_exp = time.perf_counter()
     exports = build_exports(result, config.ci_prob, config.ci_kind, config.min_days)
     timings = {"load_validate_s": inputs.summary["load_validate_s"], **result.timings}
@@ -207,12 +218,15 @@ def fit_and_export(inputs: Inputs, config: FitConfig, out: Path, command: str) -
         config.parameterization,
     )
     run_info["timings"] = timings
-    io.write_run(out, result.tree, exports, run_info)
-    io.write_toml(out / io.CONFIG_FILE, document(config), CONFIG_COMMENT)
-    timings["export_s"] = time.perf_counter() - t_exp
-    timings["total_s"] = time.perf_counter() - inputs.t0
-    run_info["finished"] = now()
-    io.write_json(out / io.RUN_FILE, run_info)
+    with io.staged_run(out, "run", "hbm fit", inputs=given) as stage:
+        if progress is not None:
+            progress("write")
+        io.write_run(stage, result.tree, exports, run_info)
+        io.write_toml(stage / io.CONFIG_FILE, document(config), CONFIG_COMMENT)
+        timings["export_s"] = time.perf_counter() - t_exp
+        timings["total_s"] = time.perf_counter() - inputs.t0
+        run_info["finished"] = now()
+        io.write_json(stage / io.RUN_FILE, run_info)
     code = EXIT_UNRELIABLE if (config.strict and not result.diagnostics.reliable) else EXIT_OK
     return FitRun(out, result, run_info, code)
 
@@ -271,6 +285,25 @@ def _comparison_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def _write_compared_run(
+    run_dir: Path,
+    fitted: FitResult,
+    inputs: Inputs,
+    config: FitConfig,
+    command: str,
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    """The hbm fit of a comparison as a sealed run folder, with the comparison tables."""
+    exports = build_exports(fitted, config.ci_prob, config.ci_kind, config.min_days)
+    run_info = run_info_of(
+        fitted, inputs.summary, command, inputs.started, config.ci_prob, config.ci_kind
+    )
+    io.write_run(run_dir, fitted.tree, exports, run_info)
+    for name in (io.COMPARISON_FILE, io.PER_USER_METRICS_FILE):
+        io.write_csv(run_dir / name, tables[name])
+    io.seal_run(run_dir, "run", "hbm compare")
+
+
 def compare_and_export(
     inputs: Inputs,
     config: FitConfig,
@@ -283,10 +316,13 @@ def compare_and_export(
 
     A truth file beside the diary (``io.truth_path``) adds weight recovery. The hbm fit of the
     training days is written as a run folder ``out/hbm/`` (without ``config.toml``: it is not a
-    fit of the whole diary) with the comparison tables, for ``hbm report``.
+    fit of the whole diary) with the comparison tables, for ``hbm report``. ``out`` is written
+    as a whole (``io.staged_run``); its manifest records the run id of ``out/hbm/``.
     """
     from hbm.evaluation.compare import compare
 
+    given = [p for p in (config.diary, config.priors) if p is not None]
+    io.check_out(out, inputs=given)
     truth_file = io.truth_path(str(config.diary))
     truth = io.read_json(truth_file) if truth_file.exists() else None
     comparison = compare(
@@ -302,27 +338,22 @@ def compare_and_export(
         progress=progress,
     )
     tables = _comparison_tables(comparison)
-    for name, table in tables.items():
-        io.write_csv(out / name, table)
     info = {
         "command": command,
+        "run_id": io.new_run_id(),
         "started": inputs.started,
         "diary": inputs.summary,
         "truth": str(truth_file) if truth else None,
         **comparison.info,
         "total_s": time.perf_counter() - inputs.t0,
     }
-    io.write_json(out / "compare.json", json_ready(info))
-    fitted = comparison.fits["hbm"].result if "hbm" in comparison.fits else None
-    if fitted is not None:
-        run_dir = out / "hbm"
-        exports = build_exports(fitted, config.ci_prob, config.ci_kind, config.min_days)
-        run_info = run_info_of(
-            fitted, inputs.summary, command, inputs.started, config.ci_prob, config.ci_kind
-        )
-        io.write_run(run_dir, fitted.tree, exports, run_info)
-        for name in (io.COMPARISON_FILE, io.PER_USER_METRICS_FILE):
-            io.write_csv(run_dir / name, tables[name])
+    with io.staged_run(out, "comparison", "hbm compare", inputs=given) as stage:
+        for name, table in tables.items():
+            io.write_csv(stage / name, table)
+        io.write_json(stage / "compare.json", json_ready(info))
+        fitted = comparison.fits["hbm"].result if "hbm" in comparison.fits else None
+        if fitted is not None:
+            _write_compared_run(stage / "hbm", fitted, inputs, config, command, tables)
     return CompareRun(out, comparison, tuple(tables), info)
 
 

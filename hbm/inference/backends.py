@@ -177,7 +177,7 @@ class NutpieBackend(Backend):
         from pymc.backends.arviz import patch_nutpie_idata
 
         t0 = time.perf_counter()
-        dt = nutpie.sample(
+        sampler = nutpie.sample(
             compiled if compiled is not None else self.compile(model),
             draws=run.draws,
             tune=max(run.tune, 1),  # nuts-rs needs one warm-up step at least
@@ -188,7 +188,15 @@ class NutpieBackend(Backend):
             progress_bar=run.progressbar,
             target_accept=cfg.target_accept,
             maxdepth=cfg.max_treedepth,
+            blocking=False,
         )
+        try:
+            dt = sampler.wait()  # checks for signals every few ms (its Rust threads sample)
+        except BaseException:
+            # nutpie's own blocking call answers KeyboardInterrupt with the draws so far, padded
+            # with NaN; a fit stops instead (the signal's exception goes on)
+            sampler.cancel()
+            raise
         patch_nutpie_idata(dt, model, sampling_time=time.perf_counter() - t0)
         return dt
 

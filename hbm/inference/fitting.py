@@ -12,6 +12,7 @@ returned and saved, with ``reliable = False`` and its reasons.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ import xarray as xr
 
 from hbm.data.exposures import Design
 from hbm.data.priors import Priors
+from hbm.errors import FitError
 from hbm.inference.backends import NutsRun, get_backend, leapfrog_steps, run_nuts
 from hbm.inference.config import BACKENDS, DEFAULT_BACKEND, DEFAULT_TUNE, SamplerConfig
 from hbm.inference.diagnostics import GATE, Diagnostics, diagnose
@@ -65,6 +67,23 @@ def _drop_warmup(tree: xr.DataTree) -> None:
         del tree[group]
 
 
+def _check_complete(posterior: xr.Dataset, draws: int) -> None:
+    """A ``FitError`` when the sampler returned fewer draws than asked, or NaN-padded chains.
+
+    PyMC's own sampler answers Ctrl-C (``KeyboardInterrupt``) by returning the draws so far; such
+    a trace must not be exported as a fit.
+    """
+    got = posterior.sizes.get("draw", 0)
+    last = posterior.isel(draw=-1) if got else posterior
+    padded = any(bool(np.isnan(last[v].values).any()) for v in last.data_vars)
+    if got < draws or padded:
+        raise FitError(
+            f"sampling stopped early: {got} of {draws} draws per chain"
+            + (" (the last ones missing)" if padded else "")
+            + "; nothing was exported"
+        )
+
+
 def draw(
     model: pm.Model, cfg: SamplerConfig, compiled: Any = None
 ) -> tuple[xr.DataTree, dict[str, float], dict[str, int]]:
@@ -93,6 +112,7 @@ def draw(
     dt = run_nuts(model, cfg, run, compiled)
     timings["sampling_s"] = time.perf_counter() - t0
     posterior = dt["posterior"].to_dataset()
+    _check_complete(posterior, cfg.draws)
     missing = [v.name for v in model.deterministics if v.name not in posterior.data_vars]
     if missing:  # nutpie stores the sampled variables only (NutpieBackend.compile)
         derived = pm.compute_deterministics(
@@ -154,6 +174,29 @@ def _by_name(keys: tuple[str, ...], values: Any) -> dict[str, Any]:
     return dict(zip(keys, values, strict=True))
 
 
+def _centre_by_pilot(
+    model: pm.Model,
+    compiled: Any,
+    design: Design,
+    priors: Priors,
+    cfg: SamplerConfig,
+    timings: dict[str, float],
+) -> tuple[PilotResult, Centring, Any]:
+    """The pilot, the centring it chooses, and the model (and compiled model) set to it."""
+    backend = get_backend(cfg.backend)
+    pilot, pilot_timings = run_pilot(
+        model, compiled, design, priors, "partial", cfg, backend, SAMPLED_LIKELIHOOD
+    )
+    timings.update(pilot_timings)
+    cen = choose_centring(design, priors, "auto", tau=pilot.tau, sigma_a=pilot.sigma_a)
+    centring_data = {"centring_z": cen.weights, "centring_za": cen.intercepts}
+    # the same model, now with the pilot's centring: compiled once, sampled twice
+    pm.set_data(centring_data, model=model)
+    if compiled is not None:
+        compiled = compiled.with_data(**centring_data)
+    return pilot, cen, compiled
+
+
 def fit(
     design: Design,
     priors: Priors,
@@ -161,6 +204,7 @@ def fit(
     pooling: Pooling = "partial",
     parameterization: Parameterization = "auto",
     data_sha256: str = "",
+    progress: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Fit the hierarchical model to a design with NUTS.
 
@@ -180,6 +224,9 @@ def fit(
         ``"auto"``, ``"centred"`` or ``"noncentred"``.
     data_sha256
         Hash of the diary content, recorded in the attrs.
+    progress
+        Called with each phase's name as it starts: ``compile``, ``pilot``, ``sample``,
+        ``predictive``.
 
     Returns
     -------
@@ -190,12 +237,14 @@ def fit(
     cfg.check()
     backend = get_backend(cfg.backend)
     backend.prepare()
+    say = progress or (lambda _phase: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     use_pilot = parameterization == "auto" and pooling == "partial"
     cen = choose_centring(design, priors, "noncentred" if use_pilot else parameterization)
     check_exposures(design)
     quantized = quantize_exposures(design.x)  # once: the model, the predictive and the attrs
+    say("compile")
     model = build_model(
         design, priors, pooling, cen, SAMPLED_LIKELIHOOD, backend.layout, quantized=quantized
     )
@@ -205,18 +254,12 @@ def fit(
         timings["compile_s"] = time.perf_counter() - t1
     pilot: PilotResult | None = None
     if use_pilot:
-        pilot, pilot_timings = run_pilot(
-            model, compiled, design, priors, pooling, cfg, backend, SAMPLED_LIKELIHOOD
-        )
-        timings.update(pilot_timings)
-        cen = choose_centring(design, priors, "auto", tau=pilot.tau, sigma_a=pilot.sigma_a)
-        centring_data = {"centring_z": cen.weights, "centring_za": cen.intercepts}
-        # the same model, now with the pilot's centring: compiled once, sampled twice
-        pm.set_data(centring_data, model=model)
-        if compiled is not None:
-            compiled = compiled.with_data(**centring_data)
+        say("pilot")
+        pilot, cen, compiled = _centre_by_pilot(model, compiled, design, priors, cfg, timings)
+    say("sample")
     tree, sample_timings, steps = draw(model, cfg, compiled)
     timings.update(sample_timings)
+    say("predictive")
     diagnostics = _gate_beside_predictive(tree, design, cfg, quantized, timings)
     timings["total_s"] = time.perf_counter() - t0
     steps["pilot"] = pilot.leapfrog_steps if pilot is not None else 0

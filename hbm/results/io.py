@@ -1,13 +1,17 @@
 """Files: atomic writers, fit save/load, simulated cohorts and the run folder's exports.
 
 Every writer writes a temporary file in the target folder and renames it over the target, so a
-reader never sees half a file and an interrupted run leaves the previous file intact.
+reader never sees half a file and an interrupted run leaves the previous file intact; a write
+the disk or its permissions refuse is a ``StorageError`` naming the file. A run folder is
+written whole (``staged_run``, ``hbm.results.run_folder``) and every reader here verifies its
+manifest first (``check_run_dir``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
@@ -20,7 +24,30 @@ import pandas as pd
 import tomli_w
 import xarray as xr
 
-from hbm.errors import ConfigError, RunError
+from hbm.errors import ConfigError, RunError, StorageError
+from hbm.results import run_folder
+from hbm.results.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    new_run_id,
+    read_manifest,
+    seal,
+    storage_error,
+    verify,
+)
+
+#: ``with staged_run(out, kind, written_by) as stage:`` write a run folder into ``stage``; it is
+#: sealed by its manifest and swapped in at the end, or removed on failure (``run_folder.staged``).
+staged_run = run_folder.staged
+#: ``with update_run(run_dir, written_by) as stage:`` add files to a finished run, as a whole.
+update_run = run_folder.update
+#: ``seal_run(folder, kind, written_by)``: write a complete folder's manifest (a run nested in a
+#: staged folder: the ``hbm/`` of ``hbm compare``).
+seal_run = seal
+#: ``check_out(out, inputs)``: before a long command, whether ``staged_run(out)`` can write.
+check_out = run_folder.check_out
+#: ``written_here(folder)``: whether this process swapped a folder in there.
+written_here = run_folder.written_here
 
 FIT_FILE = "fit.nc"
 POPULATION_FILE = "population.csv"
@@ -58,14 +85,19 @@ _UMASK = _current_umask()
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise storage_error(target, exc) from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp_path, target)
+    except OSError as exc:
+        raise storage_error(target, exc) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -128,7 +160,31 @@ def save_fit(tree: xr.DataTree, target: str | Path) -> Path:
         }
         for name, child in tree.children.items()
     }
-    return _write(target, lambda p: tree.to_netcdf(p, engine="netcdf4", encoding=encoding))
+
+    def write(p: Path) -> None:
+        try:
+            tree.to_netcdf(p, engine="netcdf4", encoding=encoding)
+        except RuntimeError as exc:  # the netCDF library's errors name no cause ("HDF error")
+            raise _netcdf_error(Path(target), p, exc) from None
+
+    return _write(target, write)
+
+
+#: Free space below which a failed netCDF write is reported as a full disk.
+FULL_DISK_BYTES = 64 << 20
+
+
+def _netcdf_error(target: Path, tmp: Path, exc: RuntimeError) -> StorageError:
+    """A ``StorageError`` for a netCDF write; a full disk said so (netCDF reports "HDF error")."""
+    try:
+        free = shutil.disk_usage(tmp.parent).free
+    except OSError:
+        free = -1
+    if 0 <= free < FULL_DISK_BYTES:
+        return StorageError(
+            f"{target}: cannot write: the disk is full ({free / 1e6:.1f} MB free; netCDF: {exc})"
+        )
+    return StorageError(f"{target}: cannot write the fit ({exc})")
 
 
 def load_fit(path: str | Path, posterior_vars: tuple[str, ...] | None = None) -> xr.DataTree:
@@ -168,14 +224,29 @@ def read_json(path: str | Path) -> Any:
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
-    """The run folder, if it holds every export; else a ``RunError`` naming what is missing."""
+    """The run folder, if it holds every export and they match its manifest.
+
+    Raises ``RunError`` naming what is missing, or the first file that disagrees with
+    ``manifest.json`` (``run_folder.verify``); a folder without a manifest (an earlier hbm's)
+    is refused with the command that refits it.
+    """
+    return _verified(run_dir)[0]
+
+
+def _verified(run_dir: str | Path) -> tuple[Path, Manifest]:
     d = Path(run_dir)
     if not d.is_dir():
         raise RunError(f"{d}: run folder not found")
     missing = [f for f in RUN_FILES if not (d / f).exists()]
     if missing:
+        if (d / MANIFEST_FILE).exists() and read_manifest(d).kind != "run":
+            verify(d, "run")  # a comparison folder: says where its run is
         raise RunError(f"{d}: run folder lacks {missing}; was `hbm fit` run with --out {d}?")
-    return d
+    manifest = verify(d, "run")
+    unlisted = [f for f in RUN_FILES if f not in manifest.files]
+    if unlisted:
+        raise RunError(f"{d / MANIFEST_FILE}: does not list {unlisted}; refit into {d}")
+    return d, manifest
 
 
 @dataclass(frozen=True)
@@ -189,6 +260,15 @@ class RunFolder:
     profiles: list[dict[str, Any]]
     diagnostics: dict[str, Any]
     run_info: dict[str, Any]
+    manifest: Manifest | None = None
+
+    def optional(self, name: str) -> Path | None:
+        """The path of a file the run's manifest lists (``comparison.csv``), else ``None``.
+
+        A file in the folder that the manifest does not list is not part of this run.
+        """
+        listed = self.manifest is not None and name in self.manifest.files
+        return self.path / name if listed else None
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
@@ -205,10 +285,11 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 def read_run(run_dir: str | Path) -> RunFolder:
     """Read a run folder's tables and JSON exports, checking that they agree with each other.
 
-    Raises ``RunError`` naming the file and what is wrong: a missing export, missing columns,
-    or profiles and users tables that list different users.
+    Raises ``RunError`` naming the file and what is wrong: a missing export, a file that does
+    not match the manifest, missing columns, or profiles and users tables that list different
+    users.
     """
-    d = check_run_dir(run_dir)
+    d, manifest = _verified(run_dir)
     population = _read_csv(d / POPULATION_FILE, ("feature", "ci_prob", "ci_kind"))
     weights = _read_csv(d / WEIGHTS_CSV, ("user_id", "feature", "mean", "ci_lb", "ci_ub", "class"))
     users = _read_csv(d / USERS_FILE, ("user_id", "days_logged", "confidence", "reliable"))
@@ -229,16 +310,23 @@ def read_run(run_dir: str | Path) -> RunFolder:
     for name, obj in ((DIAGNOSTICS_FILE, diagnostics), (RUN_FILE, run_info)):
         if not isinstance(obj, dict):
             raise RunError(f"{d / name}: expected a JSON object")
-    return RunFolder(d, population, weights, users, profiles, diagnostics, run_info)
+    return RunFolder(d, population, weights, users, profiles, diagnostics, run_info, manifest)
 
 
 def write_run(
     run_dir: str | Path, tree: xr.DataTree, exports: Any, run_info: dict[str, Any]
 ) -> Path:
-    """Write a fit and its exports (``hbm.results.tables.Exports``) into a run folder."""
+    """Write a fit and its exports (``hbm.results.tables.Exports``) into a folder.
+
+    ``run_dir`` is the folder of ``staged_run``, which seals and swaps it in. ``run_info`` gets a
+    ``run_id`` (``new_run_id``) when it has none; fit.nc records it in its attrs.
+    """
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
-    save_fit(tree, d / FIT_FILE)
+    run_id = run_info.setdefault("run_id", new_run_id())
+    saved = tree.copy(deep=False)
+    saved.attrs["run_id"] = run_id
+    save_fit(saved, d / FIT_FILE)
     write_csv(d / POPULATION_FILE, exports.population)
     write_csv(d / WEIGHTS_CSV, exports.weights)
     write_parquet(d / WEIGHTS_PARQUET, exports.weights)
@@ -254,6 +342,25 @@ COMPARISON_FILE = "comparison.csv"
 PER_USER_METRICS_FILE = "per_user_metrics.csv"
 
 
+def verify_comparison(folder: str | Path, run: RunFolder) -> Path | None:
+    """The comparison table of an ``hbm compare`` folder, made with ``run`` (its ``hbm/``).
+
+    The folder must match its manifest, which must record the run id ``hbm/`` holds now and the
+    same data hash (a ``RunError`` otherwise: ``hbm/`` was refitted since the comparison).
+    """
+    d = Path(folder)
+    top = verify(d, "comparison")
+    sub = run.path.relative_to(d).as_posix() if run.path.is_relative_to(d) else run.path.name
+    if sub not in top.runs or run.manifest is None:
+        raise RunError(f"{d / MANIFEST_FILE}: records no run {sub}/; run `hbm compare` again")
+    if top.data_sha256 != run.manifest.data_sha256:
+        raise RunError(
+            f"{run.path}: fitted to data {run.manifest.data_sha256[:12]}, but {d} compared "
+            f"data {top.data_sha256[:12]}; run `hbm compare` again"
+        )
+    return d / COMPARISON_FILE if COMPARISON_FILE in top.files else run.optional(COMPARISON_FILE)
+
+
 def read_optional_csv(path: str | Path) -> pd.DataFrame | None:
     """A table a folder may hold (``comparison.csv``); ``None`` when it is absent."""
     p = Path(path)
@@ -261,11 +368,15 @@ def read_optional_csv(path: str | Path) -> pd.DataFrame | None:
 
 
 def write_report(run_dir: str | Path, page: str, figures: dict[str, bytes]) -> Path:
-    """Write ``report.html`` and ``figures/<name>.png`` into a run folder."""
-    d = Path(run_dir)
-    for name, png in figures.items():
-        write_bytes(d / "figures" / name, png)
-    return write_text(d / REPORT_FILE, page)
+    """Add ``report.html`` and ``figures/<name>.png`` to a run folder (``update_run``).
+
+    The files of an earlier report of the run are replaced; the manifest lists the new ones.
+    """
+    with update_run(run_dir, "hbm report") as stage:
+        for name, png in figures.items():
+            write_bytes(stage / "figures" / name, png)
+        write_text(stage / REPORT_FILE, page)
+    return Path(run_dir) / REPORT_FILE
 
 
 def write_cohort(target: str | Path, diary_frame: pd.DataFrame, truth: dict[str, Any]) -> Path:

@@ -151,6 +151,9 @@ def test_mixed_run_folder_stops_start_up(run_dir, tmp_path):
     profiles = io.read_json(d / io.PROFILES_FILE)
     profiles[0]["user_id"] = "someone_else"
     io.write_json(d / io.PROFILES_FILE, profiles)
+    with pytest.raises(RunError, match=r"profiles\.json: does not match .*manifest\.json"):
+        load_service_data(d)
+    io.seal_run(d, "run", "test")  # sealed as it is: the tables still disagree
     with pytest.raises(RunError, match=r"different users.*someone_else"):
         load_service_data(d)
 
@@ -162,6 +165,7 @@ def test_unservable_user_id_stops_start_up(run_dir, tmp_path):
     users.loc[0, "user_id"] = profiles[0]["user_id"] = "has space"
     io.write_csv(d / io.USERS_FILE, users)
     io.write_json(d / io.PROFILES_FILE, profiles)
+    io.seal_run(d, "run", "test")
     with pytest.raises(RunError, match=r"'has space'.*must match"):
         load_service_data(d)
 
@@ -174,6 +178,9 @@ def test_serve_command_reports_a_bad_folder(tmp_path, capsys):
 def test_corrupt_table_names_the_file(run_dir, tmp_path):
     d = _copy(run_dir, tmp_path)
     (d / io.POPULATION_FILE).write_text("nothing,useful\n1,2\n")
+    with pytest.raises(RunError, match=r"population\.csv: does not match .*manifest\.json"):
+        load_service_data(d)
+    io.seal_run(d, "run", "test")
     with pytest.raises(RunError, match=r"population\.csv: lacks columns"):
         load_service_data(d)
 

@@ -194,6 +194,7 @@ def write_run(
     io.write_json(d / io.PROFILES_FILE, profiles)
     io.write_json(d / io.DIAGNOSTICS_FILE, diagnostics)
     io.write_json(d / io.RUN_FILE, {"pooling": pooling})
+    io.seal_run(d, "run", "test")  # a reader refuses a run folder without its manifest
     return d
 
 

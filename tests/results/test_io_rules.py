@@ -20,7 +20,7 @@ import pytest
 import xarray as xr
 
 import hbm.results.io as hio
-from hbm.errors import RunError
+from hbm.errors import RunError, StorageError
 
 
 def _umask() -> int:
@@ -66,8 +66,9 @@ def test_failed_write_of_a_new_file_leaves_nothing(tmp_path):
         path.write_bytes(b"partial")
         raise OSError("no space left")
 
-    with pytest.raises(OSError, match="no space left"):
-        hio._write(tmp_path / "sub" / "x.bin", fail)
+    target = tmp_path / "sub" / "x.bin"
+    with pytest.raises(StorageError, match=f"^{target}: cannot write: no space left$"):
+        hio._write(target, fail)
     assert os.listdir(tmp_path / "sub") == []
 
 
@@ -254,10 +255,13 @@ RUN_TEXT = {
 
 
 def _run(tmp_path, **override: str) -> Path:
+    """A hand-built run folder (fit.nc a small real fit), sealed by its manifest."""
     d = tmp_path / "run"
     d.mkdir()
     for name, text in RUN_TEXT.items():
         (d / name).write_text(override.get(name.replace(".", "_"), text))
+    hio.save_fit(_tree(), d / "fit.nc")
+    hio.seal_run(d, "run", "test")
     return d
 
 
@@ -291,6 +295,13 @@ def test_check_run_dir(tmp_path):
     )
     for name in RUN_TEXT:
         (d / name).write_text("")
+    assert _raises(RunError, hio.check_run_dir, d) == (
+        f"{d}: no manifest.json, so its files cannot be verified (written by an hbm before run "
+        f"folders had manifests, or by hand); refit it: `hbm fit DIARY --out {d}`"
+    )
+    hio.save_fit(_tree(), d / "fit.nc")
+    (d / "run.json").write_text("{}")
+    hio.seal_run(d, "run", "test")
     out = hio.check_run_dir(str(d))
     assert out == d and isinstance(out, Path)
 
@@ -382,8 +393,11 @@ def test_write_run_then_read_run(tmp_path):
         diagnostics={"max_rhat": 1.01},
     )
     d = tmp_path / "a" / "run"
-    assert hio.write_run(str(d), _tree(), exports, {"seed": 3}) == d
-    assert sorted(os.listdir(d)) == EXPORTS
+    with hio.staged_run(d, "run", "test") as stage:
+        assert hio.write_run(str(stage), _tree(), exports, {"seed": 3, "run_id": "r1"}) == stage
+        assert not d.exists()  # built beside the target, swapped in at the end
+    assert sorted(os.listdir(d)) == sorted([*EXPORTS, "manifest.json"])
+    assert sorted(os.listdir(d.parent)) == ["run"]
     assert (d / "users.csv").read_text() == (
         "user_id,days_logged,confidence,reliable\n007,60,high,True\nb,5,low,False\n"
     )
@@ -396,14 +410,19 @@ def test_write_run_then_read_run(tmp_path):
         '[\n  {\n    "user_id": "007"\n  },\n  {\n    "user_id": "b"\n  }\n]\n'
     )
     assert (d / "diagnostics.json").read_text() == '{\n  "max_rhat": 1.01\n}\n'
-    assert (d / "run.json").read_text() == '{\n  "seed": 3\n}\n'
+    assert (d / "run.json").read_text() == '{\n  "seed": 3,\n  "run_id": "r1"\n}\n'
     run = hio.read_run(d)
+    assert run.manifest is not None and run.manifest.run_id == "r1"
     assert run.users["user_id"].tolist() == ["007", "b"]
     assert hio.load_fit(d / "fit.nc", ("mu",))["posterior"]["mu"].values[1, 2] == 5.0
-    # a second run into the same folder replaces the exports
-    hio.write_run(d, _tree(), exports, {"seed": 4})
-    assert (d / "run.json").read_text() == '{\n  "seed": 4\n}\n'
-    assert sorted(os.listdir(d)) == EXPORTS
+    assert hio.load_fit(d / "fit.nc").attrs["run_id"] == "r1"
+    # a second run into the same folder replaces the exports, and only them
+    (d / "report.html").write_text("<html>an older report</html>")
+    with hio.staged_run(d, "run", "test") as stage:
+        hio.write_run(stage, _tree(), exports, {"seed": 4})
+    assert (d / "run.json").read_text().startswith('{\n  "seed": 4,\n  "run_id": "')
+    assert sorted(os.listdir(d)) == sorted([*EXPORTS, "manifest.json"])
+    assert sorted(os.listdir(d.parent)) == ["run"]
 
 
 def test_read_optional_csv(tmp_path):
@@ -416,12 +435,24 @@ def test_read_optional_csv(tmp_path):
 
 
 def test_write_report(tmp_path):
-    d = tmp_path / "run"
+    d = _run(tmp_path)
     out = hio.write_report(str(d), "<html>é</html>", {"a.png": b"\x89PNG", "b.png": b"B"})
     assert out == d / "report.html"
     assert out.read_bytes() == "<html>é</html>".encode()
     assert (d / "figures" / "a.png").read_bytes() == b"\x89PNG"
     assert (d / "figures" / "b.png").read_bytes() == b"B"
+    files = hio.read_run(d).manifest.files  # the manifest lists the report's files
+    assert {n: files[n].written_by for n in ("report.html", "figures/a.png")} == {
+        "report.html": "hbm report",
+        "figures/a.png": "hbm report",
+    }
+    assert files["run.json"].written_by == "test"
+    # a second report replaces the first one's files, figures it no longer draws included
+    hio.write_report(d, "<html>2</html>", {"b.png": b"B2"})
+    assert sorted(os.listdir(d / "figures")) == ["b.png"]
+    assert sorted(n for n in hio.read_run(d).manifest.files if n.startswith("figures/")) == [
+        "figures/b.png"
+    ]
 
 
 # --- cohorts --------------------------------------------------------------------------------
