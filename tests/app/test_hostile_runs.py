@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import uuid
 
 import pandas as pd
@@ -56,7 +57,7 @@ def test_report_figure_paths_are_never_built_from_ids(workspace, tmp_path):
     users = sorted(name for name in report.figures if name.startswith("users/"))
     assert users == [f"users/user-{i:04d}.png" for i in range(1, 6)]
     out = tmp_path / "a" / "b" / "c" / "d" / "run"
-    out.mkdir(parents=True)
+    shutil.copytree(run_dir, out)  # a sealed run folder: reports are added through its manifest
     io.write_report(out, report.html, report.figures)
     written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert all(p.startswith("a/b/c/d/run/") for p in written), written
