@@ -353,13 +353,13 @@ def test_case14_a_full_or_read_only_disk_is_exit_4_naming_the_path(workspace, tm
     # `ls -A` of the full disk printed nothing: no staged folder or temporary file left there
     assert [line for line in out if not line.startswith("fitting ")] == ["exit 4", "exit 4"]
     full = f"error: {small}/run/fit.nc: cannot write: the disk is full ("
-    ro_error = f"error: {ro}/run: cannot write: read-only file system (Read-only file system)"
+    ro_error = f"error: --out {ro}/run: cannot write in {ro} (Read-only file system)"
     first = err.index("phase: write") + 1
     assert err[first].startswith(full) and err[first].endswith(
         f"nothing was written to {small}/run"
     )
-    # the read-only disk stops the second fit before it compiles anything
-    assert err[first + 1 :] == ["phase: load", ro_error]
+    # the read-only disk stops the second fit before it reads anything (the argument checks)
+    assert err[first + 1 :] == [ro_error]
 
 
 def test_a_signal_after_the_run_is_written_says_so(old, refit, monkeypatch, capsys):
