@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from hbm.app.config import FitConfig
-from hbm.app.interrupts import interruptible
 from hbm.app.parser import DEMO_DIARY, build_parser, column_map, fit_config
 from hbm.app.run_workflows import (
     WrittenReport,
@@ -38,6 +37,7 @@ from hbm.app.workflows import (
 )
 from hbm.defaults import DAYS_NEEDED_USERS
 from hbm.errors import HBMError, Interrupted, exit_code
+from hbm.interrupts import interruptible
 from hbm.model.simulation import SimulationConfig
 from hbm.results import io
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hbm.errors import FitError
+from hbm.interrupts import check, held_signals
 
 if TYPE_CHECKING:  # pymc, xarray and the model load with the first sample, not with this module
     import pymc as pm
@@ -176,26 +177,30 @@ class NutpieBackend(Backend):
         import nutpie
         from pymc.backends.arviz import patch_nutpie_idata
 
+        compiled = compiled if compiled is not None else self.compile(model)
         t0 = time.perf_counter()
-        sampler = nutpie.sample(
-            compiled if compiled is not None else self.compile(model),
-            draws=run.draws,
-            tune=max(run.tune, 1),  # nuts-rs needs one warm-up step at least
-            chains=run.chains,
-            cores=self.cores(cfg, run.chains),
-            seed=run.seed,
-            save_warmup=True,
-            progress_bar=run.progressbar,
-            target_accept=cfg.target_accept,
-            maxdepth=cfg.max_treedepth,
-            blocking=False,
-        )
+        with held_signals():  # starting the sampler calls back into Python from Rust
+            sampler = nutpie.sample(
+                compiled,
+                draws=run.draws,
+                tune=max(run.tune, 1),  # nuts-rs needs one warm-up step at least
+                chains=run.chains,
+                cores=self.cores(cfg, run.chains),
+                seed=run.seed,
+                save_warmup=True,
+                progress_bar=run.progressbar,
+                target_accept=cfg.target_accept,
+                maxdepth=cfg.max_treedepth,
+                blocking=False,
+            )
         try:
+            check()  # a signal before the wait, whose exception was lost, stops it here
             dt = sampler.wait()  # checks for signals every few ms (its Rust threads sample)
         except BaseException:
             # nutpie's own blocking call answers KeyboardInterrupt with the draws so far, padded
             # with NaN; a fit stops instead (the signal's exception goes on)
-            sampler.cancel()
+            with held_signals():
+                sampler.cancel()
             raise
         patch_nutpie_idata(dt, model, sampling_time=time.perf_counter() - t0)
         return dt

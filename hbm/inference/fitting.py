@@ -35,6 +35,7 @@ from hbm.inference.provenance import (
     package_versions,
     read_provenance,
 )
+from hbm.interrupts import check
 from hbm.model.build import (
     FUSED_DATA,
     Centring,
@@ -197,6 +198,17 @@ def _centre_by_pilot(
     return pilot, cen, compiled
 
 
+def _phases(progress: Callable[[str], None] | None) -> Callable[[str], None]:
+    """What ``fit`` calls as each phase starts: a checkpoint, then ``progress``."""
+
+    def say(phase: str) -> None:
+        check()  # a phase starts only if no signal came (even one whose exception was lost)
+        if progress is not None:
+            progress(phase)
+
+    return say
+
+
 def fit(
     design: Design,
     priors: Priors,
@@ -237,7 +249,7 @@ def fit(
     cfg.check()
     backend = get_backend(cfg.backend)
     backend.prepare()
-    say = progress or (lambda _phase: None)
+    say = _phases(progress)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     use_pilot = parameterization == "auto" and pooling == "partial"

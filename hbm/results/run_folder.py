@@ -19,12 +19,11 @@ import errno
 import itertools
 import os
 import shutil
-import signal
-import threading
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from hbm.errors import Interrupted, RunError, StorageError
+from hbm.interrupts import check, held_signals
 from hbm.results.manifest import (
     INFO_FILES,
     MANIFEST_FILE,
@@ -35,33 +34,6 @@ from hbm.results.manifest import (
     storage_error,
     verify,
 )
-
-
-@contextlib.contextmanager
-def held_signals() -> Iterator[None]:
-    """Defer SIGINT and SIGTERM (main thread) until the block is done, then deliver them.
-
-    For the few steps that must not stop half-way: swapping a folder in, removing a staged one.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda n, _f: caught.append(n)) for s in sigs}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        if caught:
-            first = signal.Signals(caught[0])
-            handler = previous[first]
-            if callable(handler):
-                handler(first, None)
-            elif handler != signal.SIG_IGN:
-                signal.raise_signal(first)
-
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -218,6 +190,7 @@ def staged(
     stage = _stage_for(tgt, inputs)
     try:
         yield stage
+        check()  # a signal whose exception was lost on the way stops the run before its swap
         sealed = seal(stage, kind, written_by, base, unlisted)
     except BaseException as exc:
         raised = _abandon(stage, tgt, exc)

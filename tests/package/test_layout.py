@@ -12,7 +12,17 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "hbm"
 #: Stages in data-flow order; a module may import only its own stage or those before it.
-STAGES = ("errors", "defaults", "data", "model", "inference", "results", "evaluation", "app")
+STAGES = (
+    "errors",
+    "interrupts",
+    "defaults",
+    "data",
+    "model",
+    "inference",
+    "results",
+    "evaluation",
+    "app",
+)
 HEAVY = ("pymc", "pytensor", "numba", "jaxlib", "nutpie")  # jax itself: arviz makes a lazy stub
 
 

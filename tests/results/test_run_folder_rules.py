@@ -162,18 +162,6 @@ def test_a_signal_during_the_swap_waits_until_it_is_done(tmp_path):
     _only(tmp_path, "run")
 
 
-def test_held_signals_deliver_to_the_handler_before_them():
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda n, _f: caught.append(n))
-    try:
-        with rf.held_signals():
-            os.kill(os.getpid(), signal.SIGINT)
-            assert caught == []
-        assert caught == [signal.SIGINT]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def test_without_an_atomic_exchange_the_old_folder_is_renamed_aside(tmp_path, monkeypatch):
     old = _run(tmp_path, 1)
     monkeypatch.setattr(rf, "_exchange", lambda a, b: False)

@@ -1,0 +1,102 @@
+"""SIGINT and SIGTERM as ``hbm.errors.Interrupted``, so that a command stops where it is.
+
+The ``hbm`` command runs each command inside ``interruptible``: a signal raises ``Interrupted``
+in the main thread at once (nutpie's sampler, waiting in Rust, checks for signals every few
+milliseconds; a compile in a child process is killed with it), the run folder being written is
+removed (``hbm.results.run_folder``), and the command exits 130 (SIGINT) or 143 (SIGTERM).
+
+Python runs a signal handler between any two bytecodes, so its exception can land where it is
+lost: in a weakref callback or ``__del__`` (printed as "Exception ignored" and dropped), or in
+Python code that Rust called and unwraps (a panic). Hence two more tools: every signal is also
+recorded, and ``check`` raises it again at the next checkpoint (each phase of a fit, before a
+run folder is swapped in, at the end of the command); ``held_signals`` defers the signals over
+a step that must not be cut (a foreign call that may call back into Python, a folder swap).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from hbm.errors import Interrupted
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: Signals received inside ``interruptible`` (the first one counts); ``check`` raises it again.
+_received: list[int] = []
+
+
+def _raise(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
+    raise Interrupted(signum)
+
+
+def check() -> None:
+    """Raise ``Interrupted`` if a signal came inside ``interruptible``, even one whose exception
+    was lost where it landed. Cheap; call it at every checkpoint."""
+    if _received:
+        raise Interrupted(_received[0])
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def interruptible(then_ignore: bool = False) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise ``Interrupted``; afterwards the handlers before
+    it return, or with ``then_ignore`` (the ``hbm`` process itself, whose command is done) the
+    signals are ignored while Python shuts down. A signal whose exception was lost inside the
+    block is raised at its end. Outside the main thread (where Python delivers no signal) it
+    changes nothing."""
+    if not _main_thread():
+        yield
+        return
+    _received.clear()
+    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    try:
+        yield
+        check()
+    finally:
+        if then_ignore:
+            ignore_further()
+        else:
+            for s, handler in previous.items():
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+            _received.clear()
+
+
+def ignore_further() -> None:
+    """Ignore SIGINT and SIGTERM from now on (while the stop of a command is being reported)."""
+    if _main_thread():
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+
+@contextmanager
+def held_signals() -> Iterator[None]:
+    """Defer SIGINT and SIGTERM (main thread) until the block is done, then deliver them.
+
+    For the steps that must not stop half-way: swapping a folder in, removing a staged one,
+    starting or cancelling nutpie's sampler (Rust code that calls back into Python).
+    """
+    if not _main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda n, _f: caught.append(n)) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            first = signal.Signals(caught[0])
+            handler = previous[first]
+            if callable(handler):
+                handler(first, None)
+            elif handler != signal.SIG_IGN:
+                signal.raise_signal(first)
