@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: study study-quick browser demo test test-fast test-slow lint typecheck ci-stat example serve-bench clean mutation mutation-ci
+.PHONY: study study-quick browser demo test test-fast test-heavy test-slow lint typecheck ci-stat example serve-bench clean mutation mutation-ci
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then PYTHON=$$(scripts/find-python.sh) && $$PYTHON -m venv $(VENV); fi
@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/hbm demo --out reports/demo
 
-## test: set up, lint, type-check, fast tests, the small SBC and recovery checks, the CI mutation subset
-test: $(STAMP) browser lint typecheck test-fast ci-stat mutation-ci
+## test: set up, lint, type-check, fast tests, the heavy compile tests, the small SBC and recovery
+## checks, the CI mutation subset
+test: $(STAMP) browser lint typecheck test-fast test-heavy ci-stat mutation-ci
 
 ## browser: Debian's chromium for the report test (as root, or through sudo)
 browser:
@@ -34,6 +35,10 @@ typecheck: $(STAMP)
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+## test-heavy: tests that build several models or start compile processes (marker heavy)
+test-heavy: $(STAMP)
+	$(VENV)/bin/pytest -q -m heavy
 
 ## ci-stat: the reduced statistical checks (small SBC, small recovery) that CI runs
 ci-stat: $(STAMP)

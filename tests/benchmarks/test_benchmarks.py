@@ -22,6 +22,7 @@ def test_large_size_has_24_distinct_features():
     assert priors.keys[-1].endswith("_lag2")
 
 
+@pytest.mark.heavy
 def test_fit_speed_harness_smoke(tmp_path):
     out = tmp_path / "results.json"
     assert main(["--sizes", "tiny", "--backends", "nutpie", "--out", str(out)]) == 0

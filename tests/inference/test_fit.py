@@ -156,6 +156,7 @@ def test_numpyro_runs_chains_in_parallel_only_with_a_device_per_chain():
     assert numpyro_chain_method(XLA_HOST_DEVICES + 1) == "vectorized"
 
 
+@pytest.mark.heavy
 @pytest.mark.fits
 def test_every_backend_stops_trajectories_at_max_treedepth(small_priors_module):
     # a depth this low binds on every draw: the limit reaches nutpie, PyMC's NUTS and numpyro,
@@ -188,6 +189,7 @@ def test_max_treedepth_hits_reads_each_backends_statistics():
         SamplerConfig(max_treedepth=0).check()
 
 
+@pytest.mark.heavy
 @pytest.mark.fits
 def test_sbc_completes_every_simulation(small_priors_module):
     # pm.sample rewrites the `nuts` dict it is handed and simuk hands the same dict to every fit:

@@ -63,6 +63,7 @@ def _expand(compiled, point: np.ndarray) -> tuple[int, np.ndarray]:
     return int(rc), out
 
 
+@pytest.mark.heavy
 def test_callbacks_compute_what_nutpies_own_compute(fused_model):
     model, n_users = fused_model
     names = [v.name for v in model.free_RVs]
@@ -91,6 +92,7 @@ def test_callbacks_compute_what_nutpies_own_compute(fused_model):
     assert bad == -1
 
 
+@pytest.mark.heavy
 def test_callbacks_are_always_the_copy_numba_cached(fused_model, tmp_path, monkeypatch):
     model, _ = fused_model
     # an empty cache: the first compile below compiles afresh, in a child process
@@ -113,6 +115,7 @@ def test_a_failed_compile_in_the_child_process_is_an_error(fused_model, tmp_path
         compile_cached(model)
 
 
+@pytest.mark.heavy
 def test_diaries_of_one_form_share_the_compiled_callbacks(small_priors, tmp_path, monkeypatch):
     monkeypatch.setattr("pytensor.link.numba.cache.NUMBA_CACHE_PATH", tmp_path)
     compile_cached(_fused(small_priors)[0])

@@ -120,10 +120,11 @@ def test_unknown_parameterization(design, small_priors):
     ("pooling", "parameterization"),
     [
         ("partial", "auto"),
-        ("partial", "centred"),
-        ("partial", "noncentred"),
-        ("none", "auto"),
-        ("complete", "auto"),
+        # the other forms build and compile models of their own: tens of seconds each
+        pytest.param("partial", "centred", marks=pytest.mark.heavy),
+        pytest.param("partial", "noncentred", marks=pytest.mark.heavy),
+        pytest.param("none", "auto", marks=pytest.mark.heavy),
+        pytest.param("complete", "auto", marks=pytest.mark.heavy),
     ],
 )
 def test_fused_and_pointwise_likelihoods_give_one_log_density(
@@ -193,6 +194,7 @@ def test_outcome_draws_are_bernoulli(design, small_priors):
     assert np.corrcoef(y.sum(axis=1), p.sum(axis=1))[0, 1] > 0.9
 
 
+@pytest.mark.heavy
 def test_fused_model_under_jax_autodiff_matches_numba(design, small_priors):
     """numpyro differentiates the fused model with JAX (``jax.grad`` of PyMC's jaxified log
     density, through the operation's own derivative): same value and gradient as numba's."""
