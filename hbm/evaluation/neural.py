@@ -12,6 +12,7 @@ import optax
 from flax import nnx
 
 from hbm.data.exposures import Design, day_rank
+from hbm.inference.backends import expose_cpu_devices
 
 EMBED_DIM, HIDDEN, DROPOUT = 16, 32, 0.2
 VALIDATION_FRACTION = 0.2
@@ -57,6 +58,9 @@ def fit_embedding(
         Risk per row of a design (users mapped by id; unseen users get the mean embedding), and
         the epochs run, best validation loss and validation rows.
     """
+    # the first JAX computation fixes the device count for the process: keep one per chain for a
+    # numpyro fit after it (``hbm compare``); the network itself runs on the first device
+    expose_cpu_devices()
     n_users, n_k = len(train.users), train.x.shape[1]
     model = EmbeddingMLP(n_users, n_k, nnx.Rngs(params=seed, dropout=seed + 1))
     w_prior = jnp.asarray(np.repeat(prior_means[:, None], HIDDEN, axis=1), dtype=jnp.float32)

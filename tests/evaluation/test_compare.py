@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -25,7 +28,7 @@ from hbm.evaluation.metrics import (
 from hbm.model.simulation import SimulationConfig, simulate
 from hbm.results import io
 
-from ..conftest import FIT_ARGS
+from ..conftest import FIT_ARGS, REPO
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +128,28 @@ def test_embedding_trains_predicts_and_is_reproducible(priors, cohort):
     assert np.all(np.isfinite(one.predict(unseen)))  # unknown ids: the mean embedding
     for variant in ("embedding-reg", "embedding-prior-init"):
         assert np.all(np.isfinite(fit_model(variant, train, priors, seed=3).predict(test)))
+
+
+def test_the_embedding_leaves_a_jax_device_per_chain_for_a_later_numpyro_fit():
+    # the first JAX computation fixes the process's device count; hbm compare trains the network
+    # before it may fit hbm with numpyro, whose chains run in parallel only with a device each
+    code = """
+import jax
+from hbm.data.priors import load_priors
+from hbm.evaluation.baselines import fit_model
+from hbm.evaluation.compare import temporal_designs
+from hbm.inference.backends import XLA_HOST_DEVICES, numpyro_chain_method
+from hbm.model.simulation import SimulationConfig, simulate
+priors = load_priors("priors/migraine_features.json")
+cohort = simulate(priors, SimulationConfig(n_users=3, n_days=40, seed=1))
+fit_model("embedding", temporal_designs(cohort.diary, priors, 0.25)[0], priors, seed=3)
+print(jax.local_device_count() == XLA_HOST_DEVICES, numpyro_chain_method(4))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert out.stdout.split() == ["True", "parallel"], out.stderr
 
 
 def _population(p_tau: list[float]) -> pd.DataFrame:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -148,12 +151,14 @@ def test_pilot_reads_a_seeded_subset_of_a_large_cohort(small_priors_module, monk
 def test_numpyro_runs_chains_in_parallel_only_with_a_device_per_chain():
     # the CPU shows XLA_HOST_DEVICES devices (the numpyro backend sets the flag before JAX
     # starts); one GPU shows one device, and its chains share each gradient call instead of
-    # queueing
-    from hbm.inference.backends import XLA_HOST_DEVICES, numpyro_chain_method
-
-    assert numpyro_chain_method(4) == "parallel"
-    assert numpyro_chain_method(XLA_HOST_DEVICES) == "parallel"
-    assert numpyro_chain_method(XLA_HOST_DEVICES + 1) == "vectorized"
+    # queueing. A fresh process: the first JAX computation fixes the device count for good.
+    code = (
+        "from hbm.inference.backends import XLA_HOST_DEVICES as n, numpyro_chain_method as m; "
+        "print(m(4), m(n), m(n + 1))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["parallel", "parallel", "vectorized"], out.stderr
 
 
 @pytest.mark.heavy
