@@ -34,6 +34,14 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def raise_on_signals() -> None:
+    """From now on SIGINT and SIGTERM raise ``Interrupted`` (main thread): the ``hbm`` command
+    calls it first, so a signal while its modules load is one line too."""
+    if _main_thread():
+        for s in SIGNALS:
+            signal.signal(s, _raise)
+
+
 def check() -> None:
     """Raise ``Interrupted`` if a signal came inside ``interruptible``, even one whose exception
     was lost where it landed. Cheap; call it at every checkpoint."""

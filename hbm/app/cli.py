@@ -332,7 +332,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 #: Commands whose output is a folder written whole or not at all: the argument that names it.
-WHOLE_OUTPUT = {"fit": "out", "compare": "out", "report": "run_dir", "diagnose": "run_dir"}
+WHOLE_OUTPUT = {
+    "fit": "out",
+    "demo": "out",
+    "compare": "out",
+    "report": "run_dir",
+    "diagnose": "run_dir",
+}
 
 
 def _stopped(exc: Interrupted, args: argparse.Namespace) -> str:

@@ -21,7 +21,8 @@ from hbm.inference.config import BACKENDS
 from hbm.model.options import PARAMETERIZATIONS, POOLINGS
 from hbm.model.simulation import SimulationConfig
 
-DEMO_DIARY = Path("data/example_diary.csv")
+#: The shipped example diary, in the checkout hbm runs from: ``hbm demo`` works from any folder.
+DEMO_DIARY = Path(__file__).resolve().parents[2] / "data" / "example_diary.csv"
 DEMO_OUT = Path("reports/demo")
 DEFAULTS = FitConfig()
 

@@ -35,7 +35,7 @@ def check_user_ids(user: pd.Series, source: str, kind: str) -> None:
     """A ``DiaryError`` naming the first rows whose (stripped) id breaks ``USER_ID_PATTERN``."""
     bad = ~user.str.fullmatch(USER_ID_PATTERN)
     if bad.any():
-        examples = ", ".join(shown_id(v) for v in user[bad].head(3))
+        examples = ", ".join(shown_id(v) for v in user[bad].drop_duplicates().head(3))
         raise DiaryError(
             f"{source}: column 'user_id' has ids outside the id rule at "
             f"{places(kind, user.index[bad])} (ids {examples}); a user id is {USER_ID_RULE} "

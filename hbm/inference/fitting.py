@@ -164,10 +164,14 @@ def _gate_beside_predictive(
     draws = xr.DataTree.from_dict({g: tree[g].to_dataset() for g in ("posterior", "sample_stats")})
     # numpyro reports each draw's depth, not whether it hit the limit: diagnose compares them
     draws.attrs["max_treedepth"] = cfg.max_treedepth
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
         pending = pool.submit(diagnose, draws, GATE)
         timings["predictive_s"] = add_predictive(tree, design, cfg, quantized)
         return pending.result()
+    finally:
+        # on an interrupt, the fit stops now rather than after the diagnostics (seconds)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _by_name(keys: tuple[str, ...], values: Any) -> dict[str, Any]:

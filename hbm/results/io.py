@@ -25,6 +25,7 @@ import tomli_w
 import xarray as xr
 
 from hbm.errors import ConfigError, RunError, StorageError
+from hbm.interrupts import held_signals
 from hbm.results import run_folder
 from hbm.results.manifest import (
     MANIFEST_FILE,
@@ -163,7 +164,10 @@ def save_fit(tree: xr.DataTree, target: str | Path) -> Path:
 
     def write(p: Path) -> None:
         try:
-            tree.to_netcdf(p, engine="netcdf4", encoding=encoding)
+            # a signal raised inside xarray's netCDF lock hangs its cleanup on that same lock:
+            # the write finishes first, then the signal stops the command
+            with held_signals():
+                tree.to_netcdf(p, engine="netcdf4", encoding=encoding)
         except RuntimeError as exc:  # the netCDF library's errors name no cause ("HDF error")
             raise _netcdf_error(Path(target), p, exc) from None
 
@@ -197,7 +201,7 @@ def load_fit(path: str | Path, posterior_vars: tuple[str, ...] | None = None) ->
     if not p.exists():
         raise RunError(f"{p}: fit file not found")
     try:
-        with xr.open_datatree(p, engine="netcdf4") as tree:
+        with held_signals(), xr.open_datatree(p, engine="netcdf4") as tree:  # as save_fit
             if posterior_vars is None:
                 return tree.load()
             if "posterior" not in tree.children:

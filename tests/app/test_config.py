@@ -54,7 +54,8 @@ def test_without_a_file_the_flags_and_defaults_are_the_configuration():
 def test_demo_takes_the_shipped_diary_unless_the_file_or_a_flag_names_one(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("seed = 5\n")
-    assert _config(["demo", "--config", str(cfg)], DEMO_DIARY).diary == "data/example_diary.csv"
+    assert _config(["demo", "--config", str(cfg)], DEMO_DIARY).diary == str(DEMO_DIARY)
+    assert DEMO_DIARY.is_absolute() and DEMO_DIARY.is_file()  # hbm demo from any folder
     cfg.write_text('diary = "/abs/mine.csv"\n')
     assert _config(["demo", "--config", str(cfg)], DEMO_DIARY).diary == "/abs/mine.csv"
     args = ["demo", "--config", str(cfg), "--diary", "flag.csv"]

@@ -201,6 +201,39 @@ def test_case2_a_signal_stops_the_fit_in_its_phase(old, workspace, phase, sig, c
     assert_intact(run, before)
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``sig`` (/proc's SigCgt mask)."""
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (sig - 1) & 1)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_command_loads_is_one_line(workspace, tmp_path, sig, code):
+    """Before, the first seconds (the command's imports) gave a KeyboardInterrupt traceback, or
+    for SIGTERM no message at all."""
+    _, priors, diary, _ = workspace
+    cmd = [sys.executable, "-m", "hbm.app.main", "fit", str(diary), "--priors", str(priors)]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "run"), *FIT_ARGS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 20
+    while not _catches(proc.pid, signal.SIGTERM):  # hbm's handlers are in: it has begun loading
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.002)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "fitting" not in out  # it stopped while loading, before the fit began
+    assert err.splitlines() == [f"hbm fit: interrupted by {signal.Signals(sig).name}"]
+    assert not (tmp_path / "run").exists()
+
+
 # --- case 6: an export that crashes ----------------------------------------------------------
 
 

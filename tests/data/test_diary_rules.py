@@ -176,6 +176,17 @@ def test_non_ascii_user_ids_break_the_id_rule(tmp_path, small_priors):
     )
 
 
+def test_a_bad_id_on_many_rows_is_named_once(tmp_path, small_priors):
+    rows = (
+        "".join(f"u 2,2025-03-0{d},0,2,0,1010\n" for d in (1, 2, 3)) + "a/b,2025-03-01,0,2,0,1010\n"
+    )
+    assert (
+        _err(_csv(tmp_path, rows), small_priors)
+        .split("); ")[0]
+        .endswith("at line 2, line 3, line 4, line 5 (ids 'u 2', 'a/b'")
+    )
+
+
 def test_corrupt_parquet_is_a_diary_error(tmp_path, small_priors):
     p = tmp_path / "d.parquet"
     p.write_bytes(b"this is not parquet")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +21,8 @@ import pytest
 import xarray as xr
 
 import hbm.results.io as hio
-from hbm.errors import RunError, StorageError
+from hbm.errors import Interrupted, RunError, StorageError
+from hbm.interrupts import interruptible
 
 
 def _umask() -> int:
@@ -187,6 +189,37 @@ def test_save_fit_round_trip_compressed(tmp_path):
     assert tree["posterior"]["mu"].values.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     assert tree["observed_data"]["y"].values.tolist() == [0, 1, 1]
     assert tree.attrs["priors_sha256"] == "abc"
+
+
+def test_a_signal_during_the_fit_write_waits_for_the_write_then_stops(tmp_path, monkeypatch):
+    """A signal raised inside xarray's netCDF lock hung its cleanup on that lock for good."""
+    real, steps = xr.DataTree.to_netcdf, []
+
+    def to_netcdf(self, path, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # lands inside the write
+        steps.append("signal sent")
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", to_netcdf)
+    with pytest.raises(Interrupted), interruptible():
+        hio.save_fit(_tree(), tmp_path / "fit.nc")
+    assert steps == ["signal sent"]  # the write went on past the signal
+    assert list(tmp_path.iterdir()) == []  # and its temp file was removed when it stopped
+
+
+def test_a_signal_during_the_fit_read_stops_after_the_file_is_closed(tmp_path, monkeypatch):
+    p = hio.save_fit(_tree(), tmp_path / "fit.nc")
+    real, steps = xr.DataTree.load, []
+
+    def load(self, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append("signal sent")
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(xr.DataTree, "load", load)
+    with pytest.raises(Interrupted), interruptible():
+        hio.load_fit(p)
+    assert steps == ["signal sent"]
 
 
 def test_load_fit_some_posterior_vars(tmp_path):
