@@ -16,7 +16,7 @@ from hbm.app.checks import check_fit
 from hbm.app.config import KEYS, FitConfig, read_config, resolve
 from hbm.data.diary import MISSING_POLICIES
 from hbm.defaults import CI_KINDS, CI_PROB, DAYS_NEEDED_USERS, TEST_FRACTION
-from hbm.errors import HBMError
+from hbm.errors import ArgumentError, ConfigError, FitError, HBMError
 from hbm.inference.config import BACKENDS
 from hbm.model.options import PARAMETERIZATIONS, POOLINGS
 from hbm.model.simulation import SimulationConfig
@@ -52,6 +52,12 @@ def fit_config(args: argparse.Namespace, diary_default: Path | None = None) -> F
     from_file = read_config(config_file) if config_file is not None else {}
     base = {"diary": str(diary_default)} if diary_default is not None else {}
     config = resolve(base, from_file, given)
+    from_file_only = {key: value for key, value in from_file.items() if key not in given}
+    if from_file_only:  # a bad value the file gave (not a flag) is an error naming the file
+        try:
+            check_fit(resolve(base, from_file_only, {}))
+        except (ArgumentError, FitError) as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
     check_fit(config, getattr(args, "out", None), config_file)  # before anything is read
     return config
 

@@ -122,7 +122,12 @@ def test_a_config_file_ci_prob_is_checked_too(inputs, no_sampling, tmp_path, cap
     config.write_text("ci-prob = 1.5\n")
     assert _fit(inputs, tmp_path / "run", "--config", str(config)) == EXIT_INPUT
     assert _one_line_error(capsys) == (
-        "--ci-prob must be a probability strictly between 0 and 1, got 1.5"
+        f"{config}: --ci-prob must be a probability strictly between 0 and 1, got 1.5"
+    )
+    # a flag that overrides the file's bad value is what counts
+    assert _fit(inputs, tmp_path / "run", "--config", str(config), "--ci-prob", "2") == EXIT_INPUT
+    assert _one_line_error(capsys) == (
+        "--ci-prob must be a probability strictly between 0 and 1, got 2.0"
     )
 
 
