@@ -111,6 +111,14 @@ def test_health_names_the_one_missing_file(tmp_path):
     assert client.get("/health").json() == _gone("run.json")
 
 
+def test_health_names_two_missing_files_in_the_plural(tmp_path):
+    d = _run(tmp_path)
+    client = serve(d)
+    (d / io.RUN_FILE).unlink()
+    (d / io.FIT_FILE).unlink()
+    assert client.get("/health").json() == _gone("fit.nc, run.json", "are")
+
+
 def test_health_of_a_touched_file_is_changed_503(tmp_path):
     d = _run(tmp_path)
     client = serve(d)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +461,22 @@ def test_population_of_one_feature(tmp_path):
 
 
 # --- start-up ----------------------------------------------------------------------------------
+
+
+def test_prepare_takes_the_files_identity_now_unless_given(tmp_path):
+    d = tmp_path / "run-f"
+    d.mkdir()
+    run = io.read_run(write_run(d))
+    (d / io.WEIGHTS_CSV).unlink()  # a watched file gone: left out
+    data = prepare(run, None)
+    kept = ["fit.nc", "run.json", "diagnostics.json", "profiles.json", "users.csv"]
+    kept.append("population.csv")
+    stats = {n: os.stat(d / n) for n in kept}
+    assert data.files == {
+        n: (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for n, st in stats.items()
+    }
+    given = {"fit.nc": (1, 2, 3, 4)}
+    assert prepare(run, None, given).files == given
 
 
 def test_unservable_ids_are_named_at_start_up(tmp_path):

@@ -27,6 +27,10 @@ from ..conftest import small_diary_frame
 
 DATA_COLUMNS = ["user_id", "date", "migraine", "screen_hours", "chocolate", "pressure"]
 HEADER = "user_id,date,migraine,screen_hours,chocolate,pressure\n"
+NO_ATTACKS = (
+    "migraine is 0 on every row: with no contrast between attack and attack-free days, the "
+    "weights are learned from the priors alone"
+)
 
 
 def _csv(tmp_path, body: str, name: str = "d.csv"):
@@ -631,6 +635,7 @@ def test_split_by_time_default_quarter_and_report_carried(tmp_path, small_priors
         assert r.dropped_rows == 0
         assert r.min_days == 3
         assert r.extra_columns == ("notes",)
+        assert r.warnings == (NO_ATTACKS,)  # the whole diary's warnings, carried
         assert part.source == str(p)
         assert part.columns == ("screen_hours", "chocolate", "pressure")
     assert train.report.short_users == ()
@@ -651,6 +656,7 @@ def test_subset_users_recounts(tmp_path, small_priors):
     assert sub.report.days_per_user == {"b": 2}
     assert sub.report.missing_days_per_user == {"b": 2}
     assert sub.report.missing_policy == "drop"
+    assert sub.report.warnings == (NO_ATTACKS,)
     assert sub.data.index.tolist() == [0, 1]
     assert list(sub.data.columns) == DATA_COLUMNS
 

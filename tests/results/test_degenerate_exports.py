@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
 
 from hbm.inference.diagnostics import Diagnostics
 from hbm.results import io
+from hbm.results import tables as tb
 from hbm.results.tables import NULL_REASONS, build_exports, finite_or_null, json_ready
 
-from .test_posterior_rules import fit_result
+from .test_posterior_rules import by_feature, cell, fit_result, tree
 
 ONE_CHAIN = "it needs at least 2 chains and this fit has 1, so convergence cannot be checked"
 INFINITE = "infinite: too large to represent (a weight too large to exponentiate?)"
@@ -38,6 +40,42 @@ def test_finite_or_null_replaces_every_non_finite_number_and_says_where():
     }
     assert type(clean["c"]["e"]) is int and isinstance(clean["b"][2], tuple)
     assert nulls == {"b.0": "nan", "b.2.0": "inf", "c.d": "-inf"}
+
+
+def test_summary_silences_numpy_s_runtime_warnings_only(monkeypatch):
+    """A summary of draws that never change divides by zero (RuntimeWarning, silenced); any
+    other warning ArviZ gives still reaches the user."""
+    real = tb.az.summary
+
+    def summary_that_warns(*args, **kwargs):
+        warnings.warn("from numpy", RuntimeWarning, stacklevel=1)
+        warnings.warn("from arviz", UserWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tb.az, "summary", summary_that_warns)
+    dt = tree(mu=by_feature({"f1": cell(0.1, 0.5), "f2": np.full(20, 0.3)}))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        table = tb._summary(dt, "mu", 0.9, "eti")
+    assert [(w.category, str(w.message)) for w in seen] == [(UserWarning, "from arviz")]
+    assert table.loc["f2", "mean"] == pytest.approx(0.3) and table.loc["f1", "ci_lb"] == 0.1
+
+
+def test_finite_or_null_places_keep_their_last_character():
+    """Only the trailing "." separator is stripped from a place: a key ending in "X" stays whole."""
+    obj = {"X": float("nan"), "rhat_MAX": float("inf")}
+    assert finite_or_null(obj)[1] == {"X": "nan", "rhat_MAX": "inf"}
+
+
+def test_json_ready_takes_the_reason_of_the_first_key_before_the_last():
+    obj = {"per_variable": {"mu": {"max_rhat": float("nan")}}, "ess": float("nan")}
+    got = json_ready(obj, {"per_variable": "not sampled", "max_rhat": "one chain"})
+    assert got["null_reasons"] == {
+        "per_variable.mu.max_rhat": "not sampled",
+        "ess": NULL_REASONS["nan"],
+    }
+    only_first = json_ready(obj, {"per_variable": "not sampled"})["null_reasons"]
+    assert only_first["per_variable.mu.max_rhat"] == "not sampled"
 
 
 def test_json_ready_gives_each_null_its_reason():

@@ -21,7 +21,7 @@ import pytest
 import xarray as xr
 
 import hbm.results.io as hio
-from hbm.errors import Interrupted, RunError, StorageError
+from hbm.errors import ConfigError, Interrupted, RunError, StorageError
 from hbm.interrupts import interruptible
 
 
@@ -157,6 +157,32 @@ def test_write_parquet_without_index(tmp_path):
     back = pd.read_parquet(p)
     assert back["a"].tolist() == [1, 2]
     assert back.index.tolist() == [0, 1]
+
+
+def test_write_toml_exact_text_with_and_without_comment(tmp_path):
+    p = hio.write_toml(tmp_path / "c.toml", {"seed": 3, "fit": {"chains": 2}})
+    assert p == tmp_path / "c.toml"
+    assert p.read_text() == "seed = 3\n\n[fit]\nchains = 2\n"  # no comment: no "#" line
+    hio.write_toml(p, {"seed": 3}, "hbm fit config\n\n  indented  ")
+    # each comment line after "# ", trailing spaces (and so a blank line's) stripped
+    assert p.read_text() == "# hbm fit config\n#\n#   indented\nseed = 3\n"
+
+
+def test_read_toml_errors_name_the_file(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('seed = 3\nname = "é"\n', encoding="utf-8")
+    assert hio.read_toml(str(p)) == {"seed": 3, "name": "é"}
+    gone = tmp_path / "none.toml"
+    assert _raises(ConfigError, hio.read_toml, gone) == f"{gone}: config file not found"
+    folder = tmp_path / "dir.toml"
+    folder.mkdir()
+    assert _raises(ConfigError, hio.read_toml, folder) == (
+        f"{folder}: cannot read config file ([Errno 21] Is a directory: '{folder}')"
+    )
+    p.write_bytes(b'name = "\xff"\n')  # byte 8 (0-based) is not UTF-8
+    assert _raises(ConfigError, hio.read_toml, p) == (
+        f"{p}: not UTF-8 text (invalid start byte at byte 8)"
+    )
 
 
 # --- fits -----------------------------------------------------------------------------------
@@ -456,6 +482,41 @@ def test_write_run_then_read_run(tmp_path):
     assert (d / "run.json").read_text().startswith('{\n  "seed": 4,\n  "run_id": "')
     assert sorted(os.listdir(d)) == sorted([*EXPORTS, "manifest.json"])
     assert sorted(os.listdir(d.parent)) == ["run"]
+
+
+def test_a_manifest_that_does_not_list_an_export_is_refused(tmp_path):
+    d = _run(tmp_path)
+    hio.seal_run(d, "run", "test", unlisted=["weights.parquet", "users.csv"])
+    message = f"{d}/manifest.json: does not list ['weights.parquet', 'users.csv']; refit into {d}"
+    assert _raises(RunError, hio.check_run_dir, d) == message
+    assert _raises(RunError, hio.read_run, d) == message
+
+
+def test_write_run_makes_missing_parents_and_shares_the_fit_s_arrays(tmp_path, monkeypatch):
+    """write_run writes into a folder it makes (parents too); the fit it saves is a shallow
+    copy carrying the run id: the caller's tree is unchanged and its draws are not copied."""
+    saved = {}
+    real_save = hio.save_fit
+
+    def keep(tree, target):
+        saved["tree"] = tree
+        return real_save(tree, target)
+
+    monkeypatch.setattr(hio, "save_fit", keep)
+    tree = _tree()
+    exports = SimpleNamespace(
+        population=pd.DataFrame({"feature": ["x"]}),
+        weights=pd.DataFrame({"user_id": ["u"]}),
+        users=pd.DataFrame({"user_id": ["u"]}),
+        profiles=[],
+        diagnostics={},
+    )
+    d = tmp_path / "a" / "b" / "run"
+    assert hio.write_run(d, tree, exports, {"run_id": "r9"}) == d
+    assert sorted(os.listdir(d)) == EXPORTS
+    assert "run_id" not in tree.attrs and saved["tree"].attrs["run_id"] == "r9"
+    mu = tree["posterior"]["mu"].values
+    assert np.shares_memory(saved["tree"]["posterior"]["mu"].values, mu)
 
 
 def test_read_optional_csv(tmp_path):

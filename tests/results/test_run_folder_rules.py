@@ -7,6 +7,7 @@ manifest, and no staged folder or temporary file beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -263,6 +264,46 @@ def test_a_netcdf_error_on_a_full_disk_says_the_disk_is_full(tmp_path, monkeypat
     _only(tmp_path)
 
 
+def _netcdf_message(tmp_path, monkeypatch, disk_usage) -> str:
+    def hdf_error(self, path, **kwargs):
+        raise RuntimeError("HDF error")
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", hdf_error)
+    monkeypatch.setattr(hio.shutil, "disk_usage", disk_usage)
+    with pytest.raises(StorageError) as info:
+        hio.save_fit(_tree(), tmp_path / "fit.nc")
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("free", "said"),
+    [
+        (0, ": the disk is full (0.0 MB free; netCDF: HDF error)"),
+        (49_950_001, ": the disk is full (50.0 MB free; netCDF: HDF error)"),  # 49.950001 MB
+        ((64 << 20) - 1, ": the disk is full (67.1 MB free; netCDF: HDF error)"),
+        (64 << 20, " the fit (HDF error)"),  # 64 MiB free and more: not reported as full
+    ],
+)
+def test_a_netcdf_error_is_a_full_disk_below_64_mib_free(tmp_path, monkeypatch, free, said):
+    asked = []
+
+    def usage(path):
+        asked.append(Path(path))
+        return shutil._ntuple_diskusage(1 << 40, 0, free)
+
+    message = _netcdf_message(tmp_path, monkeypatch, usage)
+    assert message == f"{tmp_path}/fit.nc: cannot write{said}"
+    assert asked == [tmp_path]  # the free space of the fit's folder
+
+
+def test_a_netcdf_error_when_the_free_space_is_unknown(tmp_path, monkeypatch):
+    def usage(path):
+        raise OSError(errno.EIO, "Input/output error")
+
+    message = _netcdf_message(tmp_path, monkeypatch, usage)
+    assert message == f"{tmp_path}/fit.nc: cannot write the fit (HDF error)"
+
+
 _ON_SMALL_DISKS = textwrap.dedent(
     """
     import json, os, subprocess, sys
@@ -402,6 +443,50 @@ def test_case9_a_comparison_of_another_fit_is_refused(tmp_path):
     )
     with pytest.raises(RunError, match=r"a comparison folder, not a run folder; its run is"):
         hio.check_run_dir(cmp)
+
+
+def test_a_comparison_refuses_a_run_it_does_not_record(tmp_path):
+    run = _run(tmp_path, 1)
+    cmp = _comparison(tmp_path, run)
+    shutil.copytree(run, cmp / "x" / "hbm")  # a copy deeper in: not the comparison's run
+    for folder, sub in ((run, "run"), (cmp / "x" / "hbm", "x/hbm")):
+        with pytest.raises(RunError) as info:
+            hio.verify_comparison(cmp, hio.read_run(folder))
+        assert str(info.value) == (
+            f"{cmp}/manifest.json: records no run {sub}/; run `hbm compare` again"
+        )
+    unsealed = dataclasses.replace(hio.read_run(cmp / "hbm"), manifest=None)
+    with pytest.raises(RunError, match=r"manifest\.json: records no run hbm/; run `hbm compare`"):
+        hio.verify_comparison(cmp, unsealed)
+
+
+def test_a_comparison_of_other_data_names_both_hashes(tmp_path):
+    cmp = _comparison(tmp_path, _run(tmp_path, 1))
+    run = hio.read_run(cmp / "hbm")
+    manifest = dataclasses.replace(run.manifest, data_sha256="e" * 64)
+    other = dataclasses.replace(run, manifest=manifest)
+    with pytest.raises(RunError) as info:
+        hio.verify_comparison(cmp, other)
+    assert str(info.value) == (
+        f"{cmp}/hbm: fitted to data eeeeeeeeeeee, but {cmp} compared data dddddddddddd; "
+        "run `hbm compare` again"
+    )
+
+
+def test_a_comparison_without_its_table_falls_back_to_the_run_s(tmp_path):
+    """A compare folder whose manifest lists no comparison.csv: the table of its run, if the
+    run's manifest lists one, else none."""
+    run = _run(tmp_path, 1)
+    target = tmp_path / "cmp"
+    for with_table in (False, True):
+        if with_table:
+            with hio.update_run(run, "hbm compare") as stage:
+                hio.write_text(stage / "comparison.csv", "model\nhbm\n")
+        with hio.staged_run(target, "comparison", "hbm compare") as stage:
+            hio.write_json(stage / "compare.json", {"run_id": "c1", "diary": {"data_sha256": DATA}})
+            shutil.copytree(run, stage / "hbm")
+        got = hio.verify_comparison(target, hio.read_run(target / "hbm"))
+        assert got == (target / "hbm" / "comparison.csv" if with_table else None)
 
 
 def test_files_the_manifest_does_not_list_are_not_part_of_the_run(tmp_path):
