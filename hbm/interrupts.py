@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from hbm.errors import Interrupted
 
@@ -49,6 +50,11 @@ def check() -> None:
         raise Interrupted(_received[0])
 
 
+def _restore(previous: dict[signal.Signals, Any]) -> None:
+    for s, handler in previous.items():  # None: set outside Python, which SIG_DFL restores
+        signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -72,8 +78,7 @@ def interruptible(then_ignore: bool = False) -> Iterator[None]:
         if then_ignore:
             ignore_further()
         else:
-            for s, handler in previous.items():
-                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+            _restore(previous)
             _received.clear()
 
 
@@ -99,8 +104,7 @@ def held_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        _restore(previous)
         if caught:
             first = signal.Signals(caught[0])
             handler = previous[first]

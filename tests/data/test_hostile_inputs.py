@@ -17,27 +17,15 @@ from hbm.data.diary import load_diary
 from hbm.data.priors import load_priors
 from hbm.data.rows import diary_warnings
 from hbm.defaults import USER_ID_PATTERN
-from hbm.errors import DiaryError, PriorsError
+from hbm.errors import PriorsError
 
 from ..conftest import small_priors_doc, write_priors
+from .diary_files import HEADER, csv_diary, diary_error
 
-HEADER = "user_id,date,migraine,screen_hours,chocolate,pressure\n"
 RULE = (
     "a user id is 1 to 128 characters: ASCII letters, digits and . _ ~ @ + -, starting with a "
     "letter or digit (data/README.md)"
 )
-
-
-def _csv(tmp_path, body: str, name: str = "d.csv"):
-    p = tmp_path / name
-    p.write_text(HEADER + body, encoding="utf-8")
-    return p
-
-
-def _err(path, priors, **kw) -> str:
-    with pytest.raises(DiaryError) as info:
-        load_diary(path, priors, **kw)
-    return str(info.value)
 
 
 # --- the id rule (issue 22, cases 3 and 11) -----------------------------------------------------
@@ -60,8 +48,8 @@ def _err(path, priors, **kw) -> str:
 def test_an_id_outside_the_rule_is_refused_naming_line_id_and_rule(
     tmp_path, small_priors, user_id, shown
 ):
-    p = _csv(tmp_path, f"ok,2025-03-01,0,2,0,1010\n{user_id},2025-03-01,0,2,0,1010\n")
-    assert _err(p, small_priors) == (
+    p = csv_diary(tmp_path, f"ok,2025-03-01,0,2,0,1010\n{user_id},2025-03-01,0,2,0,1010\n")
+    assert diary_error(p, small_priors) == (
         f"{p}: column 'user_id' has ids outside the id rule at line 3 (ids {shown}); {RULE}"
     )
 
@@ -77,12 +65,12 @@ def test_an_id_outside_the_rule_is_refused_naming_line_id_and_rule(
     ],
 )
 def test_ids_of_real_apps_follow_the_rule(tmp_path, small_priors, user_id):
-    p = _csv(tmp_path, f"{user_id},2025-03-01,0,2,0,1010\n")
+    p = csv_diary(tmp_path, f"{user_id},2025-03-01,0,2,0,1010\n")
     assert load_diary(p, small_priors).users == (user_id,)
 
 
 def test_ids_are_stripped_before_the_rule(tmp_path, small_priors):
-    p = _csv(tmp_path, "  p0 ,2025-03-01,0,2,0,1010\n")
+    p = csv_diary(tmp_path, "  p0 ,2025-03-01,0,2,0,1010\n")
     assert load_diary(p, small_priors).users == ("p0",)
 
 
@@ -106,7 +94,7 @@ def test_a_parquet_id_outside_the_rule_is_named_by_row(tmp_path, small_priors):
     )
     p = tmp_path / "d.parquet"
     frame.to_parquet(p)
-    assert _err(p, small_priors) == (
+    assert diary_error(p, small_priors) == (
         f"{p}: column 'user_id' has ids outside the id rule at row 2 (ids 'a/b'); {RULE}"
     )
 
@@ -120,13 +108,13 @@ BODY = "p0,2025-03-01,0,2,0,1010\np0,2025-03-02,1,3,1,1011\n"
 def test_gzip_bytes_in_a_csv_say_so(tmp_path, small_priors):
     p = tmp_path / "d.csv"
     p.write_bytes(gzip.compress((HEADER + BODY).encode()))
-    assert _err(p, small_priors) == (
+    assert diary_error(p, small_priors) == (
         f"{p}: is gzip-compressed; name it .csv.gz (hbm reads gzip-compressed CSV) or decompress it"
     )
 
 
 def test_a_csv_gz_is_read_like_the_csv(tmp_path, small_priors):
-    plain = _csv(tmp_path, BODY)
+    plain = csv_diary(tmp_path, BODY)
     gz = tmp_path / "d.CSV.GZ"
     gz.write_bytes(gzip.compress((HEADER + BODY).encode()))
     a, b = load_diary(plain, small_priors), load_diary(gz, small_priors)
@@ -134,10 +122,10 @@ def test_a_csv_gz_is_read_like_the_csv(tmp_path, small_priors):
 
 
 def test_a_csv_gz_that_is_not_gzip_says_so(tmp_path, small_priors):
-    p = _csv(tmp_path, BODY, name="d.csv.gz")
-    assert _err(p, small_priors) == f"{p}: is not gzip-compressed; name it .csv"
+    p = csv_diary(tmp_path, BODY, name="d.csv.gz")
+    assert diary_error(p, small_priors) == f"{p}: is not gzip-compressed; name it .csv"
     p.write_bytes(b"\x1f\x8b" + b"not really deflate data")
-    assert _err(p, small_priors).startswith(f"{p}: cannot decompress (")
+    assert diary_error(p, small_priors).startswith(f"{p}: cannot decompress (")
 
 
 @pytest.mark.parametrize(
@@ -154,7 +142,7 @@ def test_a_csv_gz_that_is_not_gzip_says_so(tmp_path, small_priors):
 def test_other_kinds_of_file_named_csv_say_what_they_are(tmp_path, small_priors, data, what):
     p = tmp_path / "d.csv"
     p.write_bytes(data)
-    assert _err(p, small_priors) == f"{p}: {what}"
+    assert diary_error(p, small_priors) == f"{p}: {what}"
 
 
 def test_a_byte_order_mark_is_dropped(tmp_path, small_priors):
@@ -165,24 +153,24 @@ def test_a_byte_order_mark_is_dropped(tmp_path, small_priors):
 
 
 def test_a_nul_byte_is_named_by_its_line(tmp_path, small_priors):
-    p = _csv(tmp_path, "p0,2025-03-01,0,2,0,1010\np0,2025-03-02,1,3\x00,1,1011\n")
-    assert _err(p, small_priors) == f"{p}: a NUL byte at line 3; a diary is CSV text"
+    p = csv_diary(tmp_path, "p0,2025-03-01,0,2,0,1010\np0,2025-03-02,1,3\x00,1,1011\n")
+    assert diary_error(p, small_priors) == f"{p}: a NUL byte at line 3; a diary is CSV text"
 
 
 def test_rows_after_blank_lines_keep_their_own_line_numbers(tmp_path, small_priors):
     # line 2 valid, 3 blank, 4 an empty spreadsheet row, 5 bad
-    p = _csv(tmp_path, "p0,2025-03-01,0,2,0,1010\n\n,,,,,\np0,2025-03-02,7,2,0,1010\n")
-    assert _err(p, small_priors).startswith(
+    p = csv_diary(tmp_path, "p0,2025-03-01,0,2,0,1010\n\n,,,,,\np0,2025-03-02,7,2,0,1010\n")
+    assert diary_error(p, small_priors).startswith(
         f"{p}: column 'migraine' has values other than 0/1 at line 5 (values '7')"
     )
-    p = _csv(tmp_path, "p0,2025-03-01,0,2,0,1010\n\n,,,,,\np0,2025-03-02,1,2,0,1010\n\n\n")
+    p = csv_diary(tmp_path, "p0,2025-03-01,0,2,0,1010\n\n,,,,,\np0,2025-03-02,1,2,0,1010\n\n\n")
     assert load_diary(p, small_priors).report.n_rows == 2
 
 
 def test_a_folder_named_like_a_diary_is_refused(tmp_path, small_priors):
     p = tmp_path / "d.csv"
     p.mkdir()
-    assert _err(p, small_priors) == f"{p}: is not a file (a folder?); expected a diary file"
+    assert diary_error(p, small_priors) == f"{p}: is not a file (a folder?); expected a diary file"
 
 
 # --- warnings (issue 22, case 14) -------------------------------------------------------------
@@ -225,7 +213,7 @@ def test_an_outcome_of_0_on_every_row_is_warned_of():
 
 
 def test_load_diary_reports_the_warnings(tmp_path, small_priors):
-    p = _csv(tmp_path, "p0,2999-03-01,0,2,0,1010\np0,2025-03-02,0,2,0,1010\n")
+    p = csv_diary(tmp_path, "p0,2999-03-01,0,2,0,1010\np0,2025-03-02,0,2,0,1010\n")
     assert load_diary(p, small_priors).report.warnings == (
         f"1 row(s) dated after today ({pd.Timestamp.today():%Y-%m-%d}), at line 2 (e.g. user "
         "'p0' on 2999-03-01): a date typed wrongly?",
