@@ -35,6 +35,7 @@ from hbm.errors import DiaryError
 
 __all__ = [
     "DIARY_SUFFIXES",
+    "CONTINUES_COLUMN",
     "ID_COLUMNS",
     "MISSING_POLICIES",
     "Diary",
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 ID_COLUMNS = ("user_id", "date", "migraine")
+#: Optional 0/1 column: 1 on a day inside an attack that began on an earlier day (not a new
+#: onset; ``migraine`` is 0 there). Such days are not at risk of an onset (``hbm.data.exposures``).
+CONTINUES_COLUMN = "migraine_continues"
 MissingPolicy = Literal["error", "impute", "drop"]
 MISSING_POLICIES: tuple[str, ...] = ("error", "impute", "drop")
 
@@ -92,7 +96,8 @@ class Diary:
     @property
     def sha256(self) -> str:
         """Hash of the validated content (not of the file's bytes), stable across CSV/Parquet."""
-        canon = self.data[["user_id", "date", "migraine", *self.columns]].copy()
+        outcome = ["migraine", *([CONTINUES_COLUMN] if CONTINUES_COLUMN in self.data else [])]
+        canon = self.data[["user_id", "date", *outcome, *self.columns]].copy()
         canon["date"] = canon["date"].dt.strftime("%Y-%m-%d")
         return hashlib.sha256(canon.to_csv(index=False).encode()).hexdigest()
 
@@ -160,7 +165,7 @@ def _columns(
     dupe_names = frame.columns[frame.columns.duplicated()].tolist()
     if dupe_names:
         raise DiaryError(f"{source}: column(s) {dupe_names} appear more than once")
-    extra = tuple(c for c in frame.columns if c not in required)
+    extra = tuple(c for c in frame.columns if c not in (*required, CONTINUES_COLUMN))
     if len(frame) == 0:
         raise DiaryError(f"{source}: the diary has no rows")
     return frame, extra
@@ -211,7 +216,32 @@ def _id_columns(frame: pd.DataFrame, source: str, kind: str) -> pd.DataFrame:
             f"(e.g. user '{first['user_id']}' on {first['date']:%Y-%m-%d}); expected one row "
             "per user per day"
         )
-    return pd.DataFrame({"user_id": user, "date": date, "migraine": outcome.astype(np.int8)})
+    out = pd.DataFrame({"user_id": user, "date": date, "migraine": outcome.astype(np.int8)})
+    if CONTINUES_COLUMN in frame:
+        out[CONTINUES_COLUMN] = _continues(frame, outcome, source, kind)
+    return out
+
+
+def _continues(frame: pd.DataFrame, outcome: pd.Series, source: str, kind: str) -> pd.Series:
+    """The optional ``migraine_continues`` column: 0/1, and never 1 on an onset day."""
+    raw = frame[CONTINUES_COLUMN]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = ~values.isin([0, 1])
+    if bad.any():
+        examples = ", ".join(repr(v) for v in raw[bad].head(3))
+        raise DiaryError(
+            f"{source}: column '{CONTINUES_COLUMN}' has values other than 0/1 at "
+            f"{_rows(kind, frame.index[bad])} (values {examples}); expected 1 on a day inside an "
+            "attack that began earlier, else 0"
+        )
+    both = (values == 1) & (outcome == 1)
+    if both.any():
+        raise DiaryError(
+            f"{source}: 'migraine' and '{CONTINUES_COLUMN}' are both 1 at "
+            f"{_rows(kind, frame.index[both])}; a day is either an onset (migraine 1) or inside "
+            "an attack that began earlier (migraine_continues 1), not both"
+        )
+    return values.astype(np.int8)
 
 
 def _exposure_column(

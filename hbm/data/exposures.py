@@ -15,6 +15,14 @@ When a lag or change reaches a day the user did not log (a gap, or before their 
 exposure is unknown; it is set to the feature's centring mean (centred value 0, "no information")
 and counted in ``Design.lag_filled``. Exposures are centred by their training means, which are
 stored in ``ExposureMeans`` and reused for prediction.
+
+The clustering feature (``Feature.role == "clustering"``) is the previous calendar day's attack
+state: 1 if that day was an onset (``migraine``) or a continuing attack (``migraine_continues``),
+0 if it was logged without either, unknown (centred 0, neither attack nor no attack) if it was not
+logged. It reads only earlier days, never the day's own outcome. Days marked
+``migraine_continues`` are inside an attack that began earlier: no onset can begin on them, so
+they are not rows of the design (``Design.continuing_days`` counts them); they still give the
+next day its state.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from hbm.data.diary import Diary
-from hbm.data.priors import Feature, Priors
+from hbm.data.diary import CONTINUES_COLUMN, Diary
+from hbm.data.priors import OUTCOME_COLUMN, Feature, Priors
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class Design:
     dates: np.ndarray  # datetime64[ns] (obs,)
     exposure_means: ExposureMeans
     lag_filled: Mapping[str, int]
+    #: Days inside a continuing attack, left out of the rows (not at risk of an onset).
+    continuing_days: int = 0
 
     @property
     def n_obs(self) -> int:
@@ -80,8 +90,26 @@ def _shifted(data: pd.DataFrame, column: str, days: int) -> np.ndarray:
     return lookup.reindex(wanted).to_numpy(dtype=float)
 
 
+def attack_state(data: pd.DataFrame) -> pd.Series:
+    """1 on a day with an onset or a continuing attack, else 0 (the clustering feature's source)."""
+    state = data[OUTCOME_COLUMN].astype(float)
+    if CONTINUES_COLUMN in data:
+        state = np.maximum(state, data[CONTINUES_COLUMN].astype(float))
+    return state
+
+
+def at_risk(data: pd.DataFrame) -> np.ndarray:
+    """True for the days on which an onset can begin (not inside a continuing attack)."""
+    if CONTINUES_COLUMN not in data:
+        return np.ones(len(data), dtype=bool)
+    return np.asarray(data[CONTINUES_COLUMN].to_numpy() == 0)
+
+
 def transformed_values(diary: Diary, feature: Feature) -> np.ndarray:
     """Lagged (and differenced, for ``change``) raw values; NaN where a needed day is missing."""
+    if feature.role == "clustering":
+        frame = diary.data[["user_id", "date"]].assign(_state=attack_state(diary.data))
+        return _shifted(frame, "_state", feature.lag_days)
     v = _shifted(diary.data, feature.column, feature.lag_days)
     if feature.transform == "change":
         v = v - _shifted(diary.data, feature.column, feature.lag_days + 1)
@@ -126,7 +154,8 @@ def exposures(diary: Diary, priors: Priors, exposure_means: ExposureMeans | None
     filled = np.where(unknown, means[None, :], raw_exposure)
     users = tuple(pd.unique(data["user_id"]))
     codes = pd.Categorical(data["user_id"], categories=list(users)).codes
-    return Design(
+    risk = at_risk(data)
+    design = Design(
         x=filled - means[None, :],
         exposure=filled,
         y=data["migraine"].to_numpy(dtype=np.int8),
@@ -135,8 +164,10 @@ def exposures(diary: Diary, priors: Priors, exposure_means: ExposureMeans | None
         features=keys,
         dates=data["date"].to_numpy(),
         exposure_means=exposure_means,
-        lag_filled={k: int(n) for k, n in zip(keys, unknown.sum(axis=0), strict=True)},
+        lag_filled={k: int(n) for k, n in zip(keys, unknown[risk].sum(axis=0), strict=True)},
+        continuing_days=int((~risk).sum()),
     )
+    return design if risk.all() else select_rows(design, risk)
 
 
 def select_rows(design: Design, keep: np.ndarray) -> Design:

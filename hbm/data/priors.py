@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,16 @@ DERIVATION_RULE = (
 )
 
 TRANSFORMS = ("level", "change")
+
+#: A feature's role in the model: a ``trigger`` is an exposure from the diary; the one
+#: ``clustering`` feature is the previous day's attack state (``CLUSTERING_KEY``), added when the
+#: priors file has a ``clustering`` block. Both are columns of the same design and weights of the
+#: same partially pooled model; only what is said of them differs (no trigger class, no FDR call).
+ROLES = ("trigger", "clustering")
+CLUSTERING_KEY = "attack_yesterday"
+#: The diary's outcome column; the clustering feature reads the previous day's attack state from
+#: it (and from the optional ``migraine_continues``, ``hbm.data.diary``).
+OUTCOME_COLUMN = "migraine"
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,11 @@ class Feature:
     premonitory_confound: bool
     source: str
     simulation: Mapping[str, Any] | None = None
+    role: str = "trigger"
+
+    @property
+    def is_trigger(self) -> bool:
+        return self.role == "trigger"
 
 
 @dataclass(frozen=True)
@@ -98,12 +113,19 @@ class Priors:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Diary columns the features read, each once, in file order."""
-        return tuple(dict.fromkeys(f.column for f in self.features))
+        """Diary columns the trigger features read, each once, in file order (the clustering
+        feature reads the outcome)."""
+        return tuple(dict.fromkeys(f.column for f in self.features if f.is_trigger))
 
     @property
     def groups(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(f.group for f in self.features))
+        """Groups of the trigger features, in file order."""
+        return tuple(dict.fromkeys(f.group for f in self.features if f.is_trigger))
+
+    @property
+    def clustering(self) -> Feature | None:
+        """The clustering feature (the previous day's attack state), if the model has it."""
+        return next((f for f in self.features if f.role == "clustering"), None)
 
     @property
     def sha256(self) -> str:
@@ -125,6 +147,52 @@ class Priors:
             np.array([f.prior.sd for f in self.features], dtype=float),
             np.array([f.prior.between_user_sd for f in self.features], dtype=float),
         )
+
+
+def without_clustering(priors: Priors) -> Priors:
+    """The same priors without the clustering term (``hbm fit --clustering off``)."""
+    if priors.clustering is None:
+        return priors
+    doc = json.loads(priors.document)
+    doc.pop("clustering", None)
+    return replace(
+        priors,
+        features=tuple(f for f in priors.features if f.is_trigger),
+        document=json.dumps(doc, sort_keys=True, ensure_ascii=False),
+    )
+
+
+def clustering_feature(block: Mapping[str, Any]) -> Feature:
+    """The clustering feature of a priors file's ``clustering`` block.
+
+    Its exposure is 1 on a day whose previous day was an attack day (an onset, or a continuing
+    attack), 0 after an attack-free day; a previous day not logged is unknown (centred 0, see
+    ``hbm.data.exposures``). Its weight is the log-odds ratio between the two.
+    """
+    prior = block["log_odds_prior"]
+    return Feature(
+        key=CLUSTERING_KEY,
+        name="Attack the day before",
+        category="History",
+        group="history",
+        column=OUTCOME_COLUMN,
+        unit="1 if the previous day was an attack day (onset or continuing attack), else 0",
+        range=(0.0, 1.0),
+        levels=(0.0, 1.0),
+        pattern=(1.0, 2.0),
+        weight_prior=1.0,
+        prior=LogOddsPrior(
+            mean=float(prior["mean"]),
+            sd=float(prior["sd"]),
+            between_user_sd=float(prior["between_user_sd"]),
+            derived=False,
+        ),
+        lag_days=1,
+        transform="level",
+        premonitory_confound=False,
+        source=str(block["source"]),
+        role="clustering",
+    )
 
 
 def default_priors_path() -> Path:
@@ -337,7 +405,12 @@ def parse_priors(text: str, shown: str = "<priors>") -> Priors:
             )
         ranges.setdefault(column, (rng, key))
         features.append(_feature(var, key, column, rng))
-    reserved = {"user_id", "date", "migraine"}
+    reserved = {"user_id", "date", OUTCOME_COLUMN, "migraine_continues"}
+    if CLUSTERING_KEY in seen:
+        raise PriorsError(
+            f"{_where(shown, doc, ['variables', seen[CLUSTERING_KEY], 'key'])}: the key "
+            f"'{CLUSTERING_KEY}' is the clustering term's; give the variable another key"
+        )
     for f in features:
         if f.column in reserved:
             raise PriorsError(
@@ -350,6 +423,8 @@ def parse_priors(text: str, shown: str = "<priors>") -> Priors:
         a0_sd=float(icpt.get("a0_sd", InterceptPrior.a0_sd)),
         sigma_a_scale=float(icpt.get("sigma_a_scale", InterceptPrior.sigma_a_scale)),
     )
+    if "clustering" in doc:
+        features.append(clustering_feature(doc["clustering"]))
     return Priors(
         features=tuple(features),
         intercept=intercept,

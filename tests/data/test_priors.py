@@ -24,13 +24,18 @@ def test_shipped_priors_follow_schema_and_evidence(priors):
     for f in priors.features:
         assert f.source.strip(), f.key
         assert not f.prior.derived, f"{f.key}: the shipped file states every prior explicitly"
-        if f.group != "hormonal":
-            # Outside menstruation population effects are small (evidence file).
+        if f.group not in ("hormonal", "history"):
+            # Outside menstruation population effects are small (evidence file); the clustering
+            # term is no trigger (its prior: priors/README.md).
             assert abs(f.prior.mean) <= 0.35, f.key
         if f.premonitory_confound:
             assert abs(f.prior.mean) <= 0.1, f"{f.key}: premonitory features get cautious means"
     assert set(priors.groups) <= {"stress", "sleep_debt", "hormonal", "environmental", "lifestyle"}
     assert priors.feature("stress_letdown").column == "stress_level"
+    # the clustering term: on in the shipped file, last, reading the outcome one day back
+    assert priors.clustering is priors.features[-1]
+    assert (priors.clustering.key, priors.clustering.lag_days) == ("attack_yesterday", 1)
+    assert "migraine" not in priors.columns
 
 
 def test_default_path_loads_the_same_file(priors):
