@@ -34,8 +34,8 @@ from hbm.defaults import MIN_DAYS, TEST_FRACTION
 from hbm.errors import DiaryError
 
 __all__ = [
-    "DIARY_SUFFIXES",
     "CONTINUES_COLUMN",
+    "DIARY_SUFFIXES",
     "ID_COLUMNS",
     "MISSING_POLICIES",
     "Diary",

@@ -65,6 +65,14 @@ class Design:
     lag_filled: Mapping[str, int]
     #: Days inside a continuing attack, left out of the rows (not at risk of an onset).
     continuing_days: int = 0
+    #: Each row's position in the diary it was built from (``diary.data``); ``None``: row i is
+    #: the diary's row i.
+    diary_rows: np.ndarray | None = None
+
+    def rows_of(self, mask: np.ndarray) -> np.ndarray:
+        """A mask over the diary's rows, taken at this design's rows."""
+        mask = np.asarray(mask)
+        return mask if self.diary_rows is None else mask[self.diary_rows]
 
     @property
     def n_obs(self) -> int:
@@ -167,7 +175,9 @@ def exposures(diary: Diary, priors: Priors, exposure_means: ExposureMeans | None
         lag_filled={k: int(n) for k, n in zip(keys, unknown[risk].sum(axis=0), strict=True)},
         continuing_days=int((~risk).sum()),
     )
-    return design if risk.all() else select_rows(design, risk)
+    if risk.all():
+        return design
+    return replace(select_rows(design, risk), diary_rows=np.flatnonzero(risk))
 
 
 def select_rows(design: Design, keep: np.ndarray) -> Design:
@@ -175,6 +185,7 @@ def select_rows(design: Design, keep: np.ndarray) -> Design:
     keep = np.asarray(keep, dtype=bool)
     return replace(
         design,
+        diary_rows=(np.flatnonzero(keep) if design.diary_rows is None else design.diary_rows[keep]),
         x=design.x[keep],
         exposure=design.exposure[keep],
         y=design.y[keep],

@@ -64,7 +64,7 @@ def temporal_designs(
     is_train = train_mask(diary, test_fraction)
     exposure_means = exposures(split_by_time(diary, test_fraction)[0], priors).exposure_means
     full = exposures(diary, priors, exposure_means=exposure_means)  # rows in diary.data order
-    return select_rows(full, is_train), select_rows(full, ~is_train)
+    return select_rows(full, full.rows_of(is_train)), select_rows(full, full.rows_of(~is_train))
 
 
 def first_part(design: Design, fraction: float) -> Design:
