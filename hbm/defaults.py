@@ -22,6 +22,10 @@ CI_KINDS: tuple[CiKind, ...] = ("eti", "hdi")
 #: 0.82-1.22, smaller than every non-null effect in the priors' evidence.
 ROPE = 0.2
 
+#: Trigger and protector calls control the posterior expected false-discovery proportion of the
+#: run's calls at this level (``hbm.results.calls``).
+FDR_LEVEL = 0.05
+
 #: A between-user SD (log-odds) above which users are said to differ on a feature (the earlier
 #: study's threshold); the population table's column ``SPREAD_COLUMN`` holds P(tau > SPREAD).
 SPREAD = 0.3

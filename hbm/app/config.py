@@ -50,6 +50,9 @@ class FitConfig:
     missing, min_days, backend, chains, draws, target_accept, max_treedepth, seed, pooling, \
 parameterization, ci_prob, ci_kind, strict
         The flags of the same names.
+    clustering
+        ``"on"``: the attack-clustering term when the priors file has one; ``"off"`` leaves it
+        out (``hbm.data.priors.without_clustering``).
     """
 
     diary: str | None = None
@@ -66,6 +69,7 @@ parameterization, ci_prob, ci_kind, strict
     seed: int = SamplerConfig.seed
     pooling: Pooling = "partial"
     parameterization: Parameterization = "auto"
+    clustering: str = "on"
     ci_prob: float = CI_PROB
     ci_kind: CiKind = CI_KIND
     strict: bool = False
@@ -88,6 +92,10 @@ parameterization, ci_prob, ci_kind, strict
             seed=self.seed,
             progressbar=self.progress,
         )
+
+
+#: ``--clustering``: keep the priors file's attack-clustering term, or leave it out.
+CLUSTERING_CHOICES = ("on", "off")
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,7 @@ KEYS: tuple[Key, ...] = (
     _key("seed", "int"),
     _key("pooling", "str", POOLINGS),
     _key("parameterization", "str", PARAMETERIZATIONS),
+    _key("clustering", "str", CLUSTERING_CHOICES),
     _key("ci-prob", "float"),
     _key("ci-kind", "str", CI_KINDS),
     _key("strict", "bool"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hbm.app.checks import check_fit
-from hbm.app.config import KEYS, FitConfig, read_config, resolve
+from hbm.app.config import CLUSTERING_CHOICES, KEYS, FitConfig, read_config, resolve
 from hbm.data.diary import MISSING_POLICIES
 from hbm.defaults import CI_KINDS, CI_PROB, DAYS_NEEDED_USERS, TEST_FRACTION
 from hbm.errors import ArgumentError, ConfigError, FitError, HBMError
@@ -102,6 +102,12 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", choices=POOLINGS, help=f"(default {d.pooling})")
     p.add_argument(
         "--parameterization", choices=PARAMETERIZATIONS, help=f"(default {d.parameterization})"
+    )
+    p.add_argument(
+        "--clustering",
+        choices=CLUSTERING_CHOICES,
+        help="the priors file's attack-clustering term (previous day's attack state), on or off "
+        f"(default {d.clustering})",
     )
     p.add_argument("--ci-prob", type=float, help=f"interval probability (default {d.ci_prob})")
     p.add_argument("--ci-kind", choices=CI_KINDS, help=f"interval kind (default {d.ci_kind})")

@@ -83,13 +83,22 @@ class Trigger(BaseModel):
     odds_ratio: float
     odds_ratio_ci: list[float] = Field(min_length=2, max_length=2)
     p_positive: float
+    p_call: float | None = Field(
+        None, description="posterior probability of the likelier direction beyond the ROPE"
+    )
     class_: str = Field(alias="class", serialization_alias="class")
+    interval_class: str | None = Field(
+        None, description="the earlier rule's class (interval outside the ROPE), for comparison"
+    )
 
 
 class Profile(BaseModel):
     user_id: str
     trigger_weights: dict[str, float]
     top_triggers: list[Trigger]
+    clustering: Trigger | None = Field(
+        None, description="the attack-clustering term (attack_yesterday); null without one"
+    )
     personalization_confidence: float
     reliable: bool
     reliability_reasons: list[str]
@@ -104,6 +113,16 @@ class Population(BaseModel):
     ci_prob: float
     ci_kind: str
     features: list[dict[str, str | float | bool | None]]
+
+
+class NextDayRisk(BaseModel):
+    user_id: str
+    attack_today: bool
+    risk_mean: float
+    risk_ci: list[float] = Field(min_length=2, max_length=2)
+    ci_prob: float
+    ci_kind: str
+    assumes: str
 
 
 class ErrorBody(BaseModel):
@@ -196,6 +215,7 @@ def prepare(
             "attacks": int(r["attacks"]) if "attacks" in r else None,
             "personalization_confidence": float(r["confidence"]),
             "n_triggers": int(r["n_triggers"]) if "n_triggers" in r else None,
+            **{str(k): _clean(v) for k, v in r.items() if str(k).startswith("risk_after_")},
         }
         for r in run.users.to_dict("records")
     ]
@@ -330,6 +350,33 @@ def create_app(data: ServiceData) -> FastAPI:
     )
     def trigger_profile_legacy(user_id: UserId, cold_start: ColdStart = False) -> dict[str, Any]:
         return profile(user_id, cold_start)
+
+    by_id = {u["user_id"]: u for u in data.users}
+
+    @app.get(
+        "/users/{user_id}/next_day_risk",
+        response_model=NextDayRisk,
+        responses=NOT_FOUND,
+        summary="Tomorrow's attack risk given whether today was an attack day",
+    )
+    def next_day_risk(user_id: UserId, attack_today: bool) -> dict[str, Any]:
+        user = by_id.get(user_id)
+        if user is None:
+            raise HTTPException(404, f"user '{user_id}' is not in run '{data.name}'")
+        name = "after_attack_day" if attack_today else "after_attack_free_day"
+        if f"risk_{name}_mean" not in user:
+            raise HTTPException(
+                404, f"run '{data.name}' has no clustering term: tomorrow's risk does not use today"
+            )
+        return {
+            "user_id": user_id,
+            "attack_today": attack_today,
+            "risk_mean": user[f"risk_{name}_mean"],
+            "risk_ci": [user[f"risk_{name}_lb"], user[f"risk_{name}_ub"]],
+            "ci_prob": data.population["ci_prob"],
+            "ci_kind": "eti",
+            "assumes": "every other exposure at the cohort's mean (hbm predict uses the diary's)",
+        }
 
     @app.get("/population", response_model=Population)
     def population() -> dict[str, Any]:

@@ -24,12 +24,13 @@ from hbm.app.checks import check_at_least, check_out_folder, check_seed, check_s
 from hbm.app.config import CONFIG_COMMENT, FitConfig, document
 from hbm.data.diary import Diary, load_diary
 from hbm.data.exposures import Design, exposure_prevalence, exposures
-from hbm.data.priors import Priors, load_priors
+from hbm.data.priors import Priors, load_priors, without_clustering
 from hbm.defaults import TEST_FRACTION
 from hbm.errors import EXIT_OK, EXIT_UNRELIABLE, ConfigError
 from hbm.model.simulation import Cohort, SimulationConfig, simulate
 from hbm.results import io
-from hbm.results.tables import build_exports, json_ready
+from hbm.results.json_values import json_ready
+from hbm.results.tables import build_exports
 
 if TYPE_CHECKING:
     from hbm.inference.fitting import FitResult
@@ -110,6 +111,8 @@ def load_inputs(config: FitConfig) -> Inputs:
         raise ConfigError('no diary: give DIARY or `diary = "PATH"` in the --config file')
     started, t0 = now(), time.perf_counter()
     priors = load_priors(config.priors)
+    if config.clustering == "off":
+        priors = without_clustering(priors)
     diary = load_diary(
         config.diary,
         priors,

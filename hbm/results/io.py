@@ -328,6 +328,7 @@ def write_run(
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     run_id = run_info.setdefault("run_id", new_run_id())
+    run_info.setdefault("trigger_calls", exports.calls)
     saved = tree.copy(deep=False)
     saved.attrs["run_id"] = run_id
     save_fit(saved, d / FIT_FILE)

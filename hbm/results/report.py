@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,6 +221,37 @@ def diagnostics_section(p: Page) -> str:
     )
 
 
+def clustering_sentence(population: pd.DataFrame) -> str:
+    """What the clustering term says, from the population table (empty when the run has none)."""
+    rows = population[population.get("role", pd.Series(dtype=str)) == "clustering"]
+    if rows.empty or "mu_mean" not in rows:
+        return ""
+    r = rows.iloc[0]
+    spread = f"; between-user SD {_number(r['tau_mean'], '.2f')}" if "tau_mean" in r else ""
+    return (
+        "<p>Attack clustering (<code>attack_yesterday</code>): a day after an attack day has "
+        f"log-odds {_number(r['mu_mean'], '.2f')} ({_number(r['mu_ci_lb'], '.2f')} to "
+        f"{_number(r['mu_ci_ub'], '.2f')}) above a day after an attack-free day in the "
+        f"population{spread}. It is no trigger: it says attacks come in runs, and every trigger "
+        "weight is estimated beside it.</p>"
+    )
+
+
+def calls_sentence(run_info: Mapping[str, Any]) -> str:
+    """The rule behind the ``class`` column and this run's figures."""
+    calls = run_info.get("trigger_calls")
+    if not calls:
+        return ""
+    return (
+        f"<p>Trigger and protector calls (<code>class</code>): {html.escape(str(calls['rule']))}."
+        f" Level {_number(calls['fdr_level'], '.0%')}: {calls['n_calls']} calls "
+        f"({calls['n_triggers']} triggers, {calls['n_protectors']} protectors) at posterior "
+        f"probability >= {_number(calls['threshold'], '.3f')}, expected false-discovery "
+        f"proportion {_number(calls['expected_fdr'], '.1%')}. <code>interval_class</code> keeps "
+        "the earlier rule (the interval outside the ROPE) for comparison.</p>"
+    )
+
+
 def population_section(p: Page) -> str:
     """Forest of ``mu`` and ``tau`` (when the run has them) and the population table."""
     pop = p.run.population[[c for c in POPULATION_COLUMNS if c in p.run.population]]
@@ -229,6 +260,7 @@ def population_section(p: Page) -> str:
         '<section id="population"><h2>Population</h2>'
         f"<p>Population weights <code>mu</code> and between-user SDs <code>tau</code>, "
         f"{p.ci_prob:g} {p.ci_kind} intervals (50% inner).</p>"
+        f"{clustering_sentence(p.run.population)}{calls_sentence(p.run.run_info)}"
         f"{forest}{_table(pop, 'population-table', digits=4)}</section>"
     )
 
@@ -263,7 +295,8 @@ def user_details(p: Page, position: int, uid: str) -> str:
     weights = p.run.weights
     rows = weights[weights["user_id"] == uid]
     urow = p.run.users[p.run.users["user_id"] == uid].iloc[0]
-    table = rows[["feature", "mean", "ci_lb", "ci_ub", "odds_ratio", "p_positive", "class"]]
+    columns = ["feature", "mean", "ci_lb", "ci_ub", "odds_ratio", "p_positive", "p_call"]
+    table = rows[[c for c in [*columns, "class", "interval_class"] if c in rows]]
     name = user_figure(position)
     return (
         f'<details id="user-{html.escape(uid)}"><summary>{html.escape(uid)}: '

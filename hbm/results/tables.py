@@ -3,7 +3,10 @@
 Interval defaults are stated once here (``CI_PROB``, ``CI_KIND``) and every table
 records the probability and kind it used. Classes per (user, feature), with the region of practical
 equivalence ``ROPE`` = |log-odds| < 0.2 (odds ratios 0.82-1.22, smaller than every non-null effect
-in the evidence file except the weakest weather effects):
+in the evidence file except the weakest weather effects). The column ``class`` holds the calls of
+``hbm.results.calls`` (false-discovery rate controlled over the run; premonitory-flagged features
+never called triggers; the clustering term its own class). ``interval_class`` keeps the interval
+rule, for comparison:
 
 * ``trigger``: the whole interval lies above +ROPE;
 * ``protector``: the whole interval lies below -ROPE;
@@ -25,15 +28,26 @@ import xarray as xr
 from scipy import special
 
 from hbm.data.exposures import Design
-from hbm.data.priors import Priors
-from hbm.defaults import CI_KIND, CI_KINDS, CI_PROB, MIN_DAYS, ROPE, SPREAD, SPREAD_COLUMN
+from hbm.data.priors import CLUSTERING_KEY, Priors
+from hbm.defaults import (
+    CI_KIND,
+    CI_KINDS,
+    CI_PROB,
+    FDR_LEVEL,
+    MIN_DAYS,
+    ROPE,
+    SPREAD,
+    SPREAD_COLUMN,
+)
 from hbm.errors import HBMError
 from hbm.model.population import NO_POOLING_SD, new_user_draws
+from hbm.results.calls import PREMONITORY, Calls, call_classes, fdr_calls
+from hbm.results.json_values import json_ready
 
 if TYPE_CHECKING:
     from hbm.inference.fitting import FitResult
 
-CLASSES = ("trigger", "protector", "no association", "uncertain")
+CLASSES = ("trigger", "protector", "no association", "uncertain")  # of the interval rule
 TOP_TRIGGERS = 5
 PRIOR_COLUMNS = ("prior_mean", "prior_sd", "prior_between_user_sd")
 
@@ -84,6 +98,7 @@ def population_table(
             "name": [f.name for f in priors.features],
             "group": [f.group for f in priors.features],
             "category": [f.category for f in priors.features],
+            "role": [f.role for f in priors.features],
             **dict(zip(PRIOR_COLUMNS, priors.weight_priors(), strict=True)),
             "premonitory_confound": [f.premonitory_confound for f in priors.features],
         }
@@ -112,25 +127,44 @@ def weights_table(
     ci_prob: float = CI_PROB,
     ci_kind: str = CI_KIND,
     rope: float = ROPE,
+    fdr_level: float = FDR_LEVEL,
 ) -> pd.DataFrame:
-    """Per (user, feature): posterior mean, sd, interval, odds ratio, P(w > 0) and class."""
+    """Per (user, feature): posterior mean, sd, interval, odds ratio, P(w > 0), the
+    probabilities beyond the ROPE, the interval rule's class and the run's FDR-controlled
+    class (``weights_calls`` gives the calls' summary)."""
+    return weights_calls(dt, priors, ci_prob, ci_kind, rope, fdr_level)[0]
+
+
+def weights_calls(
+    dt: xr.DataTree,
+    priors: Priors,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
+    rope: float = ROPE,
+    fdr_level: float = FDR_LEVEL,
+) -> tuple[pd.DataFrame, Calls]:
+    """``weights_table`` and the run's calls (``hbm.results.calls.fdr_calls``)."""
     w = dt["posterior"].to_dataset()["w"].sel(feature=list(priors.keys))  # the index's order
     s = _summary(dt, "w", ci_prob, ci_kind)
     users = [str(u) for u in w["user"].values]
     index = pd.MultiIndex.from_product([users, list(priors.keys)], names=["user", "feature"])
     s = s.reindex(index)
     by_key = {f.key: f for f in priors.features}
-    median = w.median(("chain", "draw")).transpose("user", "feature").values.reshape(-1)
-    p_pos = (w > 0).mean(("chain", "draw")).transpose("user", "feature").values.reshape(-1)
-    p_trig = (w > rope).mean(("chain", "draw")).transpose("user", "feature").values.reshape(-1)
+
+    def per_cell(arr: xr.DataArray) -> np.ndarray:
+        return np.asarray(arr.transpose("user", "feature").values.reshape(-1))
+
+    median = per_cell(w.median(("chain", "draw")))
     features = index.get_level_values("feature")
+    cells = [by_key[k] for k in features]
     table = pd.DataFrame(
         {
             "user_id": index.get_level_values("user"),
             "feature": features,
-            "name": [by_key[k].name for k in features],
-            "group": [by_key[k].group for k in features],
-            "category": [by_key[k].category for k in features],
+            "name": [f.name for f in cells],
+            "group": [f.group for f in cells],
+            "category": [f.category for f in cells],
+            "role": [f.role for f in cells],
             "mean": s["mean"].to_numpy(),
             "sd": s["sd"].to_numpy(),
             "median": median,
@@ -141,13 +175,23 @@ def weights_table(
             "odds_ratio": odds_ratio(median),
             "odds_ratio_lb": odds_ratio(s["ci_lb"].to_numpy()),
             "odds_ratio_ub": odds_ratio(s["ci_ub"].to_numpy()),
-            "p_positive": p_pos,
-            "p_above_rope": p_trig,
+            "p_positive": per_cell((w > 0).mean(("chain", "draw"))),
+            "p_above_rope": per_cell((w > rope).mean(("chain", "draw"))),
+            "p_below_rope": per_cell((w < -rope).mean(("chain", "draw"))),
             "rope": rope,
         }
     )
-    table["class"] = classify(table["ci_lb"].to_numpy(), table["ci_ub"].to_numpy(), rope)
-    return table
+    table["interval_class"] = classify(table["ci_lb"].to_numpy(), table["ci_ub"].to_numpy(), rope)
+    trigger = np.array([f.is_trigger for f in cells], dtype=bool)
+    premonitory = np.array([f.premonitory_confound for f in cells], dtype=bool)
+    p_up, p_down = table["p_above_rope"].to_numpy(), table["p_below_rope"].to_numpy()
+    calls = fdr_calls(p_up, p_down, trigger & ~premonitory, trigger, fdr_level)
+    table["p_call"] = calls.p_call
+    table["class"] = call_classes(
+        calls, p_up, table["interval_class"].to_numpy(), table["role"].to_numpy(), premonitory
+    )
+    table["fdr_level"] = fdr_level
+    return table, calls
 
 
 def confidence(dt: xr.DataTree, pooling: str = "partial") -> pd.Series:
@@ -239,10 +283,36 @@ def users_table(
             "n_no_association": counts.get("no association", pd.Series(0, index=users))
             .astype(int)
             .to_numpy(),
+            "n_possible_premonitory": counts.get(PREMONITORY, pd.Series(0, index=users))
+            .astype(int)
+            .to_numpy(),
             "few_days": days < min_days,
         }
     )
-    return table
+    return table.join(next_day_risk(dt, design, ci_prob).reindex(users), on="user_id")
+
+
+def next_day_risk(dt: xr.DataTree, design: Design, ci_prob: float = CI_PROB) -> pd.DataFrame:
+    """Per user, tomorrow's attack risk given today's state, other exposures at the cohort mean.
+
+    ``invlogit(a[u] + w[u, attack_yesterday] * (s - m))`` per draw, ``s`` 1 after an attack day
+    and 0 after an attack-free day, ``m`` the clustering exposure's centring mean; mean and
+    ``ci_prob`` equal-tailed interval. No columns when the fit has no clustering term.
+    """
+    post = dt["posterior"].to_dataset()
+    if CLUSTERING_KEY not in design.features or "w" not in post:
+        return pd.DataFrame(index=pd.Index([str(u) for u in post["user"].values]))
+    m = design.exposure_means.as_array((CLUSTERING_KEY,))[0]
+    w_c = post["w"].sel(feature=CLUSTERING_KEY, drop=True)
+    lo, hi = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
+    columns = {}
+    for state, name in ((1.0, "after_attack_day"), (0.0, "after_attack_free_day")):
+        risk = xr.apply_ufunc(special.expit, post["a"] + w_c * (state - m))
+        q = risk.quantile([lo, hi], dim=("chain", "draw"))
+        columns[f"risk_{name}_mean"] = risk.mean(("chain", "draw")).values
+        columns[f"risk_{name}_lb"] = q.isel(quantile=0).values
+        columns[f"risk_{name}_ub"] = q.isel(quantile=1).values
+    return pd.DataFrame(columns, index=pd.Index([str(u) for u in post["user"].values]))
 
 
 def profile_records(
@@ -255,12 +325,15 @@ def profile_records(
 ) -> list[dict[str, Any]]:
     """Trigger profiles in the earlier design's schema, one per user.
 
-    ``trigger_weights`` holds, per group, the mean posterior weight of the group's features;
-    ``top_triggers`` the ``top`` features with the largest posterior mean weight.
+    ``trigger_weights`` holds, per group, the mean posterior weight of the group's trigger
+    features; ``top_triggers`` the ``top`` trigger features with the largest posterior mean
+    weight; ``clustering`` the clustering term's weight (``null`` when the model has none).
     """
     conf = users.set_index("user_id")["confidence"]
     out = []
     for user_id, rows in weights.groupby("user_id", sort=False):
+        history = rows[rows["role"] == "clustering"]
+        rows = rows[rows["role"] == "trigger"]
         group_means = rows.groupby("group", sort=False)["mean"].mean()
         best = rows.sort_values("mean", ascending=False, kind="stable").head(top)
         out.append(
@@ -268,6 +341,7 @@ def profile_records(
                 "user_id": str(user_id),
                 "trigger_weights": {g: float(group_means[g]) for g in priors.groups},
                 "top_triggers": [_trigger(r) for r in best.to_dict("records")],
+                "clustering": _trigger(history.iloc[0].to_dict()) if len(history) else None,
                 "personalization_confidence": float(conf[user_id]),
                 "reliable": bool(reliable),
                 "reliability_reasons": list(reasons),
@@ -312,7 +386,9 @@ def _trigger(r: Mapping[Hashable, Any]) -> dict[str, Any]:
         "odds_ratio": float(r["odds_ratio"]),
         "odds_ratio_ci": [float(r["odds_ratio_lb"]), float(r["odds_ratio_ub"])],
         "p_positive": float(r["p_positive"]),
+        "p_call": float(r["p_call"]),
         "class": r["class"],
+        "interval_class": r["interval_class"],
     }
 
 
@@ -327,6 +403,7 @@ class Exports:
     diagnostics: dict[str, Any]
     ci_prob: float
     ci_kind: str
+    calls: dict[str, Any]  # the trigger calls' rule, level, threshold and expected FDR
 
 
 def build_exports(
@@ -343,7 +420,7 @@ def build_exports(
     dt, diag = result.tree, result.diagnostics
     reliable, reasons = diag.reliable, diag.reasons
     population = population_table(dt, result.priors, ci_prob, ci_kind)
-    weights = weights_table(dt, result.priors, ci_prob, ci_kind)
+    weights, calls = weights_calls(dt, result.priors, ci_prob, ci_kind)
     users = users_table(dt, result.design, weights, result.pooling, ci_prob, ci_kind, min_days)
     for table in (population, weights, users):
         table["reliable"] = reliable
@@ -360,44 +437,5 @@ def build_exports(
         "centring_rule": result.centring.rule,
     }
     diagnostics = json_ready(diagnostics, diag.not_available)
-    return Exports(population, weights, users, profiles, diagnostics, ci_prob, ci_kind)
-
-
-#: Why a value is ``null`` in a JSON export, by the kind of number it was.
-NULL_REASONS = {
-    "nan": "not a number: the draws do not define it (too few draws or chains?)",
-    "inf": "infinite: too large to represent (a weight too large to exponentiate?)",
-    "-inf": "minus infinite: too large to represent",
-}
-
-
-def finite_or_null(obj: Any, where: str = "") -> tuple[Any, dict[str, str]]:
-    """``obj`` with every number that is not finite replaced by ``None`` (JSON has no NaN or
-    infinity), and the kind of each replaced number by its dotted place (``a.0.b``)."""
-    if isinstance(obj, dict):
-        pairs = [(k, finite_or_null(v, f"{where}{k}.")) for k, v in obj.items()]
-        return {k: v for k, (v, _) in pairs}, {p: r for _, (_, n) in pairs for p, r in n.items()}
-    if isinstance(obj, list | tuple):
-        items = [finite_or_null(v, f"{where}{i}.") for i, v in enumerate(obj)]
-        values = [v for v, _ in items]
-        return (tuple(values) if isinstance(obj, tuple) else values), {
-            p: r for _, n in items for p, r in n.items()
-        }
-    if isinstance(obj, float | np.floating) and not np.isfinite(obj):
-        return None, {where.rstrip("."): str(float(obj))}
-    return (obj.item() if isinstance(obj, np.generic) else obj), {}
-
-
-def json_ready(obj: dict[str, Any], reasons: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A JSON object with its non-finite numbers as ``null`` and, when there are any, a
-    ``null_reasons`` entry saying why each is: the reason ``reasons`` gives for the place's first
-    or last key (``max_rhat``, ``per_variable.a0.max_rhat``), else ``NULL_REASONS``'."""
-    clean, nulls = finite_or_null(obj)
-    if not nulls:
-        return dict(clean)
-    given = reasons or {}
-    why = {}
-    for place, kind in nulls.items():
-        keys = place.split(".")
-        why[place] = given.get(keys[0]) or given.get(keys[-1]) or NULL_REASONS[kind]
-    return {**clean, "null_reasons": why}
+    summary = json_ready(calls.summary())
+    return Exports(population, weights, users, profiles, diagnostics, ci_prob, ci_kind, summary)

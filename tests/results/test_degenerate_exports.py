@@ -18,7 +18,8 @@ import pytest
 from hbm.inference.diagnostics import Diagnostics
 from hbm.results import io
 from hbm.results import tables as tb
-from hbm.results.tables import NULL_REASONS, build_exports, finite_or_null, json_ready
+from hbm.results.json_values import NULL_REASONS, finite_or_null, json_ready
+from hbm.results.tables import build_exports
 
 from .test_posterior_rules import by_feature, cell, fit_result, tree
 
