@@ -12,6 +12,7 @@ import arviz_plots as azp
 import matplotlib
 import numpy as np
 import xarray as xr
+from arviz_base import rc_context
 
 from hbm.defaults import CI_KIND, CI_PROB, CiKind
 
@@ -40,7 +41,10 @@ def rank_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
     if backend == "matplotlib":
         # four panels a row, tall enough that two-line titles do not overlap the row above
         kwargs["figure_kwargs"] = {"figsize": (13, 2.1 * -(-panels // 4)), "layout": "constrained"}
-    return azp.plot_rank(tree, var_names=names, backend=backend, **kwargs)
+    # arviz_plots refuses more than 40 panels by default; the population variables are every
+    # panel of this figure (2 + 2 x features: 42 with the shipped priors and clustering)
+    with rc_context({"plot.max_subplots": max(panels, 40)}):
+        return azp.plot_rank(tree, var_names=names, backend=backend, **kwargs)
 
 
 def energy_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:

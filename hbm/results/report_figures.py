@@ -26,12 +26,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 DPI = 80
-CLASS_MARK = {"trigger": "+", "protector": "\u2212", "no association": "0", "uncertain": ""}
+CLASS_MARK = {
+    "trigger": "+",
+    "protector": "\u2212",
+    "no association": "0",
+    "uncertain": "",
+    "possible premonitory symptom": "p",
+    "clustering": "c",
+}
 CLASS_COLOUR = {
     "trigger": "#b2182b",
     "protector": "#2166ac",
     "no association": "#4d4d4d",
     "uncertain": "#9e9e9e",
+    "possible premonitory symptom": "#e08214",
+    "clustering": "#762a83",
 }
 CONFIDENCE_FIGURE = "confidence_days.png"  # one name whichever of the two drawings it holds
 
@@ -63,7 +72,10 @@ def heatmap(weights: pd.DataFrame) -> bytes:
                 ax.text(j, i, mark, ha="center", va="center", fontsize=8, color="black")
     ax.set_xticks(range(len(order)), order, rotation=75, fontsize=8)
     ax.set_yticks(range(len(mean)), mean.index, fontsize=7)
-    ax.set_title("posterior mean weight (log-odds); + trigger, \u2212 protector, 0 no association")
+    ax.set_title(
+        "posterior mean weight (log-odds); + trigger, \u2212 protector, 0 no association, "
+        "p possible premonitory symptom, c clustering"
+    )
     fig.colorbar(im, ax=ax, shrink=0.6, label="log-odds per unit exposure")
     return _png(fig)
 

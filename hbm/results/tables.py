@@ -181,7 +181,8 @@ def weights_calls(
             "rope": rope,
         }
     )
-    table["interval_class"] = classify(table["ci_lb"].to_numpy(), table["ci_ub"].to_numpy(), rope)
+    interval = classify(table["ci_lb"].to_numpy(), table["ci_ub"].to_numpy(), rope)
+    table["interval_class"] = np.where(table["role"] == "clustering", "clustering", interval)
     trigger = np.array([f.is_trigger for f in cells], dtype=bool)
     premonitory = np.array([f.premonitory_confound for f in cells], dtype=bool)
     p_up, p_down = table["p_above_rope"].to_numpy(), table["p_below_rope"].to_numpy()
