@@ -287,6 +287,28 @@ def health_body(data: ServiceData, response: Response) -> dict[str, Any]:
     return body
 
 
+def next_day_body(
+    data: ServiceData, user: dict[str, Any] | None, user_id: str, attack_today: bool
+) -> dict[str, Any]:
+    """``/users/{id}/next_day_risk``: the users table's risk after an attack (free) day."""
+    if user is None:
+        raise HTTPException(404, f"user '{user_id}' is not in run '{data.name}'")
+    name = "after_attack_day" if attack_today else "after_attack_free_day"
+    if f"risk_{name}_mean" not in user:
+        raise HTTPException(
+            404, f"run '{data.name}' has no clustering term: tomorrow's risk does not use today"
+        )
+    return {
+        "user_id": user_id,
+        "attack_today": attack_today,
+        "risk_mean": user[f"risk_{name}_mean"],
+        "risk_ci": [user[f"risk_{name}_lb"], user[f"risk_{name}_ub"]],
+        "ci_prob": data.population["ci_prob"],
+        "ci_kind": "eti",
+        "assumes": "every other exposure at the cohort's mean (hbm predict uses the diary's)",
+    }
+
+
 def create_app(data: ServiceData) -> FastAPI:
     """The FastAPI application serving one prepared run (see the module doc for the routes)."""
     app = FastAPI(
@@ -360,23 +382,7 @@ def create_app(data: ServiceData) -> FastAPI:
         summary="Tomorrow's attack risk given whether today was an attack day",
     )
     def next_day_risk(user_id: UserId, attack_today: bool) -> dict[str, Any]:
-        user = by_id.get(user_id)
-        if user is None:
-            raise HTTPException(404, f"user '{user_id}' is not in run '{data.name}'")
-        name = "after_attack_day" if attack_today else "after_attack_free_day"
-        if f"risk_{name}_mean" not in user:
-            raise HTTPException(
-                404, f"run '{data.name}' has no clustering term: tomorrow's risk does not use today"
-            )
-        return {
-            "user_id": user_id,
-            "attack_today": attack_today,
-            "risk_mean": user[f"risk_{name}_mean"],
-            "risk_ci": [user[f"risk_{name}_lb"], user[f"risk_{name}_ub"]],
-            "ci_prob": data.population["ci_prob"],
-            "ci_kind": "eti",
-            "assumes": "every other exposure at the cohort's mean (hbm predict uses the diary's)",
-        }
+        return next_day_body(data, by_id.get(user_id), user_id, attack_today)
 
     @app.get("/population", response_model=Population)
     def population() -> dict[str, Any]:

@@ -333,8 +333,10 @@ def profile_records(
     conf = users.set_index("user_id")["confidence"]
     out = []
     for user_id, rows in weights.groupby("user_id", sort=False):
-        history = rows[rows["role"] == "clustering"]
-        rows = rows[rows["role"] == "trigger"]
+        # a weights table of an earlier version has no role: every row a trigger
+        role = rows["role"] if "role" in rows else pd.Series("trigger", index=rows.index)
+        history = rows[role == "clustering"]
+        rows = rows[role == "trigger"]
         group_means = rows.groupby("group", sort=False)["mean"].mean()
         best = rows.sort_values("mean", ascending=False, kind="stable").head(top)
         out.append(
@@ -377,7 +379,7 @@ def cold_start_profile(
 
 
 def _trigger(r: Mapping[Hashable, Any]) -> dict[str, Any]:
-    return {
+    entry = {
         "feature": r["feature"],
         "name": r["name"],
         "category": r["category"],
@@ -387,9 +389,13 @@ def _trigger(r: Mapping[Hashable, Any]) -> dict[str, Any]:
         "odds_ratio": float(r["odds_ratio"]),
         "odds_ratio_ci": [float(r["odds_ratio_lb"]), float(r["odds_ratio_ub"])],
         "p_positive": float(r["p_positive"]),
-        "p_call": float(r["p_call"]),
+        "p_call": float(r["p_call"]) if "p_call" in r else None,
         "class": r["class"],
-        "interval_class": r["interval_class"],
+        "interval_class": r.get("interval_class"),
+    }
+    # a weights table of an earlier version has neither call column: leave them out
+    return {
+        k: v for k, v in entry.items() if v is not None or k not in ("p_call", "interval_class")
     }
 
 

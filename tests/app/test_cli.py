@@ -127,6 +127,7 @@ def test_a_fit_rerun_from_its_recorded_config_gives_byte_identical_weights(works
         "seed": 3,
         "pooling": "partial",
         "parameterization": "auto",
+        "clustering": "on",
         "ci-prob": 0.9,
         "ci-kind": "eti",
         "strict": False,

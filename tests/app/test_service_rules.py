@@ -38,7 +38,7 @@ CHAIN_0 += [[0.9, -0.5, 0.4]]
 MU_DRAWS = np.array([CHAIN_0, CHAIN_0[::-1]])
 
 
-def _trigger(feature, name, category, group, weight, ci, median, p_pos, cls):
+def _trigger(feature, name, category, group, weight, ci, median, p_pos, cls, p_call):
     return {
         "feature": feature,
         "name": name,
@@ -49,22 +49,29 @@ def _trigger(feature, name, category, group, weight, ci, median, p_pos, cls):
         "odds_ratio": math.exp(median),
         "odds_ratio_ci": [math.exp(ci[0]), math.exp(ci[1])],
         "p_positive": p_pos,
+        "p_call": p_call,
         "class": cls,
+        "interval_class": cls,
     }
 
 
 #: The cold-start profile by hand from MU_DRAWS: means 0.7, -0.7, 0.08; medians 0.7, -0.7, 0.1.
+#: Calls: P(w > 0.2) = 1 for screen hours, P(w < -0.2) = 1 for chocolate, and pressure's likelier
+#: side has P(w > 0.2) = 3/10 (0.4 twice, and one of the two draws at 0.2, which the negligible
+#: tau's noise moves just above it; the other just below); the three together have a mean false
+#: probability of 0.7 / 3 > 0.05, the first two 0: two calls, the interval rule's classes.
 COLD_TRIGGERS = [
     _trigger(
         "screen_hours", "Screen Time", "Lifestyle", "environmental", 0.7, (0.5, 0.9), 0.7, 1.0,
-        "trigger",
+        "trigger", 1.0,
     ),
     _trigger(
         "pressure_drop", "Pressure Drop", "Environment", "environmental", 0.08, (-0.2, 0.4), 0.1,
-        0.6, "uncertain",
+        0.6, "uncertain", 0.3,
     ),
     _trigger(
-        "chocolate", "Chocolate", "Diet", "lifestyle", -0.7, (-0.9, -0.5), -0.7, 0.0, "protector"
+        "chocolate", "Chocolate", "Diet", "lifestyle", -0.7, (-0.9, -0.5), -0.7, 0.0, "protector",
+        1.0,
     ),
 ]  # fmt: skip
 
@@ -331,6 +338,12 @@ def test_users_without_optional_columns_are_null(tmp_path):
 # --- /users/{id}/trigger_profile ---------------------------------------------------------------
 
 
+def served(profile: dict[str, Any]) -> dict[str, Any]:
+    """A profile as served: the fields a hand-written profiles.json lacks are null."""
+    triggers = [{"p_call": None, "interval_class": None, **t} for t in profile["top_triggers"]]
+    return {"clustering": None, **profile, "top_triggers": triggers}
+
+
 @pytest.mark.parametrize("path", ["/users/{}/trigger_profile", "/user/{}/trigger_profile"])
 @pytest.mark.parametrize("index", [0, 1, 3])
 def test_known_profile_at_both_paths(run_a, path, index):
@@ -338,13 +351,13 @@ def test_known_profile_at_both_paths(run_a, path, index):
     r = client.get(path.format(PROFILES[index]["user_id"]))
     assert r.status_code == 200
     expected = {**PROFILES[index], "reliability_reasons": REASONS, "cold_start": False}
-    assert r.json() == expected
+    assert r.json() == served(expected)
 
 
 def test_known_profile_ignores_cold_start_flag(run_a):
     client = serve(run_a)
     body = client.get("/users/U-2/trigger_profile", params={"cold_start": "true"}).json()
-    assert body == {**PROFILES[1], "reliability_reasons": REASONS, "cold_start": False}
+    assert body == served({**PROFILES[1], "reliability_reasons": REASONS, "cold_start": False})
 
 
 @pytest.mark.parametrize("path", ["/users/{}/trigger_profile", "/user/{}/trigger_profile"])
@@ -370,6 +383,7 @@ def test_cold_start_profile_by_hand(run_a, path):
         "user_id": "newcomer",
         "trigger_weights": pytest.approx({"environmental": 0.39, "lifestyle": -0.7}, abs=1e-7),
         "top_triggers": body["top_triggers"],  # compared below, with tolerance
+        "clustering": None,  # the small priors have no clustering term
         "personalization_confidence": 0.0,
         "reliable": False,
         "reliability_reasons": REASONS,

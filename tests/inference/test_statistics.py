@@ -33,6 +33,16 @@ def _small() -> Priors:
     return parse_priors(json.dumps(small_priors_doc()), "<small priors>")
 
 
+def _small_clustered() -> Priors:
+    """The small priors with the attack-clustering term (as the shipped file has it)."""
+    doc = small_priors_doc()
+    doc["clustering"] = {
+        "log_odds_prior": {"mean": 0.7, "sd": 0.5, "between_user_sd": 0.5},
+        "source": "test: the shipped file's clustering prior",
+    }
+    return parse_priors(json.dumps(doc), "<small priors with clustering>")
+
+
 def _fit_cohort(priors: Priors, sim: SimulationConfig, cfg: SamplerConfig):
     cohort = simulate(priors, sim)
     design = exposures(cohort.diary, priors)
@@ -72,8 +82,14 @@ def _check_sbc(
     bins: int,
     max_w: int,
 ) -> None:
-    priors = _small()
-    cohort = simulate(priors, SimulationConfig(n_users=n_users, n_days=n_days, seed=3))
+    # The model with the clustering term. Its history column is the simulated cohort's own
+    # (clustered) previous-day state, held fixed while simuk redraws the outcomes: the check is
+    # of the model conditional on the observed history, p(y | x, theta), which is what a fit
+    # conditions on (the first day's state is known from the diary, not modelled).
+    priors = _small_clustered()
+    cohort = simulate(
+        priors, SimulationConfig(n_users=n_users, n_days=n_days, seed=3, clustering=1.0)
+    )
     res = run_sbc(
         exposures(cohort.diary, priors),
         priors,

@@ -450,6 +450,7 @@ def test_write_run_then_read_run(tmp_path):
         users=users,
         profiles=[{"user_id": "007"}, {"user_id": "b"}],
         diagnostics={"max_rhat": 1.01},
+        calls={"n_calls": 1},
     )
     d = tmp_path / "a" / "run"
     with hio.staged_run(d, "run", "test") as stage:
@@ -469,7 +470,9 @@ def test_write_run_then_read_run(tmp_path):
         '[\n  {\n    "user_id": "007"\n  },\n  {\n    "user_id": "b"\n  }\n]\n'
     )
     assert (d / "diagnostics.json").read_text() == '{\n  "max_rhat": 1.01\n}\n'
-    assert (d / "run.json").read_text() == '{\n  "seed": 3,\n  "run_id": "r1"\n}\n'
+    assert (d / "run.json").read_text() == (
+        '{\n  "seed": 3,\n  "run_id": "r1",\n  "trigger_calls": {\n    "n_calls": 1\n  }\n}\n'
+    )
     run = hio.read_run(d)
     assert run.manifest is not None and run.manifest.run_id == "r1"
     assert run.users["user_id"].tolist() == ["007", "b"]
@@ -510,6 +513,7 @@ def test_write_run_makes_missing_parents_and_shares_the_fit_s_arrays(tmp_path, m
         users=pd.DataFrame({"user_id": ["u"]}),
         profiles=[],
         diagnostics={},
+        calls={},
     )
     d = tmp_path / "a" / "b" / "run"
     assert hio.write_run(d, tree, exports, {"run_id": "r9"}) == d

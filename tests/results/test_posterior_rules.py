@@ -183,6 +183,7 @@ def test_weights_table_numbers_from_the_draws(small_priors, ci_kind):
         "name",
         "group",
         "category",
+        "role",
         "mean",
         "sd",
         "median",
@@ -195,8 +196,12 @@ def test_weights_table_numbers_from_the_draws(small_priors, ci_kind):
         "odds_ratio_ub",
         "p_positive",
         "p_above_rope",
+        "p_below_rope",
         "rope",
+        "interval_class",
+        "p_call",
         "class",
+        "fdr_level",
     ]
     for (user, key), (lb, ub, _) in CLASS_CASES.items():
         v, row, f = draws[user, key], table.loc[(user, key)], small_priors.feature(key)
@@ -213,6 +218,11 @@ def test_weights_table_numbers_from_the_draws(small_priors, ci_kind):
         assert row["odds_ratio_ub"] == pytest.approx(np.exp(ub), rel=1e-12)
         assert row["p_positive"] == pytest.approx(np.mean(v > 0), abs=1e-12)
         assert row["p_above_rope"] == pytest.approx(np.mean(v > 0.2), abs=1e-12)
+        assert row["p_below_rope"] == pytest.approx(np.mean(v < -0.2), abs=1e-12)
+        assert row["p_call"] == pytest.approx(
+            max(np.mean(v > 0.2), np.mean(v < -0.2)), abs=1e-12
+        )
+        assert row["role"] == "trigger" and row["fdr_level"] == 0.05
         assert (row["ci_prob"], row["ci_kind"]) == (0.9, ci_kind)
     zero = table.loc[("u1", "pressure_drop")]
     assert (zero["p_positive"], zero["p_above_rope"]) == (0.5, 0.0)  # by hand: 10/20, 0/20
@@ -286,6 +296,7 @@ PRIOR_COLUMNS = [
     "name",
     "group",
     "category",
+    "role",
     "prior_mean",
     "prior_sd",
     "prior_between_user_sd",
@@ -644,6 +655,7 @@ def test_users_table_by_hand(ci_kind):
         "n_triggers",
         "n_protectors",
         "n_no_association",
+        "n_possible_premonitory",
         "few_days",
     ]
     assert list(table["user_id"]) == ["u1", "u2", "u3", "u4"]
@@ -771,6 +783,7 @@ def test_profile_records_group_means_and_top_five(small_priors):
             "user_id",
             "trigger_weights",
             "top_triggers",
+            "clustering",
             "personalization_confidence",
             "reliable",
             "reliability_reasons",
