@@ -102,7 +102,7 @@ def attack_state(data: pd.DataFrame) -> pd.Series:
     """1 on a day with an onset or a continuing attack, else 0 (the clustering feature's source)."""
     state = data[OUTCOME_COLUMN].astype(float)
     if CONTINUES_COLUMN in data:
-        state = np.maximum(state, data[CONTINUES_COLUMN].astype(float))
+        state = state.where(state >= data[CONTINUES_COLUMN], data[CONTINUES_COLUMN].astype(float))
     return state
 
 
