@@ -141,7 +141,8 @@ def _add_simulate_parser(sub: Sub) -> None:
         "--heterogeneity",
         type=float,
         default=None,
-        help="between-user SD of every weight (default: the priors' own SDs)",
+        help="between-user SD of every trigger's weight (default: the priors' own SDs); the "
+        "clustering coefficient's is --clustering-spread, a premonitory feature's 0",
     )
     p.add_argument("--seed", type=int, default=SimulationConfig.seed)
     p.add_argument("--priors", default=None)
