@@ -131,11 +131,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         menstruating_share=args.menstruating_share,
         n_locations=args.locations,
         clustering=args.clustering,
+        clustering_spread=args.clustering_spread,
+        attack_days=args.attack_days,
+        premonitory=args.premonitory,
+        premonitory_share=args.premonitory_share,
+        premonitory_shift=args.premonitory_shift,
+        premonitory_days=args.premonitory_days,
+        missing_days=args.missing_days,
+        missing_values=args.missing_values,
     )
     cohort = simulate_cohort(args.priors, cfg, args.out)
+    empty = int(cohort.table[list(cohort.diary.columns)].isna().sum().sum())
     print(
         f"wrote {args.out} ({cohort.diary.report.n_rows} rows, {cfg.n_users} users, attack rate "
-        f"{cohort.diary.data['migraine'].mean():.1%}) and {io.truth_path(args.out)}"
+        f"{cohort.truth['attack_rate_realized']:.1%} of the days at risk"
+        + (f", {empty} empty values: fit it with --missing impute or drop" if empty else "")
+        + f") and {io.truth_path(args.out)}"
     )
     return 0
 

@@ -147,7 +147,8 @@ def _add_simulate_parser(sub: Sub) -> None:
         "--heterogeneity",
         type=float,
         default=None,
-        help="between-user SD of every weight (default: the priors' own SDs)",
+        help="between-user SD of every trigger's weight (default: the priors' own SDs); the "
+        "clustering coefficient's is --clustering-spread, a premonitory feature's 0",
     )
     p.add_argument("--seed", type=int, default=SimulationConfig.seed)
     p.add_argument("--priors", default=None)
@@ -155,13 +156,80 @@ def _add_simulate_parser(sub: Sub) -> None:
     p.add_argument("--sigma-a", type=float, default=SimulationConfig.sigma_a)
     p.add_argument("--menstruating-share", type=float, default=SimulationConfig.menstruating_share)
     p.add_argument("--locations", type=int, default=SimulationConfig.n_locations)
+    _add_realism_options(p)
+    p.add_argument("--out", required=True, help="diary path (.csv or .parquet)")
+
+
+def feature_keys(text: str) -> tuple[str, ...]:
+    """``--premonitory fatigue,neck_pain``: comma-separated feature keys."""
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _add_realism_options(p: argparse.ArgumentParser) -> None:
+    """``hbm simulate``'s options that break the model as real diaries do (all off by default)."""
+    c = SimulationConfig
     p.add_argument(
         "--clustering",
         type=float,
-        default=SimulationConfig.clustering,
-        help="log-odds added the day after an attack (0 = off)",
+        default=c.clustering,
+        help="log-odds added the day after an attack day: the population mean of each user's "
+        "clustering coefficient when the priors have a clustering block, else a common boost "
+        "(default %(default)s)",
     )
-    p.add_argument("--out", required=True, help="diary path (.csv or .parquet)")
+    p.add_argument(
+        "--clustering-spread",
+        type=float,
+        default=c.clustering_spread,
+        help="between-user SD of the clustering coefficient (with a clustering block; "
+        "default %(default)s)",
+    )
+    p.add_argument(
+        "--attack-days",
+        type=float,
+        default=c.attack_days,
+        help="mean attack length in days, 1 + Poisson(attack-days - 1); above 1 the diary gets "
+        "a migraine_continues column (default %(default)s)",
+    )
+    p.add_argument(
+        "--premonitory",
+        type=feature_keys,
+        default=c.premonitory,
+        metavar="KEY,KEY",
+        help="features with no causal weight whose raw values rise before attacks",
+    )
+    p.add_argument(
+        "--premonitory-share",
+        type=float,
+        default=c.premonitory_share,
+        help="share of users with premonitory symptoms (default %(default)s)",
+    )
+    p.add_argument(
+        "--premonitory-shift",
+        type=float,
+        default=c.premonitory_shift,
+        help="the rise, as a share of the column's range; a 0/1 column turns 1 with this "
+        "chance (default %(default)s)",
+    )
+    p.add_argument(
+        "--premonitory-days",
+        type=int,
+        default=c.premonitory_days,
+        help="days before an onset whose exposure rises, with the onset day (default %(default)s)",
+    )
+    p.add_argument(
+        "--missing-days",
+        type=float,
+        default=c.missing_days,
+        help="share of days not logged: holidays (runs of about 7 days) and users who stop "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--missing-values",
+        type=float,
+        default=c.missing_values,
+        help="share of single values left empty; fit such a diary with --missing impute or "
+        "drop (default %(default)s)",
+    )
 
 
 def _add_fit_parser(sub: Sub) -> None:

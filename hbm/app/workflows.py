@@ -235,11 +235,12 @@ def fit_and_export(
 
 
 def simulate_cohort(priors_path: str | None, config: SimulationConfig, out: str | Path) -> Cohort:
-    """Simulate a cohort and write its diary to ``out`` with the truth file beside it."""
+    """Simulate a cohort and write its diary to ``out`` with the truth file beside it (empty
+    values as empty cells)."""
     check_simulated_diary(out, priors_path)
     check_seed(config.seed)
     cohort = simulate(load_priors(priors_path), config)
-    io.write_cohort(out, cohort.diary.data, cohort.truth)
+    io.write_cohort(out, cohort.table, cohort.truth)
     return cohort
 
 

@@ -4,6 +4,7 @@ exit 4, and no writer overwrites an input. Messages are written out by hand."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from hbm.app.cli import main
 from hbm.errors import EXIT_INPUT, EXIT_STORAGE
+from hbm.results import io
 
 from ..conftest import small_diary_frame, small_priors_doc, write_csv, write_priors
 
@@ -192,6 +194,34 @@ def test_simulated_diaries_validate(tmp_path, capsys):
         out = tmp_path / name
         assert main(["simulate", "--users", "2", "--days", "3", "--out", str(out)]) == 0
         assert main(["validate", str(out)]) == 0
+
+
+def test_a_diary_simulated_with_every_realism_option_validates(tmp_path, capsys):
+    out = tmp_path / "x.csv"
+    realism = ["--clustering", "1.5", "--attack-days", "1.5", "--premonitory", "fatigue,neck_pain"]
+    missing = ["--missing-days", "0.1", "--missing-values", "0.02"]
+    args = ["simulate", "--users", "6", "--days", "60", *realism, *missing, "--out", str(out)]
+    assert main(args) == 0
+    assert "fit it with --missing impute or drop" in capsys.readouterr().out
+    truth = json.loads(io.truth_path(out).read_text())
+    assert truth["config"]["premonitory"] == ["fatigue", "neck_pain"]
+    assert truth["config"]["attack_days"] == 1.5 and truth["config"]["missing_values"] == 0.02
+    assert truth["kinds"]["neck_pain"] == "premonitory"
+    assert "migraine_continues" in pd.read_csv(out).columns
+    assert main(["validate", str(out)]) == EXIT_INPUT  # empty values: --missing error refuses
+    capsys.readouterr()
+    assert main(["validate", str(out), "--missing", "impute"]) == 0
+
+
+def test_simulate_refuses_a_premonitory_feature_it_cannot_raise(tmp_path, capsys):
+    out = tmp_path / "x.csv"
+    args = ["simulate", "--users", "2", "--days", "3", "--premonitory", "temperature"]
+    assert main([*args, "--out", str(out)]) == EXIT_INPUT
+    assert _one_line_error(capsys).startswith(
+        "invalid simulation settings: premonitory feature 'temperature' cannot be raised before "
+        "attacks"
+    )
+    assert not out.exists()
 
 
 # --- cases 12 and 14: hbm validate -----------------------------------------------------------
