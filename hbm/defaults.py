@@ -37,6 +37,10 @@ MIN_DAYS = 30
 #: The last share of each user's days held out for testing (``hbm compare``, ``hbm study``).
 TEST_FRACTION = 0.25
 
+#: Origins of ``hbm compare --split rolling``: at 1 - TEST_FRACTION * (N - i) / N of each user's
+#: days (75%, 83.3%, 91.7%), each fit forecasting the days up to the next.
+ORIGINS = 3
+
 #: Simulated new users behind the report's "days needed" section.
 DAYS_NEEDED_USERS = 40
 

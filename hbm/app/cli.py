@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hbm.app.checks import check_at_least
 from hbm.app.config import FitConfig
 from hbm.app.parser import DEMO_DIARY, build_parser, column_map, fit_config
 from hbm.app.run_workflows import (
@@ -197,11 +198,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    check_at_least(args.origins, 1, "--origins")
     config = fit_config(args)
     inputs = load_inputs(config)
     _warn(inputs.summary)
     options = CompareOptions(
-        tuple(args.models), args.test_fraction, args.split, stability=not args.no_stability
+        tuple(args.models) if args.models is not None else None,
+        args.test_fraction,
+        args.split,
+        stability=not args.no_stability,
+        origins=args.origins,
     )
     out = Path(args.out)
     run = compare_and_export(inputs, config, options, out, _command(args), progress=_say)

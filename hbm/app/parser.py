@@ -15,7 +15,7 @@ from typing import Any
 from hbm.app.checks import check_fit
 from hbm.app.config import CLUSTERING_CHOICES, KEYS, FitConfig, read_config, resolve
 from hbm.data.diary import MISSING_POLICIES
-from hbm.defaults import CI_KINDS, CI_PROB, DAYS_NEEDED_USERS, TEST_FRACTION
+from hbm.defaults import CI_KINDS, CI_PROB, DAYS_NEEDED_USERS, ORIGINS, TEST_FRACTION
 from hbm.errors import ArgumentError, ConfigError, FitError, HBMError
 from hbm.inference.config import BACKENDS
 from hbm.model.options import PARAMETERIZATIONS, POOLINGS
@@ -284,9 +284,22 @@ def _add_compare_parser(sub: Sub) -> None:
     _add_diary_options(p)
     _add_fit_options(p)
     p.add_argument("--out", required=True, help="comparison folder")
-    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=MODELS,
+        default=None,
+        help="default: every model (hbm-no-clustering only when the priors have clustering)",
+    )
     p.add_argument("--test-fraction", type=float, default=TEST_FRACTION)
-    p.add_argument("--split", choices=("temporal", "users"), default="temporal")
+    p.add_argument("--split", choices=("temporal", "users", "rolling"), default="temporal")
+    p.add_argument(
+        "--origins",
+        type=int,
+        default=ORIGINS,
+        help=f"rolling split: fits per model, at 1 - TF * (N - i) / N of each user's days "
+        f"(default {ORIGINS})",
+    )
     p.add_argument("--no-stability", action="store_true", help="skip the half-data refits")
 
 

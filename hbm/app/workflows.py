@@ -25,7 +25,7 @@ from hbm.app.config import CONFIG_COMMENT, FitConfig, document
 from hbm.data.diary import Diary, load_diary
 from hbm.data.exposures import Design, exposure_prevalence, exposures
 from hbm.data.priors import Priors, load_priors, without_clustering
-from hbm.defaults import TEST_FRACTION
+from hbm.defaults import ORIGINS, TEST_FRACTION
 from hbm.errors import EXIT_OK, EXIT_UNRELIABLE, ConfigError
 from hbm.model.simulation import Cohort, SimulationConfig, simulate
 from hbm.results import io
@@ -246,12 +246,15 @@ def simulate_cohort(priors_path: str | None, config: SimulationConfig, out: str 
 
 @dataclass(frozen=True)
 class CompareOptions:
-    """What ``hbm compare`` sets beyond a fit: models, test share, split, stability refits."""
+    """What ``hbm compare`` sets beyond a fit: models (``None``: the priors' default list,
+    ``hbm.evaluation.baselines.default_models``), test share, split, stability refits, and the
+    rolling split's origins."""
 
-    models: tuple[str, ...]
+    models: tuple[str, ...] | None = None
     test_fraction: float = TEST_FRACTION
     split: Split = "temporal"
     stability: bool = True
+    origins: int = ORIGINS
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,8 @@ def _comparison_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
     }
     if comparison.recovery is not None:
         tables["recovery.csv"] = comparison.recovery
+    if comparison.discovery is not None:
+        tables["discovery.csv"] = comparison.discovery
     if comparison.stability is not None:
         tables["stability.csv"] = comparison.stability
     return tables
@@ -318,10 +323,11 @@ def compare_and_export(
 ) -> CompareRun:
     """Compare hbm with its baselines; write the tables, ``compare.json`` and ``out/hbm/``.
 
-    A truth file beside the diary (``io.truth_path``) adds weight recovery. The hbm fit of the
-    training days is written as a run folder ``out/hbm/`` (without ``config.toml``: it is not a
-    fit of the whole diary) with the comparison tables, for ``hbm report``. ``out`` is written
-    as a whole (``io.staged_run``); its manifest records the run id of ``out/hbm/``.
+    A truth file beside the diary (``io.truth_path``) adds weight recovery (``recovery.csv``)
+    and trigger discovery (``discovery.csv``). The hbm fit of the training days (the rolling
+    split's last origin) is written as a run folder ``out/hbm/`` (without ``config.toml``: it is
+    not a fit of the whole diary) with the comparison tables, for ``hbm report``. ``out`` is
+    written as a whole (``io.staged_run``); its manifest records the run id of ``out/hbm/``.
     """
     from hbm.evaluation.compare import compare
 
@@ -340,6 +346,7 @@ def compare_and_export(
         stability=options.stability,
         seed=config.seed,
         progress=progress,
+        origins=options.origins,
     )
     tables = _comparison_tables(comparison)
     info = {

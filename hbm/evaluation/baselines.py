@@ -12,6 +12,11 @@ seen gets its population (cold-start) prediction. Models (``MODELS``):
   same priors, NUTS.
 * ``no-pooling``: each user alone, weights around the priors' means (``hbm.model.build``), NUTS.
 * ``hbm``: partial pooling, NUTS.
+* ``hbm-no-clustering``: ``hbm`` without the clustering term: fitted with
+  ``hbm.data.priors.without_clustering(priors)`` on the design without the ``attack_yesterday``
+  column (``model_design``; each feature is centred on its own, so that is the design those
+  priors build), and it predicts from designs without it. It shows what the clustering term
+  adds; with priors that have no clustering block it is the same model as ``hbm``.
 * ``embedding``: features concatenated with a 16-dimensional user embedding, Linear(., 32), ReLU,
   Dropout(0.2), Linear(32, 1); Adam; binary cross-entropy; early stopping on the last
   ``VALIDATION_FRACTION`` of each user's training days (time-ordered). Unseen users get the mean
@@ -27,15 +32,15 @@ seen gets its population (cold-start) prediction. Models (``MODELS``):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
-from hbm.data.exposures import Design
-from hbm.data.priors import Priors
+from hbm.data.exposures import Design, ExposureMeans
+from hbm.data.priors import Priors, without_clustering
 from hbm.errors import HBMError
 from hbm.inference.fitting import FitResult, SamplerConfig, fit
 from hbm.model.options import Pooling
@@ -45,11 +50,19 @@ MODELS = (
     "global",
     "no-pooling",
     "hbm",
+    "hbm-no-clustering",
     "embedding",
     "embedding-reg",
     "embedding-prior-init",
 )
-NUTS_POOLING: dict[str, Pooling] = {"global": "complete", "no-pooling": "none", "hbm": "partial"}
+NUTS_POOLING: dict[str, Pooling] = {
+    "global": "complete",
+    "no-pooling": "none",
+    "hbm": "partial",
+    "hbm-no-clustering": "partial",
+}
+#: Models that leave the clustering term out (fitted with ``without_clustering(priors)``).
+NO_CLUSTERING = frozenset({"hbm-no-clustering"})
 SEED_FIXED_WEIGHTS = {"stress": 0.5, "sleep_debt": 0.4, "hormonal": 0.45, "environmental": 0.35}
 SEED_FIXED_BIAS = -1.8
 #: L2 penalty of the regularized embedding model (the network's settings are in ``neural``).
@@ -77,6 +90,40 @@ def seed_fixed_logit(design: Design, priors: Priors) -> np.ndarray:
     return eta
 
 
+def default_models(priors: Priors) -> tuple[str, ...]:
+    """Every model of ``MODELS``; ``hbm-no-clustering`` only where the priors have the clustering
+    term (otherwise it is ``hbm`` again)."""
+    return tuple(m for m in MODELS if m not in NO_CLUSTERING or priors.clustering is not None)
+
+
+def model_priors(name: str, priors: Priors) -> Priors:
+    """The priors a model is fitted with: ``without_clustering(priors)`` for ``NO_CLUSTERING``."""
+    return without_clustering(priors) if name in NO_CLUSTERING else priors
+
+
+def model_design(name: str, design: Design, priors: Priors) -> Design:
+    """A design (built with ``priors``) restricted to the features of ``model_priors(name, ...)``.
+
+    Centring is per feature, so the columns kept are those the model's own priors would build.
+    """
+    keys = model_priors(name, priors).keys
+    if keys == design.features:
+        return design
+    keep = np.array([f in keys for f in design.features])
+    features = tuple(f for f in design.features if f in keys)
+    if features != keys:
+        raise HBMError(f"design features {list(design.features)} lack some of {list(keys)}")
+    means = ExposureMeans(features, tuple(design.exposure_means.as_array(features).tolist()))
+    return replace(
+        design,
+        x=design.x[:, keep],
+        exposure=design.exposure[:, keep],
+        features=features,
+        exposure_means=means,
+        lag_filled={k: n for k, n in design.lag_filled.items() if k in keys},
+    )
+
+
 def fit_model(
     name: str,
     train: Design,
@@ -91,9 +138,10 @@ def fit_model(
     name
         The model (module doc).
     train
-        Training rows (centred with their own means; predict on designs with that centring).
+        Training rows (centred with their own means; predict on designs with that centring),
+        built with ``priors``.
     priors
-        Features and priors.
+        Features and priors (``hbm-no-clustering`` leaves the clustering term out).
     sampler
         NUTS settings for ``global``, ``no-pooling`` and ``hbm``.
     seed
@@ -106,11 +154,17 @@ def fit_model(
     if name in NUTS_POOLING:
         from hbm.results.prediction import predict_design
 
-        result = fit(train, priors, sampler or SamplerConfig(), pooling=NUTS_POOLING[name])
+        result = fit(
+            model_design(name, train, priors),
+            model_priors(name, priors),
+            sampler or SamplerConfig(),
+            pooling=NUTS_POOLING[name],
+        )
         tree = result.tree
 
         def predict_nuts(d: Design) -> np.ndarray:
-            return np.asarray(predict_design(tree, d, seed=seed)["risk_mean"].to_numpy())
+            risk = predict_design(tree, model_design(name, d, priors), seed=seed)["risk_mean"]
+            return np.asarray(risk.to_numpy())
 
         return Fitted(name, predict_nuts, result, {"reliable": result.diagnostics.reliable})
     from hbm.evaluation.neural import fit_embedding

@@ -1,35 +1,48 @@
 """Held-out comparison of the models of ``hbm.evaluation.baselines`` on one diary.
 
-Splits are never random over rows:
+Splits are never random over rows (``hbm.evaluation.splits``):
 
 * ``temporal`` (default): within each user, the first ``1 - test_fraction`` of their days train,
   the rest test. Exposures are built on the whole diary (a lag at the boundary uses the real day
   before) with centring means from the training rows only; no outcome of a test day is seen.
 * ``users``: leave users out, a ``test_fraction`` share of users (chosen by ``seed``) are held
   out whole and predicted from the population (cold start).
+* ``rolling``: rolling origin, ``origins`` fits per model; the fit at each origin forecasts the
+  days up to the next origin, and the forecasts of every origin are pooled (each of the temporal
+  split's test days once) and scored together. Each of these fits is seeded from its model and
+  origin (``fit_seed``), so its draws do not depend on which other models or origins ran.
 
 Metrics per model are those of ``hbm.evaluation.metrics.scores``, with a paired bootstrap over
-users of
-each model's difference to ``global`` (in the table) and, in ``differences``, to ``global`` and to
-``hbm``.
+users of each model's difference to ``global`` (in the table) and, in ``differences``, to
+``global`` and to ``hbm``. The fits kept (``Comparison.fits``: weight recovery, trigger
+discovery, stability, the run folder of ``hbm compare``) are those of the last origin.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from hbm.data.diary import Diary, leading_days, split_by_time, subset_users, train_mask
-from hbm.data.exposures import Design, day_rank, exposures, select_rows
+from hbm.data.diary import Diary
+from hbm.data.exposures import Design
 from hbm.data.priors import Priors
-from hbm.defaults import TEST_FRACTION
+from hbm.defaults import ORIGINS, ROPE, TEST_FRACTION
 from hbm.errors import HBMError
-from hbm.evaluation.baselines import MODELS, Fitted, fit_model, weights_of
+from hbm.evaluation.baselines import (
+    MODELS,
+    NO_CLUSTERING,
+    Fitted,
+    default_models,
+    fit_model,
+    weights_of,
+)
+from hbm.evaluation.discovery import discovery_table, with_rule_columns
 from hbm.evaluation.metrics import (
     paired_bootstrap,
     per_user_scores,
@@ -37,9 +50,26 @@ from hbm.evaluation.metrics import (
     weight_recovery,
     weight_stability,
 )
+from hbm.evaluation.splits import (
+    Fold,
+    first_part,
+    split_folds,
+    temporal_designs,
+    users_designs,
+)
 from hbm.inference.fitting import SamplerConfig
 
-Split = Literal["temporal", "users"]
+__all__ = [
+    "Comparison",
+    "Split",
+    "compare",
+    "first_part",
+    "fit_seed",
+    "temporal_designs",
+    "users_designs",
+]
+
+Split = Literal["temporal", "users", "rolling"]
 REFERENCE = "global"
 STABILITY_MODELS = ("hbm", "no-pooling")
 
@@ -55,46 +85,70 @@ class Comparison:
     stability: pd.DataFrame | None
     fits: dict[str, Fitted] = field(repr=False)
     info: dict[str, Any] = field(default_factory=dict)
+    #: Trigger discovery against the truth (``hbm.evaluation.discovery``), per model and kind.
+    discovery: pd.DataFrame | None = None
 
 
-def temporal_designs(
-    diary: Diary, priors: Priors, test_fraction: float = TEST_FRACTION
-) -> tuple[Design, Design]:
-    """Train and test designs of the temporal split (module doc)."""
-    is_train = train_mask(diary, test_fraction)
-    exposure_means = exposures(split_by_time(diary, test_fraction)[0], priors).exposure_means
-    full = exposures(diary, priors, exposure_means=exposure_means)  # rows in diary.data order
-    return select_rows(full, full.rows_of(is_train)), select_rows(full, full.rows_of(~is_train))
+def fit_seed(base: int, model: str, origin: int) -> int:
+    """A fit's seed from its identity: CRC-32 of ``"<base>/<model>/<origin>"`` (0 to 2**32 - 1)."""
+    return zlib.crc32(f"{base}/{model}/{origin}".encode())
 
 
-def first_part(design: Design, fraction: float) -> Design:
-    """The first ``fraction`` of each user's days of a design (for weight stability)."""
-    rank, size = day_rank(design)
-    return select_rows(design, leading_days(rank, size, fraction, at_least=1))
+@dataclass(frozen=True)
+class _Forecast:
+    """One model's pooled test predictions over the folds, and its fit at the last fold."""
+
+    fitted: Fitted
+    y: np.ndarray
+    p: np.ndarray
+    user_index: np.ndarray
+    seconds: float
 
 
-def users_designs(
-    diary: Diary, priors: Priors, test_fraction: float = TEST_FRACTION, seed: int = 0
-) -> tuple[Design, Design]:
-    """Train and test designs of the leave-users-out split (module doc)."""
-    users = list(diary.users)
-    n_test = max(1, round(len(users) * test_fraction))
-    if n_test >= len(users):
-        raise HBMError(f"cannot hold out {n_test} of {len(users)} users")
-    held = set(np.random.default_rng(seed).choice(users, size=n_test, replace=False).tolist())
-    train = exposures(subset_users(diary, [u for u in users if u not in held]), priors)
-    test = exposures(
-        subset_users(diary, [u for u in users if u in held]),
-        priors,
-        exposure_means=train.exposure_means,
-    )
-    return train, test
+def _fit_folds(
+    name: str,
+    folds: list[Fold],
+    priors: Priors,
+    sampler: SamplerConfig,
+    seed: int,
+    say: Callable[[str], None],
+) -> _Forecast:
+    """Fit a model at every fold and pool its test predictions (rows in fold order)."""
+    t0 = time.perf_counter()
+    ys, ps, users = [], [], []
+    fitted: Fitted | None = None
+    for fold in folds:
+        if fold.origin is None:
+            say(f"fit {name} on {fold.train.n_obs} training rows")
+            fitted = fit_model(name, fold.train, priors, sampler, seed)
+        else:
+            say(
+                f"fit {name} at origin {fold.origin} ({fold.fraction:.1%} of each user's days): "
+                f"{fold.train.n_obs} training rows, forecast {fold.test.n_obs}"
+            )
+            nuts = replace(sampler, seed=fit_seed(sampler.seed, name, fold.origin))
+            fitted = fit_model(name, fold.train, priors, nuts, fit_seed(seed, name, fold.origin))
+        ys.append(fold.test.y.astype(float))
+        ps.append(np.asarray(fitted.predict(fold.test), dtype=float))
+        users.append(fold.test.user_index)
+    assert fitted is not None  # split_folds gives at least one fold
+    seconds = time.perf_counter() - t0
+    return _Forecast(fitted, np.concatenate(ys), np.concatenate(ps), np.concatenate(users), seconds)
+
+
+def _model_names(models: Sequence[str] | None, priors: Priors) -> list[str]:
+    """The reference first, then the models asked for (``default_models`` when none)."""
+    models = default_models(priors) if models is None else models
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise HBMError(f"unknown models {unknown}; expected some of {MODELS}")
+    return list(dict.fromkeys([REFERENCE, *models]))
 
 
 def compare(
     diary: Diary,
     priors: Priors,
-    models: Sequence[str] = MODELS,
+    models: Sequence[str] | None = None,
     test_fraction: float = TEST_FRACTION,
     split: Split = "temporal",
     sampler: SamplerConfig | None = None,
@@ -102,6 +156,7 @@ def compare(
     stability: bool = True,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    origins: int = ORIGINS,
 ) -> Comparison:
     """Fit every model on the training part, score it on the test part.
 
@@ -110,16 +165,16 @@ def compare(
     diary, priors
         The data and features.
     models
-        Names from ``hbm.evaluation.baselines.MODELS``; ``global`` is added when absent (the
-        reference).
+        Names from ``hbm.evaluation.baselines.MODELS`` (``None``: ``default_models(priors)``);
+        ``global`` is added when absent (the reference).
     test_fraction
-        Share of each user's days (temporal) or of users (users) held out.
+        Share of each user's days (temporal, rolling) or of users (users) held out.
     split
-        ``"temporal"`` or ``"users"`` (module doc).
+        ``"temporal"``, ``"users"`` or ``"rolling"`` (module doc).
     sampler
         NUTS settings of the Bayesian models.
     truth
-        A simulator's truth: adds weight recovery of the per-user models.
+        A simulator's truth: adds weight recovery and trigger discovery of the per-user models.
     stability
         Refit ``hbm`` and ``no-pooling`` on the first half of each user's training days and
         report the change of the per-user weights (temporal split only).
@@ -127,55 +182,49 @@ def compare(
         Seed of the neural models, the user split and the bootstrap.
     progress
         Called with a line per step.
+    origins
+        Origins of the rolling split.
     """
     say = progress or (lambda _msg: None)
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        raise HBMError(f"unknown models {unknown}; expected some of {MODELS}")
-    names = list(dict.fromkeys([REFERENCE, *models]))
-    if split == "temporal":
-        train, test = temporal_designs(diary, priors, test_fraction)
-    elif split == "users":
-        train, test = users_designs(diary, priors, test_fraction, seed)
-    else:
-        raise HBMError(f"split '{split}' is unknown; expected 'temporal' or 'users'")
+    names = _model_names(models, priors)
+    if priors.clustering is None and NO_CLUSTERING & set(names):
+        say("hbm-no-clustering: the priors have no clustering block, so it is the same as hbm")
+    folds = split_folds(diary, priors, split, test_fraction, origins, seed)
     sampler = sampler or SamplerConfig()
-    fits: dict[str, Fitted] = {}
-    per_user: dict[str, pd.DataFrame] = {}
-    rows, timings = [], {}
-    for name in names:
-        say(f"fit {name} on {train.n_obs} training rows")
-        t0 = time.perf_counter()
-        fitted = fit_model(name, train, priors, sampler, seed)
-        p = fitted.predict(test)
-        timings[name] = time.perf_counter() - t0
-        fits[name] = fitted
-        per_user[name] = per_user_scores(test.y.astype(float), p, test.user_index)
-        rows.append(
-            {"model": name, **scores(test.y.astype(float), p, test.user_index), **fitted.info}
-        )
+    forecasts = {name: _fit_folds(name, folds, priors, sampler, seed, say) for name in names}
+    fits = {name: f.fitted for name, f in forecasts.items()}
+    per_user = {name: per_user_scores(f.y, f.p, f.user_index) for name, f in forecasts.items()}
+    rows = [
+        {"model": name, **scores(f.y, f.p, f.user_index), **f.fitted.info}
+        for name, f in forecasts.items()
+    ]
     differences = _differences(per_user, names, seed)
     against_reference = differences[differences["reference"] == REFERENCE].drop(columns="reference")
     table = pd.DataFrame(rows).merge(against_reference, on="model", how="left")
     table.insert(1, "reference", REFERENCE)
     table["split"] = split
     table["test_fraction"] = test_fraction
-    table["fit_predict_s"] = [timings[n] for n in names]
-    per_user_table = _per_user_table(per_user, test)
+    table["fit_predict_s"] = [forecasts[n].seconds for n in names]
+    per_user_table = _per_user_table(per_user, folds[0].test.users)
     recovery = _recovery(fits, truth) if truth is not None else None
+    discovery, fell_back = _discovery(fits, truth) if truth is not None else (None, False)
     stab = None
     if stability and split == "temporal":
-        stab = _stability(fits, train, priors, sampler, seed, say)
-    info = _info(split, test_fraction, train, test, len(diary.users), names, seed, sampler)
-    info["timings_s"] = timings
-    return Comparison(table, differences, per_user_table, recovery, stab, fits, info)
+        stab = _stability(fits, folds[0].train, priors, sampler, seed, say)
+    info = _info(split, test_fraction, folds, len(diary.users), names, seed, sampler)
+    info["timings_s"] = {n: forecasts[n].seconds for n in names}
+    if priors.clustering is None and NO_CLUSTERING & set(names):
+        info["hbm-no-clustering"] = "the priors have no clustering block: the same model as hbm"
+    if discovery is not None:
+        info["discovery_class_fallback"] = fell_back
+    return Comparison(table, differences, per_user_table, recovery, stab, fits, info, discovery)
 
 
-def _per_user_table(per_user: dict[str, pd.DataFrame], test: Design) -> pd.DataFrame:
+def _per_user_table(per_user: dict[str, pd.DataFrame], users: tuple[str, ...]) -> pd.DataFrame:
     """Every model's per-user scores in one table, users by id."""
-    users = np.asarray(test.users, dtype=object)
+    ids = np.asarray(users, dtype=object)
     table = pd.concat(
-        [t.assign(model=name, user_id=users[t["user"].to_numpy()]) for name, t in per_user.items()],
+        [t.assign(model=name, user_id=ids[t["user"].to_numpy()]) for name, t in per_user.items()],
         ignore_index=True,
     ).drop(columns="user")
     return table[["model", "user_id", "n_test", "attacks", "auc", "sse", "nll"]]
@@ -184,19 +233,22 @@ def _per_user_table(per_user: dict[str, pd.DataFrame], test: Design) -> pd.DataF
 def _info(
     split: str,
     test_fraction: float,
-    train: Design,
-    test: Design,
+    folds: list[Fold],
     n_users: int,
     names: list[str],
     seed: int,
     sampler: SamplerConfig,
 ) -> dict[str, Any]:
-    """What a comparison ran: split, sizes, models, seeds and sampler (``comparison.json``)."""
-    return {
+    """What a comparison ran: split, sizes, models, seeds and sampler (``comparison.json``).
+
+    ``train_rows`` are the last fit's (the rolling split's last origin); ``test_rows`` every
+    row scored; ``origins`` lists the rolling split's origins with their rows and fits' seeds.
+    """
+    info: dict[str, Any] = {
         "split": split,
         "test_fraction": test_fraction,
-        "train_rows": train.n_obs,
-        "test_rows": test.n_obs,
+        "train_rows": folds[-1].train.n_obs,
+        "test_rows": sum(f.test.n_obs for f in folds),
         "users": n_users,
         "models": names,
         "seed": seed,
@@ -208,6 +260,19 @@ def _info(
             "seed": sampler.seed,
         },
     }
+    if split == "rolling":
+        info["origins"] = [
+            {
+                "origin": f.origin,
+                "fraction": f.fraction,
+                "train_rows": f.train.n_obs,
+                "test_rows": f.test.n_obs,
+                "nuts_seeds": {n: fit_seed(sampler.seed, n, int(f.origin or 0)) for n in names},
+                "seeds": {n: fit_seed(seed, n, int(f.origin or 0)) for n in names},
+            }
+            for f in folds
+        ]
+    return info
 
 
 def _differences(per_user: dict[str, pd.DataFrame], names: list[str], seed: int) -> pd.DataFrame:
@@ -237,6 +302,24 @@ def _recovery(fits: dict[str, Fitted], truth: dict[str, Any]) -> pd.DataFrame | 
             rec.pop("coverage_by_feature")
             rec_rows.append({"model": name, **rec})
     return pd.DataFrame(rec_rows) if rec_rows else None
+
+
+def _discovery(
+    fits: dict[str, Fitted], truth: dict[str, Any], rope: float = ROPE
+) -> tuple[pd.DataFrame | None, bool]:
+    """Trigger discovery of every per-user model; True when a weights table lacked the rules'
+    columns (``with_rule_columns``' fallback)."""
+    frames, fell_back = [], False
+    for name, fitted in fits.items():
+        weights = weights_of(fitted)
+        if weights is not None:
+            weights, fallback = with_rule_columns(weights, rope)
+            fell_back |= fallback
+            frames.append(discovery_table(weights, truth, rope).assign(model=name))
+    if not frames:
+        return None, fell_back
+    table = pd.concat(frames, ignore_index=True)
+    return table[["model", *[c for c in table if c != "model"]]], fell_back
 
 
 def _stability(

@@ -15,6 +15,7 @@ from scipy import special
 from hbm.app.cli import main
 from hbm.data.diary import split_by_time
 from hbm.data.exposures import exposures
+from hbm.errors import EXIT_INPUT
 from hbm.evaluation.baselines import MODELS, SEED_FIXED_BIAS, fit_model, seed_fixed_logit
 from hbm.evaluation.compare import first_part, temporal_designs, users_designs
 from hbm.evaluation.decide import decide
@@ -28,7 +29,8 @@ from hbm.evaluation.metrics import (
 from hbm.model.simulation import SimulationConfig, simulate
 from hbm.results import io
 
-from ..conftest import FIT_ARGS, REPO
+from ..conftest import FIT_ARGS, REPO, write_priors
+from .priors_docs import clustering_priors_doc
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +237,8 @@ def test_compare_rejects_unknown_model(tmp_path, capsys):
 def test_quick_study_runs_every_model_in_every_cell(tmp_path, capsys):
     assert main(["study", "--quick", "--out", str(tmp_path)]) == 0
     results = pd.read_csv(tmp_path / "study.csv")
-    assert len(results) == 2 * 2 * 7
-    assert set(results["model"]) == set(MODELS) and len(MODELS) == 7
+    assert len(results) == 2 * 2 * 8  # the shipped priors cluster: hbm-no-clustering too
+    assert set(results["model"]) == set(MODELS) and len(MODELS) == 8
     assert results[["brier", "pooled_auc", "ece"]].notna().all().all()
     hbm = results[results["model"] == "hbm"]
     assert hbm[["d_within_auc_lb", "d_brier_ub", "weights_coverage"]].notna().all().all()
@@ -261,3 +263,43 @@ def test_differences_against_global_and_hbm(workspace, tmp_path):
     assert row["d_brier"] == pytest.approx(table.loc["hbm", "d_brier"])
     back = diffs[(diffs["model"] == "global") & (diffs["reference"] == "hbm")].iloc[0]
     assert back["d_brier"] == pytest.approx(-row["d_brier"])
+
+
+def test_compare_refuses_origins_below_one_before_reading(tmp_path, capsys):
+    args = ["compare", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "cmp")]
+    assert main([*args, "--split", "rolling", "--origins", "0"]) == EXIT_INPUT
+    assert capsys.readouterr().err == "error: --origins must be at least 1, got 0\n"
+    assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.fits
+def test_compare_rolling_split_without_clustering(tmp_path):
+    """4 users x 40 days, 2 origins (75%, 87.5%): fits on 30 and 35 days per user, each
+    forecasting 5; hbm-no-clustering scored on the pooled 10 days per user, with discovery."""
+    priors = write_priors(tmp_path, clustering_priors_doc(), "priors.json")
+    diary = tmp_path / "diary.csv"
+    simulate_args = ["--users", "4", "--days", "40", "--seed", "5", "--priors", str(priors)]
+    assert main(["simulate", *simulate_args, "--out", str(diary)]) == 0
+    out = tmp_path / "cmp"
+    args = ["compare", str(diary), "--priors", str(priors), "--out", str(out), *FIT_ARGS]
+    rolling = ["--split", "rolling", "--origins", "2", "--no-stability"]
+    assert main([*args, *rolling, "--models", "hbm-no-clustering"]) == 0
+    table = pd.read_csv(out / io.COMPARISON_FILE)
+    assert table["model"].tolist() == ["global", "hbm-no-clustering"]
+    assert (table["split"] == "rolling").all()
+    per_user = pd.read_csv(out / io.PER_USER_METRICS_FILE)
+    assert (per_user["n_test"] == 10).all() and len(per_user) == 2 * 4
+    info = json.loads((out / "compare.json").read_text())
+    assert info["split"] == "rolling" and info["test_rows"] == 40 and info["train_rows"] == 140
+    origins = info["origins"]
+    assert [o["fraction"] for o in origins] == [0.75, 0.875]
+    assert [(o["train_rows"], o["test_rows"]) for o in origins] == [(120, 20), (140, 20)]
+    assert origins[0]["nuts_seeds"] != origins[1]["nuts_seeds"]
+    discovery = pd.read_csv(out / "discovery.csv")
+    assert set(discovery["model"]) == {"global", "hbm-no-clustering"}
+    cells = discovery.set_index(["model", "kind"])["n_cells"]
+    assert cells["hbm-no-clustering", "all"] == cells["global", "all"] == 4 * 3
+    assert cells["hbm-no-clustering", "clustering"] == 0 and cells["global", "clustering"] == 4
+    listed = json.loads((out / "manifest.json").read_text())["files"]
+    assert "discovery.csv" in listed and "recovery.csv" in listed
+    assert not (out / "hbm").exists()  # hbm was not compared: no run folder
