@@ -81,7 +81,7 @@ class SimulationConfig:
     #: feature's per-user weight, or a common boost when the priors have no clustering feature.
     clustering: float = 0.0
     #: Between-user SD of the per-user clustering weight (only with a clustering feature).
-    clustering_spread: float = 0.3
+    clustering_spread: float = 0.0
     #: Mean attack length in days (>= 1): ``1 + Poisson(attack_days - 1)``.
     attack_days: float = 1.0
     #: Features whose raw values rise before attacks and that have no causal weight.
