@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,10 @@ class Design:
     #: Each row's position in the diary it was built from (``diary.data``); ``None``: row i is
     #: the diary's row i.
     diary_rows: np.ndarray | None = None
+    #: Per user, the last day of the diary (ISO date) and its attack state (1 onset or
+    #: continuing attack, else 0): a fit records it so that a forecast of the next day, from a
+    #: diary of new days only, knows the state of the day before (``hbm.results.prediction``).
+    last_days: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
     def rows_of(self, mask: np.ndarray) -> np.ndarray:
         """A mask over the diary's rows, taken at this design's rows."""
@@ -163,6 +167,7 @@ def exposures(diary: Diary, priors: Priors, exposure_means: ExposureMeans | None
     users = tuple(pd.unique(data["user_id"]))
     codes = pd.Categorical(data["user_id"], categories=list(users)).codes
     risk = at_risk(data)
+    last = data.assign(_state=attack_state(data)).groupby("user_id", sort=False).tail(1)
     design = Design(
         x=filled - means[None, :],
         exposure=filled,
@@ -174,6 +179,10 @@ def exposures(diary: Diary, priors: Priors, exposure_means: ExposureMeans | None
         exposure_means=exposure_means,
         lag_filled={k: int(n) for k, n in zip(keys, unknown[risk].sum(axis=0), strict=True)},
         continuing_days=int((~risk).sum()),
+        last_days={
+            str(u): (d.strftime("%Y-%m-%d"), int(s))
+            for u, d, s in zip(last["user_id"], last["date"], last["_state"], strict=True)
+        },
     )
     if risk.all():
         return design

@@ -335,4 +335,5 @@ def _provenance(
         reliable=result.diagnostics.reliable,
         timings=result.timings,
         leapfrog_steps=result.leapfrog_steps,
+        last_days={u: list(v) for u, v in design.last_days.items()},
     )

@@ -34,6 +34,7 @@ _JSON_FIELDS = frozenset(
         "diagnostics",
         "timings",
         "leapfrog_steps",
+        "last_days",
     }
 )
 _INT_FIELDS = frozenset({"pilot_max_treedepth", "seed", "n_obs", "max_treedepth"})
@@ -78,6 +79,9 @@ class FitProvenance:
     timings: dict[str, float]
     #: Gradient evaluations by phase: ``pilot``, ``warmup``, ``draws`` (-1: not reported).
     leapfrog_steps: dict[str, int]
+    #: Per user, the fitted diary's last day and its attack state (``Design.last_days``); a fit
+    #: saved before it existed reads as empty.
+    last_days: dict[str, list[Any]] = field(default_factory=dict, kw_only=True)
 
     def to_attrs(self) -> dict[str, str | int | float]:
         """The attrs to store on the fit's DataTree."""
@@ -96,11 +100,14 @@ class FitProvenance:
     def from_attrs(cls, attrs: Mapping[Hashable, Any]) -> FitProvenance:
         """Read a fit's attrs back; a ``RunError`` if its schema is missing or another one."""
         check_schema(attrs)
-        missing = [f.name for f in fields(cls) if f.name not in attrs]
+        optional = {"last_days"}
+        missing = [f.name for f in fields(cls) if f.name not in attrs and f.name not in optional]
         if missing:
             raise RunError(f"the fit's attrs lack {missing} (schema {SCHEMA})")
         values: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name not in attrs:
+                continue
             raw = attrs[f.name]
             if f.name in _JSON_FIELDS:
                 values[f.name] = json.loads(str(raw))
@@ -156,6 +163,13 @@ def stored_centering(attrs: Mapping[Hashable, Any]) -> dict[str, float]:
         raise RunError("the fit's attrs hold no centering; was it saved by hbm?")
     means: dict[str, Any] = json.loads(str(attrs["centering"]))
     return {k: float(v) for k, v in means.items()}
+
+
+def stored_last_days(attrs: Mapping[Hashable, Any]) -> dict[str, tuple[str, int]]:
+    """Per user, the fitted diary's last day and its attack state (empty for older fits)."""
+    check_schema(attrs, required=False)
+    raw: dict[str, list[Any]] = json.loads(str(attrs.get("last_days", "{}")))
+    return {u: (str(d), int(s)) for u, (d, s) in raw.items()}
 
 
 def stored_pooling(attrs: Mapping[Hashable, Any], default: str = "partial") -> str:

@@ -9,6 +9,8 @@ between-user uncertainty. Exposures use the centring stored in the fit.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -16,10 +18,10 @@ from scipy import special
 
 from hbm.data.diary import Diary
 from hbm.data.exposures import Design, ExposureMeans, exposures
-from hbm.data.priors import Priors, parse_priors
+from hbm.data.priors import CLUSTERING_KEY, Priors, parse_priors
 from hbm.defaults import CI_PROB
 from hbm.inference.config import thinning_step
-from hbm.inference.provenance import stored_centering, stored_priors_json
+from hbm.inference.provenance import stored_centering, stored_last_days, stored_priors_json
 from hbm.model.population import new_user_draws
 
 MAX_DRAWS = 1000
@@ -60,8 +62,9 @@ def predict(
     tree
         A fit saved by ``hbm fit`` (``hbm.results.io.load_fit``).
     diary
-        Days to predict, validated against the fit's priors. Include the preceding days when
-        features are lagged: lags are computed within this diary.
+        Days to predict, validated against the fit's priors. Lags, and the clustering state,
+        are computed within this diary, never from a day's own outcome; a known user's first
+        day takes the state of the fit's last day when that is the day before it.
     ci_prob
         Probability of the equal-tailed interval of the risk.
     seed
@@ -76,7 +79,33 @@ def predict(
         ``migraine`` when the diary has it.
     """
     design = exposures(diary, fit_priors(tree), exposure_means=fit_exposure_means(tree))
-    return predict_design(tree, design, ci_prob, seed, max_draws)
+    return predict_design(tree, continued_from_fit(tree, design, diary), ci_prob, seed, max_draws)
+
+
+def continued_from_fit(tree: xr.DataTree, design: Design, diary: Diary) -> Design:
+    """The design with each known user's first day given the fitted diary's last day's state.
+
+    A diary of new days only does not hold the day before its first: the clustering state of
+    that first day would be unknown. When the fit's last day for the user is exactly the day
+    before (``stored_last_days``), its attack state is used, as if the diaries were one.
+    """
+    if CLUSTERING_KEY not in design.features or not design.n_obs:
+        return design
+    last_days = stored_last_days(tree.attrs)
+    k = design.features.index(CLUSTERING_KEY)
+    mean = design.exposure_means.as_array((CLUSTERING_KEY,))[0]
+    first = diary.data.groupby("user_id", sort=False)["date"].min()
+    x, exposure = design.x.copy(), design.exposure.copy()
+    for ui, user in enumerate(design.users):
+        if user not in last_days:
+            continue
+        date, state = last_days[user]
+        start = first[user]
+        if pd.Timestamp(date) != start - pd.Timedelta(days=1):
+            continue
+        rows = np.flatnonzero((design.user_index == ui) & (design.dates == start.to_datetime64()))
+        x[rows, k], exposure[rows, k] = state - mean, state
+    return replace(design, x=x, exposure=exposure)
 
 
 def predict_design(

@@ -520,3 +520,22 @@ def test_a_days_own_outcome_never_changes_its_risk():
         if t + 1 < len(base):  # the next day reads it
             assert again["risk_mean"].iloc[t + 1] != risk["risk_mean"].iloc[t + 1]
         assert np.array_equal(again["risk_mean"].iloc[: t + 1], risk["risk_mean"].iloc[: t + 1])
+
+
+@pytest.mark.parametrize(
+    ("last_day", "state", "x_c"),
+    [("2025-02-28", 1, 0.8), ("2025-02-28", 0, -0.2), ("2025-02-27", 1, 0.0)],
+)
+def test_a_known_users_first_new_day_takes_the_fitted_last_days_state(last_day, state, x_c):
+    """The fit's last day is the day before the new diary's first: its state is the first day's
+    (1 - 0.2 or 0 - 0.2, centred); a day earlier leaves the first day's state unknown (0)."""
+    priors = parse_priors(json.dumps(CLUSTER_DOC))
+    tree = cluster_tree()
+    tree.attrs["last_days"] = json.dumps({"k1": [last_day, state]})
+    dates = ["2025-03-01", "2025-03-02"]
+    out = predict(tree, validate_frame(cluster_diary([0, 1], dates), priors))
+    weights = [[*list(W[c, d, 0]), float(W_C[c, d])] for c, d in ALL]
+    a = [float(A[c, d, 0]) for c, d in ALL]
+    assert_risk(out.iloc[0], expected_risk(a, weights, [0.0, 0.0, 0.0, x_c]))
+    # the second day reads the diary's own first day (no attack): 0 - 0.2
+    assert_risk(out.iloc[1], expected_risk(a, weights, [0.0, 0.0, -0.5, -0.2]))
