@@ -13,11 +13,12 @@ called (each adds at most 0.05), so the rule calls at least what the equal-taile
 Which cells may be called:
 
 * the clustering term (``role == "clustering"``) never: it is not a trigger (class ``clustering``);
-* a feature flagged ``premonitory_confound`` is never called a trigger: fatigue, neck pain or light
-  that rise before an attack make a same-day or previous-day association whether or not they cause
-  anything. Where its ``p_up`` reaches the run's threshold its class is ``possible premonitory
-  symptom``; it may still be called a protector (a symptom that rises before attacks cannot make
-  a protective association).
+* a feature flagged ``premonitory_confound`` is never called: fatigue, neck pain or light that
+  rise before an attack make a same-day or previous-day association whether or not they cause
+  anything, and the attack process around them (symptoms before, recovery after) bends the
+  association both ways (on a simulated cohort a premonitory feature with no effect was called a
+  protector at P = 0.95). Where its ``p_up`` reaches the run's threshold its class is
+  ``possible premonitory symptom``.
 
 Cells not called are ``no association`` when their interval lies inside the ROPE (as in the
 interval rule), else ``uncertain``.
@@ -41,7 +42,7 @@ CLASSES = (TRIGGER, PROTECTOR, PREMONITORY, NO_ASSOCIATION, UNCERTAIN, CLUSTERIN
 RULE = (
     "call the cells with the highest posterior probability of an effect beyond the ROPE in "
     "their likelier direction while the mean probability of a false call stays <= the level; "
-    "premonitory-flagged features are never called triggers, the clustering term never called"
+    "premonitory-flagged features and the clustering term are never called"
 )
 
 

@@ -186,7 +186,8 @@ def weights_calls(
     trigger = np.array([f.is_trigger for f in cells], dtype=bool)
     premonitory = np.array([f.premonitory_confound for f in cells], dtype=bool)
     p_up, p_down = table["p_above_rope"].to_numpy(), table["p_below_rope"].to_numpy()
-    calls = fdr_calls(p_up, p_down, trigger & ~premonitory, trigger, fdr_level)
+    may_call = trigger & ~premonitory
+    calls = fdr_calls(p_up, p_down, may_call, may_call, fdr_level)
     table["p_call"] = calls.p_call
     table["class"] = call_classes(
         calls, p_up, table["interval_class"].to_numpy(), table["role"].to_numpy(), premonitory

@@ -94,12 +94,12 @@ def test_classes_of_calls_premonitory_and_clustering_cells():
         [TRIGGER, TRIGGER, PROTECTOR, "no association", "uncertain", TRIGGER, "no association"]
     )
     trigger = role == "trigger"
-    calls = fdr_calls(p_up, p_down, trigger & ~premonitory, trigger, 0.05)
+    calls = fdr_calls(p_up, p_down, trigger & ~premonitory, trigger & ~premonitory, 0.05)
     classes = call_classes(calls, p_up, interval, role, premonitory)
     assert classes.tolist() == [
         TRIGGER,  # called
         PREMONITORY,  # would be called a trigger, but the feature is premonitory-flagged
-        PROTECTOR,  # premonitory features may be protectors
+        UNCERTAIN,  # premonitory features are never called, protectors neither
         NO_ASSOCIATION,  # not called, interval inside the ROPE
         UNCERTAIN,  # premonitory, p_up below the threshold
         CLUSTERING,  # never called
