@@ -87,8 +87,11 @@ def test_heterogeneity_sets_every_between_user_sd(priors):
     weights = np.array([list(w.values()) for w in cohort.truth["weights"].values()])
     triggers = [i for i, k in enumerate(priors.keys) if k != CLUSTERING_KEY]
     np.testing.assert_allclose(weights[:, triggers].std(axis=0), 0.6, atol=0.08)
-    # the clustering coefficient keeps its own default spread, 0.3 (SE of an SD of 400: 0.011)
-    assert weights[:, priors.keys.index(CLUSTERING_KEY)].std() == pytest.approx(0.3, abs=0.04)
+    # the clustering coefficient keeps its own spread, by default 0 (no clustering unless asked)
+    assert weights[:, priors.keys.index(CLUSTERING_KEY)].std() == 0.0
+    spread = SimulationConfig(n_users=400, n_days=10, clustering_spread=0.3, seed=4)
+    c = np.array([w[CLUSTERING_KEY] for w in simulate(priors, spread).truth["weights"].values()])
+    assert c.std() == pytest.approx(0.3, abs=0.04)  # SE of an SD of 400 draws: 0.011
 
 
 def test_same_seed_same_cohort_and_loader_accepts_it(tmp_path, priors):
