@@ -10,6 +10,7 @@ the realized false-discovery proportion of each rule's trigger/protector calls, 
 ratio >= 2 of the FDR rule (``class``) beside the interval rule (``interval_class``).
 
     python -m benchmarks.honest_triggers --seeds 1 2 3 --out reports/honest_triggers.json
+    python -m benchmarks.honest_triggers --plain --seeds 1 2 3 --out reports/honest_plain.json
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import pandas as pd
 
 from hbm.evaluation.discovery import discovery_table, true_weights
 
+PLAIN = ["--users", "50", "--days", "365", "--heterogeneity", "0.5"]
 SIMULATE = [
-    "--users", "50", "--days", "365", "--heterogeneity", "0.5", "--clustering", "1.5",
-    "--clustering-spread", "0.3", "--premonitory", "fatigue,neck_pain", "--missing-days", "0.1",
+    *PLAIN, "--clustering", "1.5", "--clustering-spread", "0.3",
+    "--premonitory", "fatigue,neck_pain", "--missing-days", "0.1",
 ]  # fmt: skip
 
 
@@ -40,18 +42,18 @@ def _hbm(*args: str) -> float:
     return time.perf_counter() - t0
 
 
-def one_seed(seed: int, work: Path, extra_simulate: list[str]) -> dict[str, Any]:
-    """Simulate, fit and score one cohort."""
+def one_seed(seed: int, work: Path, simulate: list[str]) -> dict[str, Any]:
+    """Simulate (``hbm simulate`` flags ``simulate``), fit and score one cohort."""
     diary = work / f"cohort-{seed}.csv"
     run = work / f"run-{seed}"
-    _hbm("simulate", *SIMULATE, *extra_simulate, "--seed", str(seed), "--out", str(diary))
+    _hbm("simulate", *simulate, "--seed", str(seed), "--out", str(diary))
     wall = _hbm("fit", str(diary), "--out", str(run), "--no-progress")
     truth = json.loads(diary.with_suffix(".truth.json").read_text())
     weights = pd.read_csv(run / "weights.csv")
     table = discovery_table(weights, truth).set_index("kind")
     true = true_weights(weights, truth)
     causal = (weights["role"] == "trigger").to_numpy() & np.array(
-        [truth["kinds"].get(f) == "causal" for f in weights["feature"]]
+        [truth["kinds"].get(f, "causal") == "causal" for f in weights["feature"]]
     )
     covered = (weights["ci_lb"].to_numpy() <= true) & (true <= weights["ci_ub"].to_numpy())
     run_info = json.loads((run / "run.json").read_text())
@@ -92,14 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="folder for cohorts and runs")
     parser.add_argument(
-        "--simulate", nargs=argparse.REMAINDER, default=[], help="more hbm simulate flags"
+        "--plain",
+        action="store_true",
+        help="the cohort without clustering, premonitory symptoms or missing days",
     )
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="hbm-honest-"))
     work.mkdir(parents=True, exist_ok=True)
     results = []
     for seed in args.seeds:
-        results.append(one_seed(seed, work, args.simulate))
+        results.append(one_seed(seed, work, PLAIN if args.plain else SIMULATE))
         print(json.dumps(results[-1]), flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -169,6 +169,7 @@ def check_fit(
         A sampler setting out of range (``SamplerConfig.check``).
     """
     check_probability(config.ci_prob)
+    check_probability(config.fdr_level, "--fdr-level")
     check_seed(config.seed)
     check_at_least(config.min_days, 0, "--min-days")
     config.sampler().check()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hbm.data.diary import MISSING_POLICIES, MissingPolicy
-from hbm.defaults import CI_KIND, CI_KINDS, CI_PROB, MIN_DAYS, CiKind
+from hbm.defaults import CI_KIND, CI_KINDS, CI_PROB, FDR_LEVEL, MIN_DAYS, CiKind
 from hbm.errors import ConfigError
 from hbm.inference.config import BACKENDS, DEFAULT_BACKEND, SamplerConfig
 from hbm.model.options import PARAMETERIZATIONS, POOLINGS, Parameterization, Pooling
@@ -50,6 +50,9 @@ class FitConfig:
     missing, min_days, backend, chains, draws, target_accept, max_treedepth, seed, pooling, \
 parameterization, ci_prob, ci_kind, strict
         The flags of the same names.
+    fdr_level
+        The level of the trigger calls' expected false-discovery proportion
+        (``hbm.results.calls``).
     clustering
         ``"on"``: the attack-clustering term when the priors file has one; ``"off"`` leaves it
         out (``hbm.data.priors.without_clustering``).
@@ -70,6 +73,7 @@ parameterization, ci_prob, ci_kind, strict
     pooling: Pooling = "partial"
     parameterization: Parameterization = "auto"
     clustering: str = "on"
+    fdr_level: float = FDR_LEVEL
     ci_prob: float = CI_PROB
     ci_kind: CiKind = CI_KIND
     strict: bool = False
@@ -140,6 +144,7 @@ KEYS: tuple[Key, ...] = (
     _key("pooling", "str", POOLINGS),
     _key("parameterization", "str", PARAMETERIZATIONS),
     _key("clustering", "str", CLUSTERING_CHOICES),
+    _key("fdr-level", "float"),
     _key("ci-prob", "float"),
     _key("ci-kind", "str", CI_KINDS),
     _key("strict", "bool"),

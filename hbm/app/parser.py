@@ -109,6 +109,12 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         help="the priors file's attack-clustering term (previous day's attack state), on or off "
         f"(default {d.clustering})",
     )
+    p.add_argument(
+        "--fdr-level",
+        type=float,
+        help="expected false-discovery proportion of the trigger/protector calls "
+        f"(default {d.fdr_level})",
+    )
     p.add_argument("--ci-prob", type=float, help=f"interval probability (default {d.ci_prob})")
     p.add_argument("--ci-kind", choices=CI_KINDS, help=f"interval kind (default {d.ci_kind})")
     p.add_argument(

@@ -209,7 +209,9 @@ def fit_and_export(
     if progress is not None:
         progress("export")
     t_exp = time.perf_counter()
-    exports = build_exports(result, config.ci_prob, config.ci_kind, config.min_days)
+    exports = build_exports(
+        result, config.ci_prob, config.ci_kind, config.min_days, config.fdr_level
+    )
     timings = {"load_validate_s": inputs.summary["load_validate_s"], **result.timings}
     run_info = run_info_of(
         result,
@@ -303,7 +305,9 @@ def _write_compared_run(
     tables: dict[str, pd.DataFrame],
 ) -> None:
     """The hbm fit of a comparison as a sealed run folder, with the comparison tables."""
-    exports = build_exports(fitted, config.ci_prob, config.ci_kind, config.min_days)
+    exports = build_exports(
+        fitted, config.ci_prob, config.ci_kind, config.min_days, config.fdr_level
+    )
     run_info = run_info_of(
         fitted, inputs.summary, command, inputs.started, config.ci_prob, config.ci_kind
     )

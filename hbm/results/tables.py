@@ -419,8 +419,10 @@ def build_exports(
     ci_prob: float = CI_PROB,
     ci_kind: str = CI_KIND,
     min_days: int = MIN_DAYS,
+    fdr_level: float = FDR_LEVEL,
 ) -> Exports:
-    """Population, weights, users, profiles and diagnostics, each flagged reliable or not."""
+    """Population, weights, users, profiles and diagnostics, each flagged reliable or not;
+    trigger calls at the expected false-discovery level ``fdr_level``."""
     if not 0.0 < ci_prob < 1.0:
         raise HBMError(f"ci_prob must be in (0, 1), got {ci_prob}")
     if ci_kind not in CI_KINDS:
@@ -428,7 +430,7 @@ def build_exports(
     dt, diag = result.tree, result.diagnostics
     reliable, reasons = diag.reliable, diag.reasons
     population = population_table(dt, result.priors, ci_prob, ci_kind)
-    weights, calls = weights_calls(dt, result.priors, ci_prob, ci_kind)
+    weights, calls = weights_calls(dt, result.priors, ci_prob, ci_kind, fdr_level=fdr_level)
     users = users_table(dt, result.design, weights, result.pooling, ci_prob, ci_kind, min_days)
     for table in (population, weights, users):
         table["reliable"] = reliable

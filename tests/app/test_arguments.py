@@ -324,3 +324,13 @@ def test_predict_with_a_ci_prob_inside_0_1_writes(workspace, tmp_path):
 def test_report_days_users_below_one_is_refused(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--days-users", "0"]) == EXIT_INPUT
     assert _one_line_error(capsys) == "--days-users must be at least 1, got 0"
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "1.5", "-0.1", "nan"])
+def test_fdr_level_outside_0_1_is_refused_before_anything_is_read(tmp_path, bad, capsys):
+    code = main(
+        ["fit", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "r"), "--fdr-level", bad]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --fdr-level must be a probability strictly between 0 and 1")
