@@ -50,7 +50,8 @@ test-slow: $(STAMP)
 
 ## example: regenerate the shipped example diary (documented in data/README.md)
 example: $(STAMP)
-	$(VENV)/bin/hbm simulate --users 40 --days 365 --seed 20261126 --out data/example_diary.csv
+	$(VENV)/bin/hbm simulate --users 40 --days 365 --seed 20261126 --clustering 1.0 \
+	  --clustering-spread 0.3 --attack-days 1.3 --premonitory fatigue --out data/example_diary.csv
 
 ## study: the full personalization study (50 users x {90, 365, 1000} days x heterogeneity {0, 0.3, 0.6})
 study: $(STAMP)

@@ -42,7 +42,7 @@ from hbm.evaluation.baselines import (
     fit_model,
     weights_of,
 )
-from hbm.evaluation.discovery import discovery_table, with_rule_columns
+from hbm.evaluation.discovery import discovery_table
 from hbm.evaluation.metrics import (
     paired_bootstrap,
     per_user_scores,
@@ -207,7 +207,7 @@ def compare(
     table["fit_predict_s"] = [forecasts[n].seconds for n in names]
     per_user_table = _per_user_table(per_user, folds[0].test.users)
     recovery = _recovery(fits, truth) if truth is not None else None
-    discovery, fell_back = _discovery(fits, truth) if truth is not None else (None, False)
+    discovery = _discovery(fits, truth) if truth is not None else None
     stab = None
     if stability and split == "temporal":
         stab = _stability(fits, folds[0].train, priors, sampler, seed, say)
@@ -215,8 +215,6 @@ def compare(
     info["timings_s"] = {n: forecasts[n].seconds for n in names}
     if priors.clustering is None and NO_CLUSTERING & set(names):
         info["hbm-no-clustering"] = "the priors have no clustering block: the same model as hbm"
-    if discovery is not None:
-        info["discovery_class_fallback"] = fell_back
     return Comparison(table, differences, per_user_table, recovery, stab, fits, info, discovery)
 
 
@@ -306,20 +304,17 @@ def _recovery(fits: dict[str, Fitted], truth: dict[str, Any]) -> pd.DataFrame | 
 
 def _discovery(
     fits: dict[str, Fitted], truth: dict[str, Any], rope: float = ROPE
-) -> tuple[pd.DataFrame | None, bool]:
-    """Trigger discovery of every per-user model; True when a weights table lacked the rules'
-    columns (``with_rule_columns``' fallback)."""
-    frames, fell_back = [], False
+) -> pd.DataFrame | None:
+    """Trigger discovery of every per-user model (``discovery_table``)."""
+    frames = []
     for name, fitted in fits.items():
         weights = weights_of(fitted)
         if weights is not None:
-            weights, fallback = with_rule_columns(weights, rope)
-            fell_back |= fallback
             frames.append(discovery_table(weights, truth, rope).assign(model=name))
     if not frames:
-        return None, fell_back
+        return None
     table = pd.concat(frames, ignore_index=True)
-    return table[["model", *[c for c in table if c != "model"]]], fell_back
+    return table[["model", *[c for c in table if c != "model"]]]
 
 
 def _stability(

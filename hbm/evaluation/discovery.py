@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hbm.data.priors import CLUSTERING_KEY
 from hbm.defaults import ROPE
 from hbm.errors import HBMError
 
@@ -41,28 +40,6 @@ KINDS = ("causal", "null", "premonitory", "all", "clustering")
 CALLS = {"trigger": 1.0, "protector": -1.0}
 #: |true weight| from which a cell counts towards power: an odds ratio of at least 2.
 STRONG = float(np.log(2.0))
-
-
-def with_rule_columns(weights: pd.DataFrame, rope: float = ROPE) -> tuple[pd.DataFrame, bool]:
-    """The weights table with ``interval_class``, ``class`` and ``role``; True when it fell back.
-
-    FALLBACK, to be removed once ``hbm.results.tables.weights_table`` writes ``interval_class``,
-    ``p_call`` and ``role``: a table without ``interval_class`` gets it from its interval
-    (``hbm.results.tables.classify``), its ``class`` is replaced by that interval class (the old
-    rule, standing in for the new call), and ``role`` is ``clustering`` for ``attack_yesterday``.
-    """
-    if "interval_class" in weights and "role" in weights:
-        return weights, False
-    from hbm.results.tables import classify
-
-    out = weights.copy()
-    fell_back = "interval_class" not in out
-    if fell_back:
-        out["interval_class"] = classify(out["ci_lb"].to_numpy(), out["ci_ub"].to_numpy(), rope)
-        out["class"] = out["interval_class"]  # FALLBACK: the old rule stands in for the call
-    if "role" not in out:
-        out["role"] = np.where(out["feature"] == CLUSTERING_KEY, "clustering", "trigger")
-    return out, fell_back
 
 
 def true_weights(weights: pd.DataFrame, truth: dict[str, Any]) -> np.ndarray:
@@ -116,8 +93,8 @@ def discovery_table(
     weights: pd.DataFrame, truth: dict[str, Any], rope: float = ROPE
 ) -> pd.DataFrame:
     """One row per kind of cell (``KINDS``): calls and false calls of each rule, FDP, power and
-    coverage (module doc). ``weights`` needs ``class``, ``interval_class`` and ``role``
-    (``with_rule_columns`` adds them to an older table)."""
+    coverage (module doc). ``weights`` is ``hbm.results.tables.weights_table``'s (``class``,
+    ``interval_class`` and ``role``)."""
     true = true_weights(weights, truth)
     kind = cell_kinds(weights, true, truth, rope)
     covered = (weights["ci_lb"].to_numpy() <= true) & (true <= weights["ci_ub"].to_numpy())

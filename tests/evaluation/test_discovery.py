@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from hbm.errors import HBMError
-from hbm.evaluation.discovery import KINDS, discovery_table, with_rule_columns
+from hbm.evaluation.discovery import KINDS, discovery_table
 
 CELLS = [
     ("u1", "f1", 0.9, 0.3, 1.5, "trigger", "trigger", "trigger"),
@@ -123,26 +123,3 @@ def test_a_cell_missing_from_the_truth_is_named():
     del truth["weights"]["u2"]["pm"]
     with pytest.raises(HBMError, match="the truth file has no weight for 'pm'"):
         discovery_table(weights, truth)
-
-
-def test_fallback_rule_columns_for_an_older_weights_table():
-    """Without ``interval_class`` (and ``role``): the interval's class stands in for both rules;
-    attack_yesterday is the clustering row by its key."""
-    old = pd.DataFrame(
-        {
-            "user_id": ["u"] * 5,
-            "feature": ["a", "b", "c", "d", "attack_yesterday"],
-            "ci_lb": [0.3, -0.1, -0.5, -0.9, 0.4],
-            "ci_ub": [1.5, 0.1, 0.1, -0.3, 0.9],
-            "class": ["x"] * 5,
-        }
-    )
-    filled, fell_back = with_rule_columns(old)
-    assert fell_back
-    want = ["trigger", "no association", "uncertain", "protector", "trigger"]
-    assert filled["interval_class"].tolist() == want and filled["class"].tolist() == want
-    assert filled["role"].tolist() == ["trigger"] * 4 + ["clustering"]
-    assert old["class"].tolist() == ["x"] * 5  # the caller's table is left as it was
-    new, _ = _weights_and_truth()
-    same, fell_back = with_rule_columns(new)
-    assert same is new and not fell_back
