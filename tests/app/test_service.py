@@ -195,7 +195,7 @@ def test_openapi_contract(run_dir):
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(load_service_data(run_dir)))
     operations = [op.ok() for op in schema.get_all_operations()]
-    assert len(operations) == 5
+    assert len(operations) == 6  # next_day_risk is the sixth
     for op in operations:
 
         @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -549,3 +549,41 @@ def test_served_version_is_hbm_s(run_a, monkeypatch):
 def test_clean_gives_plain_json_scalars(value, want):
     got = _clean(value)
     assert got == want and type(got) is type(want)
+
+
+# --- /users/{id}/next_day_risk -----------------------------------------------------------------
+
+
+def test_next_day_risk_is_the_users_tables_by_todays_state(tmp_path):
+    users = USERS.assign(
+        risk_after_attack_day_mean=[0.30, 0.20, 0.25, 0.40],
+        risk_after_attack_day_lb=[0.20, 0.10, 0.05, 0.30],
+        risk_after_attack_day_ub=[0.45, 0.35, 0.50, 0.55],
+        risk_after_attack_free_day_mean=[0.10, 0.08, 0.12, 0.15],
+        risk_after_attack_free_day_lb=[0.05, 0.04, 0.02, 0.10],
+        risk_after_attack_free_day_ub=[0.20, 0.15, 0.30, 0.22],
+    )
+    client = _client_for(tmp_path, users=users)
+    after = client.get("/users/U-2/next_day_risk", params={"attack_today": "true"})
+    assert after.status_code == 200
+    assert after.json() == {
+        "user_id": "U-2",
+        "attack_today": True,
+        "risk_mean": 0.20,
+        "risk_ci": [0.10, 0.35],
+        "ci_prob": 0.9,
+        "ci_kind": "eti",
+        "assumes": "every other exposure at the cohort's mean (hbm predict uses the diary's)",
+    }
+    free = client.get("/users/U-2/next_day_risk", params={"attack_today": "false"}).json()
+    assert (free["risk_mean"], free["risk_ci"]) == (0.08, [0.04, 0.15])
+    assert client.get("/users/nobody/next_day_risk?attack_today=1").status_code == 404
+    assert client.get("/users/U-2/next_day_risk").status_code == 422  # today's state is needed
+
+
+def test_next_day_risk_of_a_run_without_clustering_is_a_404(run_a):
+    r = serve(run_a).get("/users/U-2/next_day_risk", params={"attack_today": "true"})
+    assert r.status_code == 404
+    assert r.json() == {
+        "detail": "run 'run-a' has no clustering term: tomorrow's risk does not use today"
+    }

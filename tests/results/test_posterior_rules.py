@@ -933,3 +933,43 @@ def test_build_exports_defaults_and_pooling(small_priors):
     default_days = build_exports(fit_result(small_priors))
     assert list(default_days.users["few_days"]) == [True, False, False]
     assert (default_days.users["confidence"] > 0).all()
+
+
+def test_next_day_risk_by_hand():
+    """invlogit(a + w_c (s - m)) per draw, s = 1 after an attack day and 0 after a free one."""
+    from hbm.results.tables import next_day_risk
+
+    a = np.array([[[-2.0], [-1.0]], [[-1.5], [-0.5]]])  # (chain, draw, user)
+    w_c = np.array([[[1.0], [2.0]], [[0.5], [1.5]]])
+    post = xr.Dataset(
+        {
+            "a": (("chain", "draw", "user"), a),
+            "w": (("chain", "draw", "user", "feature"), np.stack([w_c * 0 + 9, w_c], axis=-1)),
+        },
+        coords={
+            "chain": [0, 1],
+            "draw": [0, 1],
+            "user": ["k"],
+            "feature": ["x", "attack_yesterday"],
+        },
+    )
+    design = Design(
+        x=np.zeros((1, 2)),
+        exposure=np.zeros((1, 2)),
+        y=np.zeros(1, dtype=np.int8),
+        user_index=np.zeros(1, dtype=np.int64),
+        users=("k",),
+        features=("x", "attack_yesterday"),
+        dates=np.array(["2025-01-01"], dtype="datetime64[ns]"),
+        exposure_means=ExposureMeans(("x", "attack_yesterday"), (0.5, 0.25)),
+        lag_filled={"x": 0, "attack_yesterday": 0},
+    )
+    table = next_day_risk(xr.DataTree.from_dict({"posterior": post}), design, ci_prob=0.5)
+    for state, name in ((1.0, "after_attack_day"), (0.0, "after_attack_free_day")):
+        p = special.expit(a.reshape(-1) + w_c.reshape(-1) * (state - 0.25))
+        assert table.loc["k", f"risk_{name}_mean"] == pytest.approx(p.mean(), rel=1e-12)
+        assert table.loc["k", f"risk_{name}_lb"] == pytest.approx(np.quantile(p, 0.25), rel=1e-12)
+        assert table.loc["k", f"risk_{name}_ub"] == pytest.approx(np.quantile(p, 0.75), rel=1e-12)
+    # without the clustering term there is no such risk
+    no_c = design.__class__(**{**design.__dict__, "features": ("x", "y")})
+    assert next_day_risk(xr.DataTree.from_dict({"posterior": post}), no_c).columns.empty
