@@ -450,5 +450,5 @@ def test_docs_render_in_chromium_with_the_network_cut(tmp_path):
         operations = page.locator(".opblock").count()
         page.screenshot(path=str(tmp_path / "docs.png"))
         browser.close()
-    assert operations == 5
+    assert operations == 6  # next_day_risk is the sixth
     assert outside == [] and errors == []
