@@ -71,6 +71,11 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"median {d['median']:g} max {d['max']}"
     )
     print(f"attacks    {s['attack_rate']:.1%} of days")
+    if s.get("continuing_attack_days"):
+        print(
+            f"continuing {s['continuing_attack_days']} day(s) inside an attack that began earlier "
+            "(not at risk of an onset; the next day's clustering state)"
+        )
     print(f"gaps       {s['missing_days_total']} missing day(s) inside users' date ranges")
     print(f"missing    policy '{s['missing_policy']}', dropped rows {s['dropped_rows']}")
     print(f"{'column':<36} {'missing':>8} {'imputed':>8}")

@@ -82,6 +82,7 @@ def summarize(diary: Diary, design: Design) -> dict[str, Any]:
             "max": int(days.max()),
         },
         "attack_rate": float(diary.data["migraine"].mean()),
+        "continuing_attack_days": design.continuing_days,
         "missing_days_total": int(sum(r.missing_days_per_user.values())),
         "missing_values": dict(r.missing_values),
         "missing_policy": r.missing_policy,
