@@ -28,7 +28,7 @@ import xarray as xr
 from scipy import special
 
 from hbm.data.exposures import Design
-from hbm.data.priors import CLUSTERING_KEY, Priors
+from hbm.data.priors import Priors
 from hbm.defaults import (
     CI_KIND,
     CI_KINDS,
@@ -43,6 +43,7 @@ from hbm.errors import HBMError
 from hbm.model.population import NO_POOLING_SD, new_user_draws
 from hbm.results.calls import PREMONITORY, Calls, call_classes, fdr_calls
 from hbm.results.json_values import json_ready
+from hbm.results.prediction import next_day_risk
 
 if TYPE_CHECKING:
     from hbm.inference.fitting import FitResult
@@ -292,29 +293,6 @@ def users_table(
         }
     )
     return table.join(next_day_risk(dt, design, ci_prob).reindex(users), on="user_id")
-
-
-def next_day_risk(dt: xr.DataTree, design: Design, ci_prob: float = CI_PROB) -> pd.DataFrame:
-    """Per user, tomorrow's attack risk given today's state, other exposures at the cohort mean.
-
-    ``invlogit(a[u] + w[u, attack_yesterday] * (s - m))`` per draw, ``s`` 1 after an attack day
-    and 0 after an attack-free day, ``m`` the clustering exposure's centring mean; mean and
-    ``ci_prob`` equal-tailed interval. No columns when the fit has no clustering term.
-    """
-    post = dt["posterior"].to_dataset()
-    if CLUSTERING_KEY not in design.features or "w" not in post:
-        return pd.DataFrame(index=pd.Index([str(u) for u in post["user"].values]))
-    m = design.exposure_means.as_array((CLUSTERING_KEY,))[0]
-    w_c = post["w"].sel(feature=CLUSTERING_KEY, drop=True)
-    lo, hi = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
-    columns = {}
-    for state, name in ((1.0, "after_attack_day"), (0.0, "after_attack_free_day")):
-        risk = xr.apply_ufunc(special.expit, post["a"] + w_c * (state - m))
-        q = risk.quantile([lo, hi], dim=("chain", "draw"))
-        columns[f"risk_{name}_mean"] = risk.mean(("chain", "draw")).values
-        columns[f"risk_{name}_lb"] = q.isel(quantile=0).values
-        columns[f"risk_{name}_ub"] = q.isel(quantile=1).values
-    return pd.DataFrame(columns, index=pd.Index([str(u) for u in post["user"].values]))
 
 
 def profile_records(

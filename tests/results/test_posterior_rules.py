@@ -937,7 +937,7 @@ def test_build_exports_defaults_and_pooling(small_priors):
 
 def test_next_day_risk_by_hand():
     """invlogit(a + w_c (s - m)) per draw, s = 1 after an attack day and 0 after a free one."""
-    from hbm.results.tables import next_day_risk
+    from hbm.results.prediction import next_day_risk
 
     a = np.array([[[-2.0], [-1.0]], [[-1.5], [-0.5]]])  # (chain, draw, user)
     w_c = np.array([[[1.0], [2.0]], [[0.5], [1.5]]])
