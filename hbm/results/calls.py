@@ -6,9 +6,10 @@ the likelier direction, with probability ``p_call = max(p_up, p_down)``; calling
 discovery with posterior probability ``1 - p_call`` (the true weight lies inside the ROPE or on
 the other side). Candidates are ranked by ``p_call`` and the largest set of the best ranked is
 called whose mean ``1 - p_call``, the posterior expected false-discovery proportion, is at most
-``level`` (default ``hbm.defaults.FDR_LEVEL``, 5%). Every cell with ``P(w > ROPE) >= 0.95`` is
-called (each adds at most 0.05), so the rule calls at least what the equal-tailed interval rule
-(``hbm.results.tables.classify``) calls, and more where the run's evidence allows it.
+``level`` (default ``hbm.defaults.FDR_LEVEL``, 2%: why there). At a level ``L`` every cell with
+``p_call >= 1 - L`` is called (each adds at most ``L``); at 5% that includes every call of the
+90% equal-tailed interval rule (``hbm.results.tables.classify``), at 2% the cells the interval
+rule calls with ``p_call`` below 0.98 may be left out, and cells it does not call may be called.
 
 Which cells may be called:
 

@@ -128,7 +128,7 @@ def test_a_fit_rerun_from_its_recorded_config_gives_byte_identical_weights(works
         "pooling": "partial",
         "parameterization": "auto",
         "clustering": "on",
-        "fdr-level": 0.05,
+        "fdr-level": 0.02,
         "ci-prob": 0.9,
         "ci-kind": "eti",
         "strict": False,

@@ -20,8 +20,8 @@ from hbm.results.calls import (
 ALL = np.ones(6, dtype=bool)
 
 
-def test_the_default_level_is_five_percent():
-    assert FDR_LEVEL == 0.05
+def test_the_default_level_is_two_percent():
+    assert FDR_LEVEL == 0.02
 
 
 def test_calls_the_largest_set_whose_mean_false_probability_is_within_the_level():
@@ -37,7 +37,7 @@ def test_calls_the_largest_set_whose_mean_false_probability_is_within_the_level(
     assert fdr_calls(p_up, np.zeros(6), ALL, ALL, 0.031).direction.tolist() == [0, 1, 0, 1, 0, 1]
 
 
-def test_every_cell_of_095_or_more_is_called_so_the_interval_rules_calls_are_kept():
+def test_at_five_percent_every_cell_of_095_or_more_is_called():
     p_up = np.array([0.95, 0.96, 0.999, 0.2, 0.1, 0.0])
     calls = fdr_calls(p_up, np.zeros(6), ALL, ALL, 0.05)
     assert calls.direction[:3].tolist() == [1, 1, 1]

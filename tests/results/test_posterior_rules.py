@@ -220,7 +220,7 @@ def test_weights_table_numbers_from_the_draws(small_priors, ci_kind):
         assert row["p_above_rope"] == pytest.approx(np.mean(v > 0.2), abs=1e-12)
         assert row["p_below_rope"] == pytest.approx(np.mean(v < -0.2), abs=1e-12)
         assert row["p_call"] == pytest.approx(max(np.mean(v > 0.2), np.mean(v < -0.2)), abs=1e-12)
-        assert row["role"] == "trigger" and row["fdr_level"] == 0.05
+        assert row["role"] == "trigger" and row["fdr_level"] == 0.02
         assert (row["ci_prob"], row["ci_kind"]) == (0.9, ci_kind)
     zero = table.loc[("u1", "pressure_drop")]
     assert (zero["p_positive"], zero["p_above_rope"]) == (0.5, 0.0)  # by hand: 10/20, 0/20
