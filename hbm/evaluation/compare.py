@@ -274,20 +274,20 @@ def _info(
 
 
 def _differences(per_user: dict[str, pd.DataFrame], names: list[str], seed: int) -> pd.DataFrame:
-    """Paired bootstrap of every model against the reference and against ``hbm``."""
-    return pd.DataFrame(
-        [
-            {
-                "model": name,
-                "reference": ref,
-                **paired_bootstrap(per_user[name], per_user[ref], seed=seed),
-            }
-            for ref in dict.fromkeys([REFERENCE, "hbm"])
-            if ref in per_user
-            for name in names
-            if name != ref
-        ]
-    )
+    """Paired bootstrap of every model against the reference and against ``hbm`` (no rows, but
+    the key columns, when the reference is the only model)."""
+    rows = [
+        {
+            "model": name,
+            "reference": ref,
+            **paired_bootstrap(per_user[name], per_user[ref], seed=seed),
+        }
+        for ref in dict.fromkeys([REFERENCE, "hbm"])
+        if ref in per_user
+        for name in names
+        if name != ref
+    ]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["model", "reference"])
 
 
 def _recovery(fits: dict[str, Fitted], truth: dict[str, Any]) -> pd.DataFrame | None:

@@ -114,6 +114,13 @@ class Cohort:
 
 def _check(cfg: SimulationConfig) -> None:
     problems = []
+    numbers = ("heterogeneity", "attack_rate", "sigma_a", "clustering", "clustering_spread")
+    for name in (*numbers, "attack_days", "premonitory_share", "premonitory_shift"):
+        value = getattr(cfg, name)
+        if value is not None and not math.isfinite(value):
+            problems.append(f"{name.replace('_', ' ')} must be a finite number, got {value}")
+    if problems:
+        raise HBMError("invalid simulation settings: " + "; ".join(problems))
     if cfg.n_users < 1:
         problems.append(f"users must be >= 1, got {cfg.n_users}")
     if cfg.n_days < 2:
@@ -142,6 +149,23 @@ def _check(cfg: SimulationConfig) -> None:
             problems.append(f"{name.replace('_', ' ')} must be in [0, 1), got {getattr(cfg, name)}")
     if problems:
         raise HBMError("invalid simulation settings: " + "; ".join(problems))
+
+
+def _no_intercept(cfg: SimulationConfig) -> HBMError:
+    """Settings whose effects are too large for any intercept to give the attack rate."""
+    return HBMError(
+        f"invalid simulation settings: no population intercept in [-15, 15] gives an attack "
+        f"rate of {cfg.attack_rate} with clustering {cfg.clustering} (spread "
+        f"{cfg.clustering_spread}) and heterogeneity {cfg.heterogeneity}; choose smaller effects"
+    )
+
+
+def _solve(gap: Any, cfg: SimulationConfig) -> float:
+    """The population intercept where ``gap`` is 0 (``_no_intercept`` when there is none)."""
+    try:
+        return float(optimize.brentq(gap, -15.0, 15.0))
+    except ValueError:
+        raise _no_intercept(cfg) from None
 
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(40)
@@ -383,12 +407,15 @@ def _solve_a0(
     multi-day attacks: the formula of earlier versions, so their cohorts stay the same)."""
     if coef.any() or cfg.attack_days > 1.0:
         days = eta_w.reshape(cfg.n_users, cfg.n_days)
-        return solve_a0(za, days, coef, cfg.attack_rate, cfg.attack_days)
+        try:
+            return solve_a0(za, days, coef, cfg.attack_rate, cfg.attack_days)
+        except ValueError:
+            raise _no_intercept(cfg) from None
 
     def rate_gap(a0: float) -> float:
         return float(special.expit(a0 + za[design.user_index] + eta_w).mean() - cfg.attack_rate)
 
-    return float(optimize.brentq(rate_gap, -15.0, 15.0))
+    return _solve(rate_gap, cfg)
 
 
 def _exposure_diary(

@@ -303,3 +303,13 @@ def test_compare_rolling_split_without_clustering(tmp_path):
     listed = json.loads((out / "manifest.json").read_text())["files"]
     assert "discovery.csv" in listed and "recovery.csv" in listed
     assert not (out / "hbm").exists()  # hbm was not compared: no run folder
+
+
+def test_differences_of_the_reference_alone_are_empty_with_their_key_columns():
+    """`hbm compare --models global` fitted, then stopped on a KeyError: no model to compare."""
+    from hbm.evaluation.compare import REFERENCE, _differences
+
+    per_user = {REFERENCE: pd.DataFrame({"within_auc": [0.5, 0.6]}, index=["a", "b"])}
+    out = _differences(per_user, [REFERENCE], seed=0)
+    assert out.empty and list(out.columns) == ["model", "reference"]
+    assert out[out["reference"] == REFERENCE].drop(columns="reference").empty

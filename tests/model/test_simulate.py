@@ -388,3 +388,18 @@ def test_truth_names_each_features_kind(priors):
     assert set(kinds.values()) == {"causal"} and len(kinds) == len(priors.keys) - 3
     assert truth["config"]["premonitory"] == ("fatigue", "neck_pain")
     assert truth["attack_length"]["mean"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"clustering": float("nan")}, "clustering must be a finite number, got nan"),
+        ({"clustering_spread": float("inf")}, "clustering spread must be a finite number"),
+        ({"attack_days": float("inf")}, "attack days must be a finite number, got inf"),
+        ({"heterogeneity": float("nan")}, "heterogeneity must be a finite number, got nan"),
+        ({"clustering": 50.0}, "no population intercept in \\[-15, 15\\] gives an attack rate"),
+    ],
+)
+def test_settings_no_cohort_can_have_are_refused_with_a_reason(priors, setting, message):
+    with pytest.raises(HBMError, match=message):
+        simulate(priors, SimulationConfig(n_users=5, n_days=30, seed=1, **setting))
