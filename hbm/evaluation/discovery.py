@@ -10,7 +10,7 @@ has a kind:
 * ``premonitory``: a feature whose truth kind (``truth["kinds"][feature]``, when the truth
   records kinds) is ``"premonitory"``.
 * ``causal``: any other cell with ``|true weight| >= rope``.
-* ``null``: any other cell with ``|true weight| < rope``.
+* ``negligible``: any other cell with ``|true weight| < rope``.
 
 ``all`` is every cell but the clustering row. For each rule, ``class`` (the default call) and
 ``interval_class`` (the interval outside the ROPE), a *call* is a cell classed ``trigger`` or
@@ -36,7 +36,7 @@ from hbm.defaults import ROPE
 from hbm.errors import HBMError
 
 RULES = ("class", "interval_class")
-KINDS = ("causal", "null", "premonitory", "all", "clustering")
+KINDS = ("causal", "negligible", "premonitory", "all", "clustering")
 CALLS = {"trigger": 1.0, "protector": -1.0}
 #: |true weight| from which a cell counts towards power: an odds ratio of at least 2.
 STRONG = float(np.log(2.0))
@@ -59,11 +59,11 @@ def true_weights(weights: pd.DataFrame, truth: dict[str, Any]) -> np.ndarray:
 def cell_kinds(
     weights: pd.DataFrame, true: np.ndarray, truth: dict[str, Any], rope: float = ROPE
 ) -> np.ndarray:
-    """Each cell's kind (module doc): causal, null, premonitory or clustering."""
+    """Each cell's kind (module doc): causal, negligible, premonitory or clustering."""
     kinds = truth.get("kinds") or {}
     of_feature = np.array([kinds.get(str(f), "") for f in weights["feature"]], dtype=object)
     clustering = (weights["role"].to_numpy() == "clustering") | (of_feature == "clustering")
-    out = np.where(np.abs(true) >= rope, "causal", "null").astype(object)
+    out = np.where(np.abs(true) >= rope, "causal", "negligible").astype(object)
     out[of_feature == "premonitory"] = "premonitory"
     out[clustering] = "clustering"
     return out

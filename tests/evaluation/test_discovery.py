@@ -77,7 +77,7 @@ def test_discovery_counts_by_hand():
         #   class: calls, trigger, protector, false, fdp, power,
         #   interval_class: calls, trigger, protector, false, fdp, power
         "causal": (3, 2, 2 / 3, 3, 1, 2, 1, 1 / 3, 1.0, 1, 1, 0, 0, 0.0, 0.5),
-        "null": (1, 0, 0.0, 1, 1, 0, 1, 1.0, nan, 1, 1, 0, 1, 1.0, nan),
+        "negligible": (1, 0, 0.0, 1, 1, 0, 1, 1.0, nan, 1, 1, 0, 1, 1.0, nan),
         "premonitory": (2, 1, 1.0, 0, 0, 0, 0, 0.0, 0.0, 1, 1, 0, 0, 0.0, 1.0),
         "all": (6, 3, 4 / 6, 4, 2, 2, 2, 0.5, 2 / 3, 3, 3, 0, 1, 1 / 3, 2 / 3),
         "clustering": (2, 1, 0.5, 0, 0, 0, 0, 0.0, nan, 0, 0, 0, 0, 0.0, nan),
@@ -109,10 +109,10 @@ def test_a_call_at_the_rope_edge():
     )
     truth = {"weights": {"u": {"a": 0.2, "b": 0.19999, "c": 0.2}}}  # no kinds: no premonitory
     table = discovery_table(weights, truth).set_index("kind")
-    assert table.loc["causal", "n_cells"] == 2 and table.loc["null", "n_cells"] == 1
+    assert table.loc["causal", "n_cells"] == 2 and table.loc["negligible", "n_cells"] == 1
     assert table.loc["premonitory", "n_cells"] == 0
     assert table.loc["causal", "class_false_calls"] == 1  # c: protector on +0.2
-    assert table.loc["null", "class_false_calls"] == 1  # b: inside the ROPE
+    assert table.loc["negligible", "class_false_calls"] == 1  # b: inside the ROPE
     assert table.loc["all", "class_fdp"] == pytest.approx(2 / 3)
     assert table.loc["clustering", "n_cells"] == 0
     assert np.isnan(table.loc["clustering", "coverage"])
