@@ -3,8 +3,9 @@
 Personalization (per-user weights) is recommended only when all hold:
 
 1. enough data: at least ``MIN_USERS`` users and a median of at least ``MIN_MEDIAN_DAYS`` days;
-2. users differ: for at least one feature, P(tau > ``SPREAD``) >= ``SPREAD_PROB`` in the
-   hierarchical fit (between-user SD on the log-odds scale, from ``population.csv``);
+2. users differ: for at least one trigger feature, P(tau > ``SPREAD``) >= ``SPREAD_PROB`` in the
+   hierarchical fit (between-user SD on the log-odds scale, from ``population.csv``); features
+   flagged premonitory and the clustering term do not count (``spread_features``);
 3. it predicts better: on held-out days (``hbm compare``), the paired-bootstrap interval of the
    mean within-person AUC difference ``hbm - global`` lies above zero, and the interval of the
    Brier difference does not lie above zero.
@@ -34,6 +35,19 @@ class Decision:
     reasons: tuple[str, ...]
 
 
+def spread_features(population: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose spread may show that users differ in their triggers: role ``trigger`` and
+    not flagged ``premonitory_confound``. A premonitory symptom's spread follows each user's
+    attacks, not a trigger (issue 21: on a simulated cohort the only feature to pass was the
+    no-effect premonitory one), and the clustering term is no trigger."""
+    keep = pd.Series(True, index=population.index)
+    if "role" in population:
+        keep &= population["role"] == "trigger"
+    if "premonitory_confound" in population:
+        keep &= ~population["premonitory_confound"].astype(bool)
+    return population[keep]
+
+
 def decide(
     population: pd.DataFrame, users: pd.DataFrame, comparison: pd.DataFrame | None
 ) -> Decision:
@@ -48,9 +62,10 @@ def decide(
     )
     col = SPREAD_COLUMN
     if col in population:
-        strong = population.loc[population[col] >= SPREAD_PROB, ["feature", col]]
+        eligible = spread_features(population)
+        strong = eligible.loc[eligible[col] >= SPREAD_PROB, ["feature", col]]
         differ = len(strong) > 0
-        top = population.sort_values(col, ascending=False).head(3)
+        top = eligible.sort_values(col, ascending=False).head(3)
         reasons.append(
             f"spread: {len(strong)} feature(s) with P(tau > {SPREAD:g}) >= {SPREAD_PROB:g}"
             + (f" ({', '.join(strong['feature'])})" if differ else "")

@@ -142,3 +142,32 @@ def test_comparison_without_hbm_row():
 def test_reason_reports_the_bootstrap_level():
     cmp = _comparison().assign(boot_ci_prob=0.9)
     assert "(90% paired bootstrap over users): better" in decide(DIFFER, ENOUGH, cmp).reasons[2]
+
+
+def test_premonitory_and_clustering_spreads_do_not_show_that_users_differ():
+    """Issue 21: a premonitory symptom's spread follows each user's attacks, and the clustering
+    term is no trigger; only the other features' spreads count, and only they are listed."""
+    population = _population([0.99, 0.98, 0.5, 0.4]).assign(
+        role=["clustering", "trigger", "trigger", "trigger"],
+        premonitory_confound=[False, True, False, False],
+    )
+    d = decide(population, ENOUGH, _comparison())
+    assert d.checks["users_differ"] is False
+    assert d.reasons[1] == (
+        "spread: 0 feature(s) with P(tau > 0.3) >= 0.95; highest: f2 0.50, f3 0.40"
+    )
+    # the same spreads on two plain trigger features do count
+    plain = population.assign(role="trigger", premonitory_confound=False)
+    d = decide(plain, ENOUGH, _comparison())
+    assert d.checks["users_differ"] is True
+    assert d.reasons[1] == (
+        "spread: 2 feature(s) with P(tau > 0.3) >= 0.95 (f0, f1); highest: f0 0.99, f1 0.98, "
+        "f2 0.50"
+    )
+    # a flag stored as text in a CSV ("True"/"False" read back as bool) counts the same
+    flagged = population.assign(role="trigger")
+    assert (
+        decide(flagged, ENOUGH, _comparison())
+        .reasons[1]
+        .startswith("spread: 1 feature(s) with P(tau > 0.3) >= 0.95 (f0)")
+    )
