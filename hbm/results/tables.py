@@ -189,7 +189,9 @@ def weights_calls(
     p_up, p_down = table["p_above_rope"].to_numpy(), table["p_below_rope"].to_numpy()
     may_call = trigger & ~premonitory
     calls = fdr_calls(p_up, p_down, may_call, may_call, fdr_level)
-    table["p_call"] = calls.p_call
+    # the likelier side's probability for every trigger cell, those that may not be called
+    # (premonitory) included; none for the clustering term, which is never a call
+    table["p_call"] = np.where(trigger, np.maximum(p_up, p_down), np.nan)
     table["class"] = call_classes(
         calls, p_up, table["interval_class"].to_numpy(), table["role"].to_numpy(), premonitory
     )
@@ -368,7 +370,7 @@ def _trigger(r: Mapping[Hashable, Any]) -> dict[str, Any]:
         "odds_ratio": float(r["odds_ratio"]),
         "odds_ratio_ci": [float(r["odds_ratio_lb"]), float(r["odds_ratio_ub"])],
         "p_positive": float(r["p_positive"]),
-        "p_call": float(r["p_call"]) if "p_call" in r else None,
+        "p_call": float(r["p_call"]) if "p_call" in r and pd.notna(r["p_call"]) else None,
         "class": r["class"],
         "interval_class": r.get("interval_class"),
     }
