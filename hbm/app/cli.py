@@ -311,6 +311,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"wrote {args.out} ({len(table)} days; {n_new} of unseen users, predicted from the "
         "population)"
     )
+    continuing = int(table.attrs.get("continuing_days", 0))
+    if continuing:
+        print(
+            f"{continuing} day(s) inside an attack that began earlier (migraine_continues) have "
+            "no onset risk and no row"
+        )
     return 0
 
 

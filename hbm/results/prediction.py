@@ -76,10 +76,14 @@ def predict(
     -------
     pandas.DataFrame
         ``user_id, date, known_user, risk_mean, risk_lb, risk_ub, ci_prob, ci_kind`` and
-        ``migraine`` when the diary has it.
+        ``migraine`` when the diary has it; one row per day at risk of an onset (days marked
+        ``migraine_continues`` have none; ``attrs["continuing_days"]`` counts them).
     """
     design = exposures(diary, fit_priors(tree), exposure_means=fit_exposure_means(tree))
-    return predict_design(tree, continued_from_fit(tree, design, diary), ci_prob, seed, max_draws)
+    out = predict_design(tree, continued_from_fit(tree, design, diary), ci_prob, seed, max_draws)
+    # days inside a continuing attack are not at risk of an onset: no row, but counted
+    out.attrs["continuing_days"] = design.continuing_days
+    return out
 
 
 def continued_from_fit(tree: xr.DataTree, design: Design, diary: Diary) -> Design:

@@ -539,3 +539,16 @@ def test_a_known_users_first_new_day_takes_the_fitted_last_days_state(last_day, 
     assert_risk(out.iloc[0], expected_risk(a, weights, [0.0, 0.0, 0.0, x_c]))
     # the second day reads the diary's own first day (no attack): 0 - 0.2
     assert_risk(out.iloc[1], expected_risk(a, weights, [0.0, 0.0, -0.5, -0.2]))
+
+
+def test_a_continuing_day_has_no_row_but_is_counted_and_gives_the_next_day_its_state():
+    priors = parse_priors(json.dumps(CLUSTER_DOC))
+    dates = ["2025-03-01", "2025-03-02", "2025-03-03"]
+    frame = cluster_diary([1, 0, 0], dates).assign(migraine_continues=[0, 1, 0])
+    out = predict(cluster_tree(), validate_frame(frame, priors))
+    assert out["date"].dt.strftime("%Y-%m-%d").tolist() == ["2025-03-01", "2025-03-03"]
+    assert out.attrs["continuing_days"] == 1
+    weights = [[*list(W[c, d, 0]), float(W_C[c, d])] for c, d in ALL]
+    a = [float(A[c, d, 0]) for c, d in ALL]
+    # 3 March follows a day inside the attack: state 1 (centred 0.8)
+    assert_risk(out.iloc[1], expected_risk(a, weights, [0.0, 0.0, -0.5, 0.8]))
