@@ -123,6 +123,8 @@ class NextDayRisk(BaseModel):
     ci_prob: float
     ci_kind: str
     assumes: str
+    reliable: bool
+    reliability_reasons: list[str]
 
 
 class ErrorBody(BaseModel):
@@ -306,6 +308,8 @@ def next_day_body(
         "ci_prob": data.population["ci_prob"],
         "ci_kind": "eti",
         "assumes": "every other exposure at the cohort's mean (hbm predict uses the diary's)",
+        "reliable": data.reliable,
+        "reliability_reasons": list(data.population["reliability_reasons"]),
     }
 
 

@@ -574,6 +574,8 @@ def test_next_day_risk_is_the_users_tables_by_todays_state(tmp_path):
         "ci_prob": 0.9,
         "ci_kind": "eti",
         "assumes": "every other exposure at the cohort's mean (hbm predict uses the diary's)",
+        "reliable": False,
+        "reliability_reasons": REASONS,
     }
     free = client.get("/users/U-2/next_day_risk", params={"attack_today": "false"}).json()
     assert (free["risk_mean"], free["risk_ci"]) == (0.08, [0.04, 0.15])
