@@ -110,7 +110,15 @@ def rolling_folds(
     """The rolling split's fits (module doc): at each origin, training and test block designs."""
     folds = []
     fractions = origin_fractions(test_fraction, origins)
-    for i, (is_train, is_test) in enumerate(rolling_masks(diary, test_fraction, origins)):
+    masks = rolling_masks(diary, test_fraction, origins)
+    empty = [i for i, (_, is_test) in enumerate(masks) if not is_test.any()]
+    if empty:
+        raise HBMError(
+            f"{origins} origins leave {len(empty)} block(s) without a test day (first: origin "
+            f"{empty[0]}); each user's last {test_fraction:g} of days is cut into the blocks: "
+            "use fewer origins"
+        )
+    for i, (is_train, is_test) in enumerate(masks):
         # the training days alone give the centring means; a prefix of each user's days, so
         # every lag of a training day reads a training day (as ``split_by_time``'s diary)
         before = replace(diary, data=diary.data[is_train].reset_index(drop=True))

@@ -208,3 +208,13 @@ def test_hbm_no_clustering_is_a_default_model_only_with_clustering(clustering_pr
     design = exposures(validate_frame(_frame(), plain, min_days=1), plain)
     assert model_priors("hbm-no-clustering", plain) is plain
     assert model_design("hbm-no-clustering", design, plain) is design
+
+
+def test_more_origins_than_test_days_are_refused_before_any_fit(diary, clustering_priors):
+    """`--origins 60` on users with about 36 test days fitted models that forecast nothing.
+    Here user a's last quarter is 3 days and b's 2: 60 origins leave empty blocks."""
+    from hbm.evaluation.splits import rolling_folds
+
+    with pytest.raises(HBMError, match=r"60 origins leave \d+ block\(s\) without a test day"):
+        rolling_folds(diary, clustering_priors, 0.25, 60)
+    assert len(rolling_folds(diary, clustering_priors, 0.25, 2)) == 2
