@@ -167,8 +167,16 @@ def _add_simulate_parser(sub: Sub) -> None:
 
 
 def feature_keys(text: str) -> tuple[str, ...]:
-    """``--premonitory fatigue,neck_pain``: comma-separated feature keys."""
-    return tuple(k.strip() for k in text.split(",") if k.strip())
+    """``--premonitory fatigue,neck_pain``: comma-separated feature keys, each once, none empty."""
+    keys = tuple(k.strip() for k in text.split(","))
+    if not all(keys):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has an empty feature key; give keys separated by commas, e.g. "
+            "fatigue,neck_pain"
+        )
+    if len(set(keys)) != len(keys):
+        raise argparse.ArgumentTypeError(f"{text!r} names a feature more than once")
+    return keys
 
 
 def _add_realism_options(p: argparse.ArgumentParser) -> None:

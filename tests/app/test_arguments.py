@@ -334,3 +334,16 @@ def test_fdr_level_outside_0_1_is_refused_before_anything_is_read(tmp_path, bad,
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --fdr-level must be a probability strictly between 0 and 1")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("", "has an empty feature key"), ("fatigue,", "has an empty feature key"),
+     ("fatigue,fatigue", "names a feature more than once")],
+)  # fmt: skip
+def test_simulate_premonitory_keys_are_each_given_once(tmp_path, value, why, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["simulate", "--premonitory", value, "--out", str(tmp_path / "s.csv")])
+    assert stop.value.code == 2
+    assert why in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
