@@ -105,3 +105,50 @@ def test_classes_of_calls_premonitory_and_clustering_cells():
         CLUSTERING,  # never called
         NO_ASSOCIATION,
     ]
+
+
+def test_weights_table_classes_p_call_and_calls_summary_by_hand():
+    """One user: screen hours clearly above the ROPE (called), chocolate flagged premonitory and
+    as clear (never called: possible premonitory symptom), pressure near 0, and the clustering
+    term (its own class, no p_call)."""
+    import json
+
+    import pandas as pd
+    import xarray as xr
+
+    from hbm.data.priors import parse_priors
+    from hbm.results.tables import weights_calls
+
+    from ..conftest import small_priors_doc
+
+    doc = small_priors_doc()
+    doc["variables"][1]["premonitory_confound"] = True
+    doc["clustering"] = {
+        "log_odds_prior": {"mean": 0.7, "sd": 0.5, "between_user_sd": 0.5},
+        "source": "test",
+    }
+    priors = parse_priors(json.dumps(doc))
+    ramp = np.linspace(0.0, 1.0, 20)
+    draws = np.stack([1.0 + ramp, 1.0 + ramp, -0.1 + 0.2 * ramp, 1.0 + ramp], axis=-1)
+    post = xr.Dataset(
+        {"w": (("chain", "draw", "user", "feature"), draws.reshape(2, 10, 1, 4))},
+        coords={
+            "chain": [0, 1],
+            "draw": np.arange(10),
+            "user": ["u"],
+            "feature": list(priors.keys),
+        },
+    )
+    table, calls = weights_calls(xr.DataTree.from_dict({"posterior": post}), priors)
+    table = table.set_index("feature")
+    assert table["class"].tolist() == [
+        "trigger",
+        "possible premonitory symptom",
+        "no association",
+        "clustering",
+    ]
+    assert table.loc["chocolate", "p_call"] == 1.0  # shown, though never called
+    assert table.loc["pressure_drop", "p_call"] == 0.0  # no draw beyond +-0.2
+    assert pd.isna(table.loc["attack_yesterday", "p_call"])
+    assert table.loc["attack_yesterday", "interval_class"] == "clustering"
+    assert calls.summary()["n_calls"] == 1 and calls.expected_fdr == 0.0
