@@ -42,6 +42,14 @@ class Settings(Protocol):
     @property
     def seed(self) -> int: ...
     @property
+    def attack_rate(self) -> float: ...
+    @property
+    def clustering(self) -> float: ...
+    @property
+    def clustering_spread(self) -> float: ...
+    @property
+    def heterogeneity(self) -> float | None: ...
+    @property
     def attack_days(self) -> float: ...
     @property
     def premonitory_share(self) -> float: ...
@@ -77,6 +85,23 @@ def attack_sequence(
         if extra_days is not None:
             left[new] = extra_days[new, t]
     return onset, continues
+
+
+def no_intercept(cfg: Settings) -> HBMError:
+    """Settings whose effects are too large for any intercept to give the attack rate."""
+    return HBMError(
+        f"invalid simulation settings: no population intercept in [-15, 15] gives an attack "
+        f"rate of {cfg.attack_rate} with clustering {cfg.clustering} (spread "
+        f"{cfg.clustering_spread}) and heterogeneity {cfg.heterogeneity}; choose smaller effects"
+    )
+
+
+def solve_intercept(gap: Any, cfg: Settings) -> float:
+    """The population intercept in [-15, 15] where ``gap`` is 0 (``no_intercept`` if none)."""
+    try:
+        return float(optimize.brentq(gap, -15.0, 15.0))
+    except ValueError:  # brentq: no sign change (or NaN) over the bracket
+        raise no_intercept(cfg) from None
 
 
 def solve_a0(

@@ -58,8 +58,10 @@ from hbm.model.realism import (
     clustering_truth,
     feature_kinds,
     logged_table,
+    no_intercept,
     premonitory_keys,
     solve_a0,
+    solve_intercept,
 )
 
 
@@ -112,14 +114,16 @@ class Cohort:
     table: pd.DataFrame
 
 
+_FINITE = ("heterogeneity", "attack_rate", "sigma_a", "clustering", "clustering_spread",
+           "attack_days", "premonitory_share", "premonitory_shift")  # fmt: skip
+
+
 def _check(cfg: SimulationConfig) -> None:
     problems = []
-    numbers = ("heterogeneity", "attack_rate", "sigma_a", "clustering", "clustering_spread")
-    for name in (*numbers, "attack_days", "premonitory_share", "premonitory_shift"):
-        value = getattr(cfg, name)
-        if value is not None and not math.isfinite(value):
+    for name in _FINITE:
+        if (value := getattr(cfg, name)) is not None and not math.isfinite(value):
             problems.append(f"{name.replace('_', ' ')} must be a finite number, got {value}")
-    if problems:
+    if problems:  # alone: a NaN would fail every bound below too
         raise HBMError("invalid simulation settings: " + "; ".join(problems))
     if cfg.n_users < 1:
         problems.append(f"users must be >= 1, got {cfg.n_users}")
@@ -149,23 +153,6 @@ def _check(cfg: SimulationConfig) -> None:
             problems.append(f"{name.replace('_', ' ')} must be in [0, 1), got {getattr(cfg, name)}")
     if problems:
         raise HBMError("invalid simulation settings: " + "; ".join(problems))
-
-
-def _no_intercept(cfg: SimulationConfig) -> HBMError:
-    """Settings whose effects are too large for any intercept to give the attack rate."""
-    return HBMError(
-        f"invalid simulation settings: no population intercept in [-15, 15] gives an attack "
-        f"rate of {cfg.attack_rate} with clustering {cfg.clustering} (spread "
-        f"{cfg.clustering_spread}) and heterogeneity {cfg.heterogeneity}; choose smaller effects"
-    )
-
-
-def _solve(gap: Any, cfg: SimulationConfig) -> float:
-    """The population intercept where ``gap`` is 0 (``_no_intercept`` when there is none)."""
-    try:
-        return float(optimize.brentq(gap, -15.0, 15.0))
-    except ValueError:
-        raise _no_intercept(cfg) from None
 
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(40)
@@ -406,16 +393,17 @@ def _solve_a0(
     """``a0`` for the requested onset rate per day at risk (every day with neither clustering nor
     multi-day attacks: the formula of earlier versions, so their cohorts stay the same)."""
     if coef.any() or cfg.attack_days > 1.0:
-        days = eta_w.reshape(cfg.n_users, cfg.n_days)
         try:
-            return solve_a0(za, days, coef, cfg.attack_rate, cfg.attack_days)
+            return solve_a0(
+                za, eta_w.reshape(cfg.n_users, -1), coef, cfg.attack_rate, cfg.attack_days
+            )
         except ValueError:
-            raise _no_intercept(cfg) from None
+            raise no_intercept(cfg) from None
 
     def rate_gap(a0: float) -> float:
         return float(special.expit(a0 + za[design.user_index] + eta_w).mean() - cfg.attack_rate)
 
-    return _solve(rate_gap, cfg)
+    return solve_intercept(rate_gap, cfg)
 
 
 def _exposure_diary(
