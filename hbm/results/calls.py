@@ -76,8 +76,7 @@ class Calls:
 def fdr_calls(
     p_up: np.ndarray,
     p_down: np.ndarray,
-    may_call_up: np.ndarray,
-    may_call_down: np.ndarray,
+    may_call: np.ndarray,
     level: float = FDR_LEVEL,
 ) -> Calls:
     """Calls that keep the posterior expected false-discovery proportion <= ``level``.
@@ -86,16 +85,17 @@ def fdr_calls(
     ----------
     p_up, p_down
         ``P(w > ROPE)`` and ``P(w < -ROPE)`` per cell (any shape, flattened alike).
-    may_call_up, may_call_down
-        Which cells may be called a trigger, a protector.
+    may_call
+        Which cells may be called at all (in either direction).
     level
         The level of the expected false-discovery proportion, in (0, 1).
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"the FDR level must be in (0, 1), got {level}")
     p_up, p_down = np.asarray(p_up, dtype=float), np.asarray(p_down, dtype=float)
-    up = np.asarray(may_call_up, dtype=bool) & (p_up >= p_down)
-    down = np.asarray(may_call_down, dtype=bool) & ~up & (p_down > 0)
+    may = np.asarray(may_call, dtype=bool)
+    up = may & (p_up >= p_down)
+    down = may & ~up & (p_down > 0)
     p_call = np.where(up, p_up, np.where(down, p_down, 0.0))
     candidate = (up | down).reshape(-1)
     flat = p_call.reshape(-1)

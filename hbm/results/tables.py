@@ -188,7 +188,7 @@ def weights_calls(
     premonitory = np.array([f.premonitory_confound for f in cells], dtype=bool)
     p_up, p_down = table["p_above_rope"].to_numpy(), table["p_below_rope"].to_numpy()
     may_call = trigger & ~premonitory
-    calls = fdr_calls(p_up, p_down, may_call, may_call, fdr_level)
+    calls = fdr_calls(p_up, p_down, may_call, fdr_level)
     # the likelier side's probability for every trigger cell, those that may not be called
     # (premonitory) included; none for the clustering term, which is never a call
     table["p_call"] = np.where(trigger, np.maximum(p_up, p_down), np.nan)

@@ -28,25 +28,25 @@ def test_calls_the_largest_set_whose_mean_false_probability_is_within_the_level(
     # ranked p: 0.99, 0.97, 0.95, 0.90, 0.80, 0.50 -> 1-p: .01 .03 .05 .10 .20 .50
     # running means: .01, .02, .03, .0475, .078, .148 -> the first four (mean .0475 <= .05)
     p_up = np.array([0.50, 0.99, 0.90, 0.95, 0.80, 0.97])
-    calls = fdr_calls(p_up, np.zeros(6), ALL, ALL, 0.05)
+    calls = fdr_calls(p_up, np.zeros(6), ALL, 0.05)
     assert calls.direction.tolist() == [0, 1, 1, 1, 0, 1]
     assert calls.threshold == pytest.approx(0.90)
     assert calls.expected_fdr == pytest.approx(0.0475)
     assert calls.n_calls == 4
     # a stricter level stops earlier: .01, .02, .03 <= .031 < .0475
-    assert fdr_calls(p_up, np.zeros(6), ALL, ALL, 0.031).direction.tolist() == [0, 1, 0, 1, 0, 1]
+    assert fdr_calls(p_up, np.zeros(6), ALL, 0.031).direction.tolist() == [0, 1, 0, 1, 0, 1]
 
 
 def test_at_five_percent_every_cell_of_095_or_more_is_called():
     p_up = np.array([0.95, 0.96, 0.999, 0.2, 0.1, 0.0])
-    calls = fdr_calls(p_up, np.zeros(6), ALL, ALL, 0.05)
+    calls = fdr_calls(p_up, np.zeros(6), ALL, 0.05)
     assert calls.direction[:3].tolist() == [1, 1, 1]
 
 
 def test_direction_is_the_likelier_side_and_protectors_count_alike():
     p_up = np.array([0.0, 0.99, 0.01, 0.0, 0.4, 0.0])
     p_down = np.array([0.98, 0.0, 0.97, 0.0, 0.5, 0.0])
-    calls = fdr_calls(p_up, p_down, ALL, ALL, 0.05)
+    calls = fdr_calls(p_up, p_down, ALL, 0.05)
     # ranked 0.99 (up), 0.98 (down), 0.97 (down), then 0.5: means .01 .015 .02 .14
     assert calls.direction.tolist() == [-1, 1, -1, 0, 0, 0]
     assert calls.p_call.tolist() == [0.98, 0.99, 0.97, 0.0, 0.5, 0.0]
@@ -56,8 +56,8 @@ def test_direction_is_the_likelier_side_and_protectors_count_alike():
 
 def test_cells_that_may_not_be_called_are_not_ranked():
     p_up = np.array([0.99, 0.99, 0.91, 0.0, 0.0, 0.0])
-    may_up = np.array([False, True, True, True, True, True])
-    calls = fdr_calls(p_up, np.zeros(6), may_up, ALL, 0.05)
+    may_call = np.array([False, True, True, True, True, True])
+    calls = fdr_calls(p_up, np.zeros(6), may_call, 0.05)
     # without cell 0 the ranking is .99, .91: mean .05 -> both; with it, .99 .99 .91: .0367
     assert calls.direction.tolist() == [0, 1, 1, 0, 0, 0]
     assert calls.expected_fdr == pytest.approx(0.05)
@@ -67,13 +67,13 @@ def test_ties_at_the_threshold_are_called_together_or_not_at_all():
     # .99 then three cells at .92: with all three the mean is (.01 + .24) / 4 = .0625 > .05, so
     # none of the tied cells is called, although one or two alone would fit the level
     p_up = np.array([0.99, 0.92, 0.92, 0.92, 0.0, 0.0])
-    calls = fdr_calls(p_up, np.zeros(6), ALL, ALL, 0.05)
+    calls = fdr_calls(p_up, np.zeros(6), ALL, 0.05)
     assert calls.direction.tolist() == [1, 0, 0, 0, 0, 0]
     assert calls.threshold == pytest.approx(0.99)
 
 
 def test_nothing_called():
-    calls = fdr_calls(np.full(6, 0.5), np.zeros(6), ALL, ALL, 0.05)
+    calls = fdr_calls(np.full(6, 0.5), np.zeros(6), ALL, 0.05)
     assert calls.n_calls == 0
     assert calls.expected_fdr == 0.0
     assert calls.threshold == pytest.approx(0.95)
@@ -82,7 +82,7 @@ def test_nothing_called():
 @pytest.mark.parametrize("bad", [0.0, 1.0, -0.1])
 def test_level_outside_0_1_is_refused(bad):
     with pytest.raises(ValueError, match="FDR level"):
-        fdr_calls(np.zeros(2), np.zeros(2), np.ones(2, bool), np.ones(2, bool), bad)
+        fdr_calls(np.zeros(2), np.zeros(2), np.ones(2, bool), bad)
 
 
 def test_classes_of_calls_premonitory_and_clustering_cells():
@@ -94,7 +94,7 @@ def test_classes_of_calls_premonitory_and_clustering_cells():
         [TRIGGER, TRIGGER, PROTECTOR, "no association", "uncertain", TRIGGER, "no association"]
     )
     trigger = role == "trigger"
-    calls = fdr_calls(p_up, p_down, trigger & ~premonitory, trigger & ~premonitory, 0.05)
+    calls = fdr_calls(p_up, p_down, trigger & ~premonitory, 0.05)
     classes = call_classes(calls, p_up, interval, role, premonitory)
     assert classes.tolist() == [
         TRIGGER,  # called
