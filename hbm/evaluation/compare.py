@@ -206,8 +206,10 @@ def compare(
     table["test_fraction"] = test_fraction
     table["fit_predict_s"] = [forecasts[n].seconds for n in names]
     per_user_table = _per_user_table(per_user, folds[0].test.users)
-    recovery = _recovery(fits, truth) if truth is not None else None
-    discovery = _discovery(fits, truth) if truth is not None else None
+    recovery = discovery = None
+    if truth is not None:  # one weights table per per-user model serves both
+        tables = {name: w for name, f in fits.items() if (w := weights_of(f)) is not None}
+        recovery, discovery = _recovery(tables, truth), _discovery(tables, truth)
     stab = None
     if stability and split == "temporal":
         stab = _stability(fits, folds[0].train, priors, sampler, seed, say)
@@ -290,27 +292,21 @@ def _differences(per_user: dict[str, pd.DataFrame], names: list[str], seed: int)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["model", "reference"])
 
 
-def _recovery(fits: dict[str, Fitted], truth: dict[str, Any]) -> pd.DataFrame | None:
-    """Weight recovery of every per-user model against a simulator's truth."""
+def _recovery(tables: dict[str, pd.DataFrame], truth: dict[str, Any]) -> pd.DataFrame | None:
+    """Weight recovery of every per-user model (its weights table) against a simulator's truth."""
     rec_rows = []
-    for name, fitted in fits.items():
-        weights = weights_of(fitted)
-        if weights is not None:
-            rec = weight_recovery(weights, truth)
-            rec.pop("coverage_by_feature")
-            rec_rows.append({"model": name, **rec})
+    for name, weights in tables.items():
+        rec = weight_recovery(weights, truth)
+        rec.pop("coverage_by_feature")
+        rec_rows.append({"model": name, **rec})
     return pd.DataFrame(rec_rows) if rec_rows else None
 
 
 def _discovery(
-    fits: dict[str, Fitted], truth: dict[str, Any], rope: float = ROPE
+    tables: dict[str, pd.DataFrame], truth: dict[str, Any], rope: float = ROPE
 ) -> pd.DataFrame | None:
-    """Trigger discovery of every per-user model (``discovery_table``)."""
-    frames = []
-    for name, fitted in fits.items():
-        weights = weights_of(fitted)
-        if weights is not None:
-            frames.append(discovery_table(weights, truth, rope).assign(model=name))
+    """Trigger discovery of every per-user model (its weights table; ``discovery_table``)."""
+    frames = [discovery_table(w, truth, rope).assign(model=name) for name, w in tables.items()]
     if not frames:
         return None
     table = pd.concat(frames, ignore_index=True)
