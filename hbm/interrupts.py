@@ -6,8 +6,11 @@ milliseconds; a compile in a child process is killed with it), the run folder be
 removed (``hbm.results.run_folder``), and the command exits 130 (SIGINT) or 143 (SIGTERM).
 
 Python runs a signal handler between any two bytecodes, so its exception can land where it is
-lost: in a weakref callback or ``__del__`` (printed as "Exception ignored" and dropped), or in
-Python code that Rust called and unwraps (a panic). Hence two more tools: every signal is also
+lost: in a weakref callback or ``__del__`` (dropped, and printed as "Exception ignored" unless
+``interruptible``'s unraisable hook keeps it quiet), in Python code that Rust called and
+unwraps (a panic), or turned into another exception (numba's dispatcher makes it a
+``SystemError``; ``interruptible`` raises ``Interrupted`` for any exception that ends its block
+after a signal). Hence two more tools: every signal is also
 recorded, and ``check`` raises it again at the next checkpoint (each phase of a fit, before a
 run folder is swapped in, at the end of the command); ``held_signals`` defers the signals over
 a step that must not be cut (a foreign call that may call back into Python, a folder swap).
@@ -16,6 +19,7 @@ a step that must not be cut (a foreign call that may call back into Python, a fo
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +39,25 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def _quiet_unraisable(previous: Any) -> Any:
+    """An unraisable hook that, once a signal came, drops what it is given (the signal's own
+    exception, recorded and raised again by ``check``, or an error it caused where it landed);
+    before that it hands everything to ``previous``. A stopped command says one line, not a
+    traceback from the ``__del__`` where the signal happened to land."""
+
+    def hook(unraisable: Any) -> None:
+        if not _received:
+            previous(unraisable)
+
+    return hook
+
+
 def raise_on_signals() -> None:
     """From now on SIGINT and SIGTERM raise ``Interrupted`` (main thread): the ``hbm`` command
-    calls it first, so a signal while its modules load is one line too."""
+    calls it first, so a signal while its modules load is one line too (and one whose exception
+    was lost then is raised by ``interruptible``'s first check)."""
     if _main_thread():
+        sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
         for s in SIGNALS:
             signal.signal(s, _raise)
 
@@ -69,12 +88,21 @@ def interruptible(then_ignore: bool = False) -> Iterator[None]:
     if not _main_thread():
         yield
         return
-    _received.clear()
     previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable(previous_hook)
     try:
         yield
         check()
+    except Exception as exc:
+        # a signal's exception can come back as another one: numba's dispatcher turns it into
+        # a SystemError, other libraries wrap it; after a signal, the command was interrupted
+        if _received and not isinstance(exc, Interrupted):
+            raise Interrupted(_received[0]) from exc
+        raise
     finally:
+        if not then_ignore:  # the hbm process keeps it while it shuts down
+            sys.unraisablehook = previous_hook
         if then_ignore:
             ignore_further()
         else:

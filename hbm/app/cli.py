@@ -38,7 +38,7 @@ from hbm.app.workflows import (
 )
 from hbm.defaults import DAYS_NEEDED_USERS
 from hbm.errors import HBMError, Interrupted, exit_code
-from hbm.interrupts import interruptible
+from hbm.interrupts import check, interruptible
 from hbm.model.simulation import SimulationConfig
 from hbm.results import io
 
@@ -355,6 +355,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except HBMError as exc:
+        check()  # an error that a signal caused (a library wrapped its exception) is the signal
         print(f"error: {exc}", file=sys.stderr)
         return exit_code(exc)
 

@@ -193,3 +193,25 @@ def test_shipped_example_validates():
         )
         == 0
     )
+
+
+def test_an_error_a_signal_caused_reports_the_signal(monkeypatch, capsys):
+    """A library that turns the signal's exception into an error of hbm's (or any other) still
+    stops the command as interrupted: exit 130 and one line, not the error."""
+    import os
+    import signal
+
+    from hbm.app import cli
+    from hbm.errors import FitError, Interrupted
+
+    def wraps_the_signal(_args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except Interrupted as exc:
+            raise FitError("the sampler failed") from exc
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "validate", wraps_the_signal)
+    assert main(["validate", "diary.csv"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["hbm validate: interrupted by SIGINT"]
