@@ -6,7 +6,8 @@ exposures, simulation) -> ``hbm.model`` -> ``hbm.inference`` (fitting, the gate)
 
 The public functions are loaded on first use, so ``import hbm`` stays light (no PyMC, numba or
 JAX until a fit or prediction needs them): ``hbm.load_priors``, ``hbm.load_diary``,
-``hbm.exposures``, ``hbm.fit``, ``hbm.build_exports``, ``hbm.predict``, ``hbm.simulate``.
+``hbm.exposures``, ``hbm.fit``, ``hbm.build_exports``, ``hbm.predict``, ``hbm.simulate``,
+``hbm.load_fit`` (a saved fit with its log-likelihood and predictive draws, for ArviZ).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _PUBLIC = {
     "diagnose": "hbm.inference.diagnostics",
     "build_exports": "hbm.results.tables",
     "predict": "hbm.results.prediction",
+    "load_fit": "hbm.app.run_workflows",
 }
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "exposures",
     "fit",
     "load_diary",
+    "load_fit",
     "load_priors",
     "predict",
     "simulate",
@@ -83,6 +86,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from hbm.app.run_workflows import load_fit
     from hbm.data.diary import Diary, load_diary, split_by_time
     from hbm.data.exposures import Design, exposures
     from hbm.data.priors import Priors, load_priors

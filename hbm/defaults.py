@@ -58,6 +58,10 @@ class Gate:
     min_ess_tail: float = 400.0
     max_divergences: int = 0
     min_ebfmi: float = 0.3
+    #: Family-wise level of the rank-ECDF test that the chains agree (ArviZ's multi-chain
+    #: uniformity test on each population cell, thinned to its ESS): a cell fails below
+    #: ``min_rank_p / cells tested`` (Bonferroni), so a sound fit fails it 1% of the time.
+    min_rank_p: float = 0.01
 
 
 GATE = Gate()

@@ -95,7 +95,12 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def _print_fit(run: FitRun) -> None:
-    d = run.result.diagnostics
+    d, ext = run.result.diagnostics, run.result.extension
+    if ext:
+        print(
+            f"first sampling failed the gate ({'; '.join(ext['why'])}): sampled again with "
+            f"{ext['tune']} warm-up + {ext['draws']} draws per chain ({ext['sampling_s']:.0f} s)"
+        )
     verdict = "reliable" if d.reliable else "NOT RELIABLE: " + "; ".join(d.reasons)
     print(f"fit {verdict}")
     print(

@@ -50,6 +50,8 @@ class FitConfig:
     missing, min_days, backend, chains, draws, target_accept, max_treedepth, seed, pooling, \
 parameterization, ci_prob, ci_kind, strict
         The flags of the same names.
+    extend_budget
+        Seconds the gate's second try may take (``SamplerConfig.extend_budget_s``; 0: never).
     fdr_level
         The level of the trigger calls' expected false-discovery proportion
         (``hbm.results.calls``).
@@ -69,6 +71,7 @@ parameterization, ci_prob, ci_kind, strict
     draws: int = SamplerConfig.draws
     target_accept: float = SamplerConfig.target_accept
     max_treedepth: int = SamplerConfig.max_treedepth
+    extend_budget: float = SamplerConfig.extend_budget_s
     seed: int = SamplerConfig.seed
     pooling: Pooling = "partial"
     parameterization: Parameterization = "auto"
@@ -93,6 +96,7 @@ parameterization, ci_prob, ci_kind, strict
             draws=self.draws,
             target_accept=self.target_accept,
             max_treedepth=self.max_treedepth,
+            extend_budget_s=self.extend_budget,
             seed=self.seed,
             progressbar=self.progress,
         )
@@ -140,6 +144,7 @@ KEYS: tuple[Key, ...] = (
     _key("draws", "int"),
     _key("target-accept", "float"),
     _key("max-treedepth", "int"),
+    _key("extend-budget", "float"),
     _key("seed", "int"),
     _key("pooling", "str", POOLINGS),
     _key("parameterization", "str", PARAMETERIZATIONS),

@@ -98,6 +98,14 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         type=int,
         help=f"longest trajectory 2^depth - 1 steps (default {d.max_treedepth})",
     )
+    p.add_argument(
+        "--extend-budget",
+        type=float,
+        metavar="SECONDS",
+        help="when the fit fails the diagnostics gate, sample once more with twice the warm-up "
+        "and draws if that should take at most SECONDS (twice the first sampling's time); "
+        f"0: never (default {d.extend_budget:g})",
+    )
     p.add_argument("--seed", type=int, help=f"(default {d.seed})")
     p.add_argument("--pooling", choices=POOLINGS, help=f"(default {d.pooling})")
     p.add_argument(

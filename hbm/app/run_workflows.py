@@ -33,6 +33,28 @@ if TYPE_CHECKING:
     from hbm.evaluation.decide import Decision
 
 
+def load_fit(path: str | Path) -> xr.DataTree:
+    """A saved fit, as ArviZ reads it: with ``log_likelihood`` and ``posterior_predictive``.
+
+    Parameters
+    ----------
+    path
+        A run folder (its manifest verified first) or a fit.nc file.
+
+    Returns
+    -------
+    xarray.DataTree
+        Posterior, sample stats, ``constant_data``, ``observed_data`` and the two groups that
+        fit.nc does not store, computed from it (``hbm.inference.predictive.with_predictive``):
+        ``az.loo(hbm.load_fit(run))`` works as on a tree PyMC returned.
+    """
+    from hbm.inference.predictive import with_predictive
+
+    p = Path(path)
+    fit_file = io.check_run_dir(p) / io.FIT_FILE if p.is_dir() else p
+    return with_predictive(io.load_fit(fit_file))
+
+
 def find_profile(run_dir: str | Path, user_id: str) -> dict[str, Any]:
     """One user's trigger profile from a run folder; an ``HBMError`` listing some ids if absent."""
     d = io.check_run_dir(run_dir)
@@ -89,7 +111,7 @@ def write_run_report(
     t0 = time.perf_counter()
     run = io.read_run(run_dir)
     check_writable(run.path, "report: run folder")
-    tree = io.load_fit(run.path / io.FIT_FILE)
+    tree = load_fit(run.path / io.FIT_FILE)  # the calibration figures read its predictive draws
     days = None
     if run.run_info.get("pooling", "partial") == "partial":
         days = days_needed(tree, n_users=days_users, seed=seed)

@@ -154,6 +154,7 @@ def run_info_of(
             "ci_kind": ci_kind,
             "reliable": result.diagnostics.reliable,
             "reliability_reasons": list(result.diagnostics.reasons),
+            "extension": result.extension or None,
             "versions": json.loads(result.tree.attrs["versions"]),
             "timings": dict(result.timings),
         }

@@ -62,8 +62,15 @@ def study(
 ) -> pd.DataFrame:
     """Run the grid; one row per (heterogeneity, days, model) with metrics and recovery."""
     say = progress or (lambda _msg: None)
+    # each cell keeps the grid's stated warm-up and draws (no second try): the grid's cost is
+    # known beforehand, and a cell's reliability is reported as it came
     sampler = SamplerConfig(
-        chains=grid.chains, tune=grid.tune, draws=grid.draws, seed=grid.seed, progressbar=False
+        chains=grid.chains,
+        tune=grid.tune,
+        draws=grid.draws,
+        seed=grid.seed,
+        progressbar=False,
+        extend_budget_s=0.0,
     )
     frames = []
     for i, het in enumerate(grid.heterogeneity):

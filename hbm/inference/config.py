@@ -37,6 +37,13 @@ class SamplerConfig:
     #: the first divergent steps and trajectories run to the limit for a dozen iterations
     #: (BENCHMARKS.md). ``Diagnostics.max_treedepth_hits`` counts draws that hit it.
     max_treedepth: int = 8
+    #: When the gate fails, sample once more with twice the warm-up and draws (and the next
+    #: seed) if twice the first sampling's seconds fit in this budget; 0 never does
+    #: (``hbm.inference.fitting.fit``; run.json's ``extension`` records it).
+    extend_budget_s: float = 300.0
+    #: Keep ``a`` and ``w`` in float32 without the raw variables behind them
+    #: (``hbm.inference.fitting.compact_posterior``); False keeps the posterior as sampled.
+    compact: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tune", self.tune_steps)
@@ -57,6 +64,8 @@ class SamplerConfig:
             problems.append(f"draws must be >= 1 and tune >= 0, got {self.draws}, {self.tune}")
         if not 1 <= self.max_treedepth <= 15:
             problems.append(f"max_treedepth must be in [1, 15], got {self.max_treedepth}")
+        if not self.extend_budget_s >= 0:
+            problems.append(f"extend_budget_s must be >= 0 seconds, got {self.extend_budget_s}")
         if not 0.5 <= self.target_accept < 1.0:
             problems.append(f"target_accept must be in [0.5, 1), got {self.target_accept}")
         if problems:

@@ -1,6 +1,9 @@
 """The reliability gate: ArviZ diagnostics of a fit and the thresholds it must meet.
 
-``GATE``: R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, E-BFMI >= 0.3 on every chain.
+``GATE``: R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, E-BFMI >= 0.3 on every chain,
+and chains whose ranks agree on every population cell (``rank_p_values``: ArviZ's multi-chain
+rank-ECDF test at a family-wise 1%), so that a reliable fit is not one whose chains disagree in a
+way R-hat misses.
 A fit that fails is still returned and saved, with ``reliable = False`` and its reasons in words.
 A diagnostic the draws cannot define (R-hat of one chain, ESS or E-BFMI of too few draws) is NaN,
 ``not_available`` says why, and the gate fails with that reason.
@@ -8,8 +11,9 @@ A diagnostic the draws cannot define (R-hat of one chain, ESS or E-BFMI of too f
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,6 +43,8 @@ class Diagnostics:
     gate: Gate = GATE
     #: Why a diagnostic is NaN (``null`` in diagnostics.json), by field name (``not_available``).
     not_available: dict[str, str] = field(default_factory=dict)
+    #: The rank-ECDF test's p-value by population cell (``rank_p_values``; empty: one chain).
+    rank_p: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +52,8 @@ class Diagnostics:
 
 #: Sampled and derived variables whose convergence the gate checks (those present in a model).
 GATED_VARS = ("a0", "sigma_a", "mu", "tau", "a", "w")
+#: The population variables whose chains the rank-ECDF test compares, cell by cell.
+RANK_VARS = ("a0", "sigma_a", "mu", "tau")
 
 
 def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
@@ -73,7 +81,8 @@ def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     depth_hits = max_treedepth_hits(stats, dt.attrs.get("max_treedepth"))
     unavailable = not_available(per_var, ebfmi, int(post.sizes["chain"]))
-    reasons = gate_reasons(per_var, divergences, ebfmi, gate, unavailable)
+    rank_p = rank_p_values(post, ess_bulk)
+    reasons = gate_reasons(per_var, divergences, ebfmi, gate, unavailable, rank_p)
     return Diagnostics(
         reliable=not reasons,
         reasons=tuple(reasons),
@@ -86,7 +95,43 @@ def diagnose(dt: xr.DataTree, gate: Gate = GATE) -> Diagnostics:
         per_variable=per_var,
         gate=gate,
         not_available=unavailable,
+        rank_p=rank_p,
     )
+
+
+def _cell_label(da: xr.DataArray, cell: dict[Hashable, int]) -> str:
+    if not cell:
+        return str(da.name)
+    return f"{da.name}[{','.join(str(da[d].values[i]) for d, i in cell.items())}]"
+
+
+def rank_p_values(post: xr.Dataset, ess_bulk: xr.Dataset) -> dict[str, float]:
+    """P-values of ArviZ's multi-chain rank-ECDF uniformity test, by population cell.
+
+    The test (Säilynoja, Bürkner and Vehtari 2022; ``mchain_uniformity_test``) asks whether the
+    chains' rank distributions agree. It assumes independent draws, so each cell's chains are
+    thinned first to about its bulk ESS (step ``ceil(chains * draws / ESS)``): autocorrelation
+    alone does not reject, disagreement does. Cells of ``RANK_VARS`` only, labelled like
+    ``tau[stress]``; a cell whose ESS is undefined or whose draws never change, and a fit of one
+    chain, have none.
+    """
+    if post.sizes["chain"] < 2:
+        return {}
+    sample = ["chain", "draw"]
+    out: dict[str, float] = {}
+    for name in [v for v in RANK_VARS if v in post.data_vars]:
+        da = post[name]
+        cell_dims = [d for d in da.dims if d not in sample]
+        for index in np.ndindex(*(da.sizes[d] for d in cell_dims)):
+            cell = dict(zip(cell_dims, index, strict=True))
+            ess, values = float(ess_bulk[name].isel(cell)), da.isel(cell)
+            if not ess > 0 or float(values.max()) == float(values.min()):
+                continue  # draws that never change have no ranks to compare
+            n = post.sizes["chain"] * post.sizes["draw"]
+            thinned = values.isel(draw=slice(None, None, math.ceil(n / ess)))
+            ranks = thinned.azstats.compute_ranks(dim=sample, relative=True)
+            out[_cell_label(da, cell)] = float(ranks.azstats.mchain_uniformity_test(dim=sample)[0])
+    return out
 
 
 def gate_reasons(
@@ -95,6 +140,7 @@ def gate_reasons(
     ebfmi: tuple[float, ...],
     gate: Gate = GATE,
     unavailable: dict[str, str] | None = None,
+    rank_p: dict[str, float] | None = None,
 ) -> list[str]:
     """Why a fit fails ``gate``, in words (empty when it passes).
 
@@ -110,6 +156,8 @@ def gate_reasons(
         The thresholds.
     unavailable
         ``not_available``: a diagnostic named there fails with its reason instead of its value.
+    rank_p
+        ``rank_p_values``: the worst cell fails below ``gate.min_rank_p / len(rank_p)``.
     """
     na = unavailable or {}
     reasons = []
@@ -134,6 +182,13 @@ def gate_reasons(
         reasons.append(f"E-BFMI not available: {na['ebfmi']}")
     elif ebfmi and min(ebfmi) < gate.min_ebfmi:
         reasons.append(f"E-BFMI {min(ebfmi):.2f} < {gate.min_ebfmi} on some chain")
+    if rank_p:
+        worst_cell = min(rank_p, key=lambda k: rank_p[k])
+        if rank_p[worst_cell] < gate.min_rank_p / len(rank_p):
+            reasons.append(
+                f"chains disagree (rank-ECDF p {rank_p[worst_cell]:.1e} < {gate.min_rank_p}/"
+                f"{len(rank_p)} cells; worst: {worst_cell})"
+            )
     return reasons
 
 

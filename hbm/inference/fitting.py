@@ -2,8 +2,8 @@
 
 The backend (``hbm.inference.backends``: ``nutpie`` by default, ``pymc``, ``numpyro``) samples
 the fused likelihood; with automatic centring a pilot fit (``hbm.inference.pilot``) comes first;
-the pointwise log-likelihood and predictive draws (``hbm.inference.predictive``) and the
-provenance attrs (``hbm.inference.provenance``) come after.
+the diagnostics and the provenance attrs (``hbm.inference.provenance``) come after. The pointwise
+log-likelihood and predictive draws are computed when asked (``hbm.inference.predictive``).
 
 The result is gated by ``hbm.inference.diagnostics.diagnose``; a fit that fails the gate is still
 returned and saved, with ``reliable = False`` and its reasons.
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from hbm.inference.backends import NutsRun, get_backend, leapfrog_steps, run_nut
 from hbm.inference.config import BACKENDS, DEFAULT_BACKEND, DEFAULT_TUNE, SamplerConfig
 from hbm.inference.diagnostics import GATE, Diagnostics, diagnose
 from hbm.inference.pilot import PILOT_QUANTILE, PilotResult, pilot_max_treedepth, run_pilot
-from hbm.inference.predictive import add_predictive
+from hbm.inference.predictive import observed_data
 from hbm.inference.provenance import (
     FitProvenance,
     exposure_storage,
@@ -38,6 +37,7 @@ from hbm.inference.provenance import (
 from hbm.interrupts import check
 from hbm.model.build import (
     FUSED_DATA,
+    RAW_VARS,
     Centring,
     Likelihood,
     Parameterization,
@@ -59,13 +59,26 @@ __all__ = [
 ]
 
 #: The form the fit samples: the fused likelihood, whose gradient is far cheaper than the
-#: pointwise one; the rows' log-likelihood and predictive draws come after (``add_predictive``).
+#: pointwise one; the rows' log-likelihood and predictive draws are computed when asked
+#: (``hbm.inference.predictive.with_predictive``).
 SAMPLED_LIKELIHOOD: Likelihood = "fused"
 
 
 def _drop_warmup(tree: xr.DataTree) -> None:
     for group in [g for g in tree.children if str(g).startswith("warmup_")]:
         del tree[group]
+
+
+def compact_posterior(posterior: xr.Dataset) -> xr.Dataset:
+    """The posterior a fit keeps: without the raw variables behind ``a`` and ``w``
+    (``RAW_VARS``), draws in float32.
+
+    float32 keeps about 7 significant digits of each draw; a posterior mean or quantile moves by
+    less than a millionth of its posterior SD (BENCHMARKS.md, "Run folder size"), far below the
+    exports' printed precision and the Monte Carlo error. Half the bytes of fit.nc's posterior.
+    """
+    kept = posterior.drop_vars([v for v in RAW_VARS if v in posterior.data_vars])
+    return kept.astype({v: np.float32 for v in kept.data_vars if kept[v].dtype == np.float64})
 
 
 def _check_complete(posterior: xr.Dataset, draws: int) -> None:
@@ -122,9 +135,13 @@ def draw(
         dt["posterior"] = xr.DataTree(xr.merge([posterior, derived]))
     steps = leapfrog_steps(dt)
     _drop_warmup(dt)
+    if cfg.compact:
+        dt["posterior"] = xr.DataTree(compact_posterior(dt["posterior"].to_dataset()))
     if "constant_data" in dt.children:
-        data = dt["constant_data"].to_dataset()
-        dt["constant_data"] = xr.DataTree(data.drop_vars(FUSED_DATA, errors="ignore"))
+        data = dt["constant_data"].to_dataset().drop_vars(FUSED_DATA, errors="ignore")
+        # and their dims' index coordinates (x_by_user_dim_0: obs x feature int64 numbers)
+        unused = [d for d in data.dims if not any(d in data[v].dims for v in data.data_vars)]
+        dt["constant_data"] = xr.DataTree(data.drop_dims(unused))
     return dt, timings, steps
 
 
@@ -142,36 +159,13 @@ class FitResult:
     timings: dict[str, float]
     #: Gradient evaluations by phase: ``pilot``, ``warmup``, ``draws`` (all chains; -1 = unknown).
     leapfrog_steps: dict[str, int] = field(default_factory=dict)
+    #: The gate's second try, when it ran (``_sample_and_gate``); the draws are its draws.
+    extension: dict[str, Any] = field(default_factory=dict)
 
     @property
     def provenance(self) -> FitProvenance:
         """The provenance recorded in the tree's attrs."""
         return read_provenance(self.tree.attrs)
-
-
-def _gate_beside_predictive(
-    tree: xr.DataTree,
-    design: Design,
-    cfg: SamplerConfig,
-    quantized: tuple[np.ndarray, np.ndarray],
-    timings: dict[str, float],
-) -> Diagnostics:
-    """Diagnose the draws while ``add_predictive`` adds to the tree.
-
-    The diagnostics (ArviZ, a Python loop per parameter) run beside the predictive draws, whose
-    kernel releases the interpreter; they read a tree of their own, not the one being added to.
-    """
-    draws = xr.DataTree.from_dict({g: tree[g].to_dataset() for g in ("posterior", "sample_stats")})
-    # numpyro reports each draw's depth, not whether it hit the limit: diagnose compares them
-    draws.attrs["max_treedepth"] = cfg.max_treedepth
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        pending = pool.submit(diagnose, draws, GATE)
-        timings["predictive_s"] = add_predictive(tree, design, cfg, quantized)
-        return pending.result()
-    finally:
-        # on an interrupt, the fit stops now rather than after the diagnostics (seconds)
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _by_name(keys: tuple[str, ...], values: Any) -> dict[str, Any]:
@@ -200,6 +194,63 @@ def _centre_by_pilot(
     if compiled is not None:
         compiled = compiled.with_data(**centring_data)
     return pilot, cen, compiled
+
+
+def _gated_draws(
+    model: pm.Model, cfg: SamplerConfig, compiled: Any, say: Callable[[str], None]
+) -> tuple[xr.DataTree, Diagnostics, dict[str, int], dict[str, float]]:
+    """``draw``, then the gate (phases ``sample`` and ``diagnostics``)."""
+    say("sample")
+    tree, timings, steps = draw(model, cfg, compiled)
+    say("diagnostics")
+    # numpyro reports each draw's depth, not whether it hit the limit: diagnose compares them
+    tree.attrs["max_treedepth"] = cfg.max_treedepth
+    t0 = time.perf_counter()
+    diagnostics = diagnose(tree, GATE)
+    timings["diagnostics_s"] = time.perf_counter() - t0
+    return tree, diagnostics, steps, timings
+
+
+def extension_config(cfg: SamplerConfig) -> SamplerConfig:
+    """The gate's second try: twice the warm-up and draws, the next seed."""
+    return replace(cfg, tune=2 * cfg.tune_steps, draws=2 * cfg.draws, seed=cfg.seed + 1)
+
+
+def _sample_and_gate(
+    model: pm.Model,
+    cfg: SamplerConfig,
+    compiled: Any,
+    say: Callable[[str], None],
+    timings: dict[str, float],
+) -> tuple[xr.DataTree, Diagnostics, dict[str, int], dict[str, Any]]:
+    """Sample and gate; when the gate fails and the budget allows, sample once more, longer.
+
+    The second try (``extension_config``) runs when twice the first sampling's seconds fit in
+    ``cfg.extend_budget_s`` and the gate failed on figures that more warm-up and draws can mend
+    (a diagnostic that is undefined, e.g. R-hat of one chain, is not). Its draws replace the
+    first ones, whatever its verdict; the record says why it ran and what it gave.
+    """
+    tree, first, steps, first_timings = _gated_draws(model, cfg, compiled, say)
+    timings.update(first_timings)
+    wanted = not first.reliable and not first.not_available
+    if not (wanted and 0 < 2 * first_timings["sampling_s"] <= cfg.extend_budget_s):
+        return tree, first, steps, {}
+    longer = extension_config(cfg)
+    say("extend")
+    tree, second, steps, second_timings = _gated_draws(model, longer, compiled, say)
+    timings.update({f"extension_{k}": v for k, v in second_timings.items()})
+    extension = {
+        "why": list(first.reasons),
+        "first": {"max_rhat": first.max_rhat, "min_ess_bulk": first.min_ess_bulk,
+                  "min_ess_tail": first.min_ess_tail, "sampling_s": first_timings["sampling_s"]},
+        "tune": longer.tune_steps,
+        "draws": longer.draws,
+        "seed": longer.seed,
+        "budget_s": cfg.extend_budget_s,
+        "sampling_s": second_timings["sampling_s"],
+        "reliable": second.reliable,
+    }  # fmt: skip
+    return tree, second, steps, extension
 
 
 def _phases(progress: Callable[[str], None] | None) -> Callable[[str], None]:
@@ -242,7 +293,7 @@ def fit(
         Hash of the diary content, recorded in the attrs.
     progress
         Called with each phase's name as it starts: ``compile``, ``pilot``, ``sample``,
-        ``predictive``.
+        ``diagnostics``.
 
     Returns
     -------
@@ -272,11 +323,8 @@ def fit(
     if use_pilot:
         say("pilot")
         pilot, cen, compiled = _centre_by_pilot(model, compiled, design, priors, cfg, timings)
-    say("sample")
-    tree, sample_timings, steps = draw(model, cfg, compiled)
-    timings.update(sample_timings)
-    say("predictive")
-    diagnostics = _gate_beside_predictive(tree, design, cfg, quantized, timings)
+    tree, diagnostics, steps, extension = _sample_and_gate(model, cfg, compiled, say, timings)
+    tree["observed_data"] = observed_data(design)
     timings["total_s"] = time.perf_counter() - t0
     steps["pilot"] = pilot.leapfrog_steps if pilot is not None else 0
     result = FitResult(
@@ -289,6 +337,7 @@ def fit(
         centring=cen,
         timings=timings,
         leapfrog_steps=steps,
+        extension=extension,
     )
     provenance = _provenance(result, parameterization, pilot, quantized, data_sha256)
     tree.attrs.update(provenance.to_attrs())
@@ -336,4 +385,5 @@ def _provenance(
         timings=result.timings,
         leapfrog_steps=result.leapfrog_steps,
         last_days={u: list(v) for u, v in design.last_days.items()},
+        extension=result.extension,
     )

@@ -35,6 +35,7 @@ _JSON_FIELDS = frozenset(
         "timings",
         "leapfrog_steps",
         "last_days",
+        "extension",
     }
 )
 _INT_FIELDS = frozenset({"pilot_max_treedepth", "seed", "n_obs", "max_treedepth"})
@@ -82,6 +83,9 @@ class FitProvenance:
     #: Per user, the fitted diary's last day and its attack state (``Design.last_days``); a fit
     #: saved before it existed reads as empty.
     last_days: dict[str, list[Any]] = field(default_factory=dict, kw_only=True)
+    #: The gate's second try (``hbm.inference.fitting``): why, its settings, time and verdict;
+    #: empty when the first sampling was kept (and in a fit saved before it existed).
+    extension: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
     def to_attrs(self) -> dict[str, str | int | float]:
         """The attrs to store on the fit's DataTree."""
@@ -100,7 +104,7 @@ class FitProvenance:
     def from_attrs(cls, attrs: Mapping[Hashable, Any]) -> FitProvenance:
         """Read a fit's attrs back; a ``RunError`` if its schema is missing or another one."""
         check_schema(attrs)
-        optional = {"last_days"}
+        optional = {"last_days", "extension"}
         missing = [f.name for f in fields(cls) if f.name not in attrs and f.name not in optional]
         if missing:
             raise RunError(f"the fit's attrs lack {missing} (schema {SCHEMA})")

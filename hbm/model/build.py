@@ -53,19 +53,23 @@ from hbm.model.population import NO_POOLING_INTERCEPT_SD, NO_POOLING_SD
 #: large constant arrays inside, and a constant would tie the compiled log density to one diary.
 #: A fit drops them from its saved ``constant_data`` (``hbm.inference.fitting.draw``).
 FUSED_DATA = ("x_by_user", "y_by_user", "user_offsets", "exposure_scale")
+#: The raw variables behind the partially centred ``a`` and ``w`` (``_partially_centred``): the
+#: sampler's coordinates, which ``a`` and ``w`` express; a fit does not keep their draws.
+RAW_INTERCEPTS, RAW_WEIGHTS = "za", "z"
+RAW_VARS = (RAW_INTERCEPTS, RAW_WEIGHTS)
 
 
-def rows_by_user(design: Design) -> tuple[np.ndarray, np.ndarray]:
+def rows_by_user(user_index: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """Row order that groups the rows by user, and each user's offsets into it.
 
     Returns
     -------
     (order, offsets)
-        ``design.x[order]`` lists user 0's rows first (in their original order), then user 1's;
-        user ``u`` owns positions ``offsets[u]:offsets[u + 1]``.
+        ``x[order]`` lists user 0's rows first (in their original order), then user 1's; user
+        ``u`` owns positions ``offsets[u]:offsets[u + 1]``.
     """
-    counts = np.bincount(design.user_index, minlength=len(design.users))
-    order = np.argsort(design.user_index, kind="stable")
+    counts = np.bincount(user_index, minlength=n_users)
+    order = np.argsort(user_index, kind="stable")
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return order, offsets
 
@@ -91,10 +95,22 @@ def grouped_rows(
     """The design's rows grouped by user for the fused likelihood (``GroupedRows``);
     ``quantized``: ``quantize_exposures(design.x)`` when the caller has it already."""
     codes, scale = quantized if quantized is not None else quantize_exposures(design.x)
-    order, offsets = rows_by_user(design)
+    return group_rows(codes, scale, design.y, design.user_index, len(design.users), layout)
+
+
+def group_rows(
+    codes: np.ndarray,
+    scale: np.ndarray,
+    y: np.ndarray,
+    user_index: np.ndarray,
+    n_users: int,
+    layout: Layout = "blocked",
+) -> GroupedRows:
+    """``grouped_rows`` from the arrays themselves (a saved fit's ``constant_data``)."""
+    order, offsets = rows_by_user(user_index, n_users)
     return GroupedRows(
         x_flat=np.ascontiguousarray(flat_exposures(codes[order], offsets, layout), dtype=np.int16),
-        y=np.ascontiguousarray(design.y[order], dtype=np.float32),
+        y=np.ascontiguousarray(y[order], dtype=np.float32),
         offsets=offsets,
         order=order,
         scale=scale,
@@ -376,7 +392,7 @@ def _user_parameters(
     a0 = pm.Normal("a0", mu=ip.logit_base_rate, sigma=ip.a0_sd)
     sigma_a = pm.HalfNormal("sigma_a", sigma=ip.sigma_a_scale)
     a = pm.Deterministic(
-        "a", _partially_centred("za", a0, sigma_a, cen.intercepts, ("user",)), dims="user"
+        "a", _partially_centred(RAW_INTERCEPTS, a0, sigma_a, cen.intercepts, ("user",)), dims="user"
     )
     mu = pm.Normal("mu", mu=m, sigma=s, dims="feature")
     if pooling == "complete":
@@ -386,7 +402,7 @@ def _user_parameters(
     tau = pm.HalfNormal("tau", sigma=t, dims="feature")
     w = pm.Deterministic(
         "w",
-        _partially_centred("z", mu, tau, cen.weights, ("user", "feature")),
+        _partially_centred(RAW_WEIGHTS, mu, tau, cen.weights, ("user", "feature")),
         dims=("user", "feature"),
     )
     return a, w

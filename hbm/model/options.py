@@ -13,3 +13,6 @@ Parameterization = Literal["auto", "centred", "noncentred"]
 PARAMETERIZATIONS: tuple[str, ...] = ("auto", "centred", "noncentred")
 Likelihood = Literal["pointwise", "fused"]
 LIKELIHOODS: tuple[str, ...] = ("pointwise", "fused")
+#: A fit's groups computed from its posterior and data when asked
+#: (``hbm.inference.predictive.with_predictive``), never stored in fit.nc.
+COMPUTED_GROUPS: tuple[str, ...] = ("log_likelihood", "posterior_predictive")

@@ -26,7 +26,9 @@ import xarray as xr
 
 from hbm.errors import ConfigError, RunError, StorageError
 from hbm.interrupts import held_signals
+from hbm.model.options import COMPUTED_GROUPS
 from hbm.results import run_folder
+from hbm.results.fit_storage import decode_exposures, encode_exposures
 from hbm.results.manifest import (
     MANIFEST_FILE,
     Manifest,
@@ -153,7 +155,18 @@ def write_parquet(target: str | Path, table: pd.DataFrame) -> Path:
 
 
 def save_fit(tree: xr.DataTree, target: str | Path) -> Path:
-    """Save a fit as netCDF (groups as netCDF groups; attrs survive the round trip), compressed."""
+    """Save a fit as netCDF (groups as netCDF groups; attrs survive the round trip), compressed.
+
+    The groups computed from the fit when asked (``COMPUTED_GROUPS``: log-likelihood and
+    posterior predictive, ``hbm.inference.predictive.with_predictive``) are left out.
+    """
+    attrs, stored = tree.attrs, {name: child.to_dataset() for name, child in tree.children.items()}
+    if "constant_data" in stored:
+        stored["constant_data"] = encode_exposures(stored["constant_data"], attrs)
+    tree = xr.DataTree.from_dict(
+        {f"/{name}": ds for name, ds in stored.items() if name not in COMPUTED_GROUPS}
+    )
+    tree.attrs.update(attrs)
     encoding = {
         f"/{name}": {
             var: {"zlib": True, "complevel": 4, "shuffle": True}
@@ -203,7 +216,11 @@ def load_fit(path: str | Path, posterior_vars: tuple[str, ...] | None = None) ->
     try:
         with held_signals(), xr.open_datatree(p, engine="netcdf4") as tree:  # as save_fit
             if posterior_vars is None:
-                return tree.load()
+                loaded = tree.load()
+                if "constant_data" in loaded.children:
+                    data = decode_exposures(loaded["constant_data"].to_dataset())
+                    loaded["constant_data"] = xr.DataTree(data)
+                return loaded
             if "posterior" not in tree.children:
                 raise RunError(f"{p}: the fit holds no posterior group")
             post = tree["posterior"].to_dataset()

@@ -185,7 +185,21 @@ def run_section(p: Page) -> str:
     )
     return (
         f'<section id="run"><h2>Run</h2><p>Verdict: {verdict}</p>'
+        f"{extension_sentence(p.run.run_info.get('extension'))}"
         f"{_table(run_rows(p.run.run_info, diag), 'run-table')}</section>"
+    )
+
+
+def extension_sentence(extension: dict[str, Any] | None) -> str:
+    """What the gate's second try did (``hbm.inference.fitting``), or nothing when none ran."""
+    if not extension:
+        return ""
+    why = html.escape("; ".join(map(str, extension["why"])))
+    return (
+        f'<p id="extension">The first sampling failed the gate ({why}), so the fit was sampled '
+        f"again with {extension['tune']} warm-up and {extension['draws']} draws per chain "
+        f"(seed {extension['seed']}, {float(extension['sampling_s']):.0f} s, within its budget "
+        f"of {float(extension['budget_s']):g} s); these are its draws.</p>"
     )
 
 

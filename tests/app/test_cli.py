@@ -124,6 +124,7 @@ def test_a_fit_rerun_from_its_recorded_config_gives_byte_identical_weights(works
         "draws": 150,
         "target-accept": 0.9,
         "max-treedepth": 8,
+        "extend-budget": 300.0,
         "seed": 3,
         "pooling": "partial",
         "parameterization": "auto",

@@ -42,7 +42,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 TRIALS = 20
 SAMPLER = ["--chains", "2", "--tune", "100", "--draws", "100"]
 #: First guesses of each phase's length (s), replaced by what the trials observe.
-GUESS = {"load": 3.0, "compile": 2.0, "pilot": 0.3, "sample": 0.3, "predictive": 0.2}
+GUESS = {"load": 3.0, "compile": 2.0, "pilot": 0.3, "sample": 0.3, "diagnostics": 0.2}
 GUESS |= {"export": 0.4, "write": 0.4}  # export: the tables; write: the files, manifest, swap
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -192,7 +193,7 @@ def test_case2_a_signal_stops_the_fit_in_its_phase(old, workspace, phase, sig, c
     run, before = old
     returncode, lines, seconds = _fit_and_signal(workspace, run, phase, sig, draws=20000)
     assert returncode == code, lines
-    following = {"pilot": "phase: sample", "sample": "phase: predictive"}[phase]
+    following = {"pilot": "phase: sample", "sample": "phase: diagnostics"}[phase]
     assert following not in lines  # it stopped in the phase it was in
     name = signal.Signals(sig).name
     assert lines[-1] == f"hbm fit: interrupted by {name}; {run} was left as it was", lines
@@ -385,12 +386,14 @@ def test_case14_a_full_or_read_only_disk_is_exit_4_naming_the_path(workspace, tm
     out, err = done.stdout.splitlines(), done.stderr.splitlines()
     # `ls -A` of the full disk printed nothing: no staged folder or temporary file left there
     assert [line for line in out if not line.startswith("fitting ")] == ["exit 4", "exit 4"]
-    full = f"error: {small}/run/fit.nc: cannot write: the disk is full ("
+    # whichever file of the run meets the full disk first (fit.nc, once the largest, is about
+    # as small as the tables now): it is named, and nothing is left
+    full = re.compile(
+        rf"error: {re.escape(str(small))}/run/[\w.]+: cannot write: the disk is full \("
+    )
     ro_error = f"error: --out {ro}/run: cannot write in {ro} (Read-only file system)"
     first = err.index("phase: write") + 1
-    assert err[first].startswith(full) and err[first].endswith(
-        f"nothing was written to {small}/run"
-    )
+    assert full.match(err[first]) and err[first].endswith(f"nothing was written to {small}/run")
     # the read-only disk stops the second fit before it reads anything (the argument checks)
     assert err[first + 1 :] == [ro_error]
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from hbm.data.exposures import exposures
 from hbm.errors import FitError
 from hbm.inference.diagnostics import Gate, diagnose
 from hbm.inference.fitting import SamplerConfig, fit
-from hbm.model.build import build_model
+from hbm.model.build import build_model, choose_centring
 from hbm.model.simulation import SimulationConfig, simulate
 from hbm.results import io
 from hbm.results.prediction import predict
@@ -56,13 +57,7 @@ def small_priors_module(tmp_path_factory):
 def test_fit_tree_has_groups_and_provenance(small_fit):
     result, diary = small_fit
     tree = result.tree
-    for group in (
-        "posterior",
-        "sample_stats",
-        "observed_data",
-        "log_likelihood",
-        "posterior_predictive",
-    ):
+    for group in ("posterior", "sample_stats", "constant_data", "observed_data"):
         assert group in tree.children, group
     attrs = tree.attrs
     assert attrs["nuts_sampler"] == "nutpie"
@@ -75,10 +70,8 @@ def test_fit_tree_has_groups_and_provenance(small_fit):
     assert set(json.loads(attrs["centering"])) == set(result.priors.keys)
     assert not any(str(g).startswith("warmup_") for g in tree.children)
     assert set(tree["constant_data"].data_vars) == {"x", "user_index", "centring_z", "centring_za"}
-    # sampled in the fused form, read out in the pointwise one: y, its log-likelihood and draws
+    # sampled in the fused form; y is read out in the pointwise one when asked (with_predictive)
     np.testing.assert_array_equal(tree["observed_data"]["y"].values, result.design.y)
-    assert tree["log_likelihood"]["y"].shape[-1] == result.design.n_obs
-    assert tree["posterior_predictive"]["y"].shape[-1] == result.design.n_obs
     assert {"a", "w"} <= set(tree["posterior"].data_vars)
     steps = json.loads(attrs["leapfrog_steps"])
     assert steps == result.leapfrog_steps
@@ -96,13 +89,18 @@ def test_log_likelihood_and_predictive_draws_are_the_pointwise_models(small_fit)
     same thinned draws; the predictive outcomes' rate against the model's, and by seed."""
     import pymc as pm
 
-    from hbm.inference.predictive import add_predictive
+    from hbm.inference.predictive import with_predictive
 
     result, _ = small_fit
-    tree = result.tree
+    assert "log_likelihood" not in result.tree.children  # computed when asked, not by the fit
+    tree = with_predictive(result.tree)
     ll = tree["log_likelihood"]["y"]
     thin = tree["posterior"].to_dataset().sel(draw=ll["draw"])
-    pointwise = build_model(result.design, result.priors, result.pooling, result.centring)
+    # the fit keeps a and w, not the raw variables behind them; in the centred form the raw
+    # variables are a and w themselves
+    centred = choose_centring(result.design, result.priors, "centred")
+    pointwise = build_model(result.design, result.priors, result.pooling, centred)
+    thin = thin.assign(za=thin["a"], z=thin["w"])
     ref = pm.compute_log_likelihood(
         xr.DataTree.from_dict({"posterior": thin}),
         model=pointwise,
@@ -118,9 +116,23 @@ def test_log_likelihood_and_predictive_draws_are_the_pointwise_models(small_fit)
     assert y_rep.dtype == np.int8 and y_rep.shape == p1.shape
     z = (y_rep.sum() - p1.sum()) / np.sqrt((p1 * (1.0 - p1)).sum())
     assert abs(z) < 4.0
-    again = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset()})
-    add_predictive(again, result.design, result.config)
-    np.testing.assert_array_equal(again["posterior_predictive"]["y"].values, y_rep)
+    # the fit's own settings (attrs): the same draws again; another seed, other outcomes
+    np.testing.assert_array_equal(with_predictive(result.tree)["posterior_predictive"]["y"], y_rep)
+    other = with_predictive(result.tree, seed=result.config.seed + 1)["posterior_predictive"]["y"]
+    assert (other.values != y_rep).any()
+    assert ll.sizes["chain"] * ll.sizes["draw"] <= result.config.predictive_draws
+    fewer = with_predictive(result.tree, max_draws=10)["log_likelihood"]["y"]
+    assert fewer.sizes["chain"] * fewer.sizes["draw"] <= 10
+
+
+def test_the_fit_keeps_a_and_w_in_float32_and_not_their_raw_variables(small_fit):
+    result, _ = small_fit
+    post = result.tree["posterior"]
+    assert not {"z", "za"} & set(post.data_vars)
+    assert {"a0", "sigma_a", "mu", "tau", "a", "w"} <= set(post.data_vars)
+    assert all(post[v].dtype == np.float32 for v in post.data_vars)
+    assert result.tree["observed_data"]["y"].dtype == np.int8
+    np.testing.assert_array_equal(result.tree["observed_data"]["y"].values, result.design.y)
 
 
 @pytest.mark.fits
@@ -208,13 +220,16 @@ def test_sbc_completes_every_simulation(small_priors_module):
     assert res.ranks.sizes["simulation"] == 3
 
 
-def test_draws_follow_the_recorded_centring(small_fit):
+def test_draws_follow_the_recorded_centring(small_priors_module):
     """The main fit samples with the pilot's centring, not the pilot's non-centred form.
 
     nutpie reuses the pilot's compiled model with new data; if the update were lost, the draws
-    of ``a`` would be ``a0 + sigma_a * za`` instead of the partially centred transform.
+    of ``a`` would be ``a0 + sigma_a * za`` instead of the partially centred transform. The raw
+    variables are kept on request only (``compact=False``, draws as sampled, float64).
     """
-    result, _ = small_fit
+    diary, _ = _truncated_cohort(small_priors_module)
+    cfg = SamplerConfig(chains=2, tune=150, draws=100, seed=5, progressbar=False, compact=False)
+    result = fit(exposures(diary, small_priors_module), small_priors_module, cfg)
     post = result.tree["posterior"].to_dataset()
     lam = result.tree["constant_data"]["centring_za"].values
     np.testing.assert_array_equal(lam, result.centring.intercepts)
@@ -328,3 +343,28 @@ def test_a_user_with_no_days_has_confidence_near_zero(small_fit):
     assert new_user_confidence(result.tree) < 0.1  # 0 up to Monte Carlo error of the variances
     w_new = cold_start_weights(result.tree, seed=1)
     assert set(w_new.dims) == {"chain", "draw", "feature"}
+
+
+def test_a_saved_fit_loads_with_the_groups_arviz_expects(small_fit, tmp_path):
+    """fit.nc stores neither the log-likelihood nor the predictive draws; ``hbm.load_fit``
+    computes them from what it stores, equal to those of the fit in memory, so LOO is too."""
+    import arviz as az
+
+    import hbm
+    from hbm.inference.predictive import with_predictive
+    from hbm.results import io
+
+    result, _ = small_fit
+    path = io.save_fit(with_predictive(result.tree), tmp_path / "fit.nc")
+    with xr.open_datatree(path, engine="netcdf4") as stored:
+        assert not {"log_likelihood", "posterior_predictive"} & set(stored.children)
+        assert stored["posterior"]["w"].dtype == np.float32
+    loaded = hbm.load_fit(path)
+    here = with_predictive(result.tree)
+    for group in ("log_likelihood", "posterior_predictive"):
+        np.testing.assert_array_equal(loaded[group]["y"].values, here[group]["y"].values)
+    assert loaded.attrs == {k: v for k, v in result.tree.attrs.items()}
+    with warnings.catch_warnings():
+        # a small fit has influential rows (Pareto k > 0.6): LOO is compared, not trusted, here
+        warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", UserWarning)
+        assert az.loo(loaded).elpd == pytest.approx(az.loo(here).elpd, abs=1e-9)

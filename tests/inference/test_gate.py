@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from hbm.inference.diagnostics import GATE, Gate, diagnose, gate_reasons, max_treedepth_hits
+from hbm.inference.diagnostics import (
+    GATE,
+    Gate,
+    diagnose,
+    gate_reasons,
+    max_treedepth_hits,
+    rank_p_values,
+)
 
 C, D = 4, 1000
 
@@ -58,7 +65,12 @@ def iid() -> np.ndarray:
 def test_default_thresholds_are_the_documented_ones():
     assert (
         Gate(
-            max_rhat=1.01, min_ess_bulk=400.0, min_ess_tail=400.0, max_divergences=0, min_ebfmi=0.3
+            max_rhat=1.01,
+            min_ess_bulk=400.0,
+            min_ess_tail=400.0,
+            max_divergences=0,
+            min_ebfmi=0.3,
+            min_rank_p=0.01,
         )
         == GATE
     )
@@ -230,3 +242,91 @@ def test_diagnose_counts_depth_hits_and_reads_backends_without_a_divergence_flag
     assert d.divergences == 0
     assert d.max_treedepth_hits == 7
     assert d.reliable is True
+
+
+def _ar1(seed: int, phi: float) -> np.ndarray:
+    """Four chains of a stationary AR(1) with coefficient ``phi``: one target, autocorrelated."""
+    rng = np.random.default_rng(seed)
+    e = rng.standard_normal((C, D))
+    x = np.empty((C, D))
+    x[:, 0] = e[:, 0] / math.sqrt(1 - phi**2)
+    for t in range(1, D):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    return x
+
+
+def _rank_p(values: np.ndarray) -> float:
+    """ArviZ's multi-chain rank-ECDF test on every draw, as this test calls it directly."""
+    da = xr.DataArray(values, dims=["chain", "draw"])
+    ranks = da.azstats.compute_ranks(dim=["chain", "draw"], relative=True)
+    return float(ranks.azstats.mchain_uniformity_test(dim=["chain", "draw"])[0])
+
+
+def test_rank_p_values_label_each_population_cell(iid):
+    tree = _tree(iid)
+    post = tree["posterior"].to_dataset()
+    ess = az.ess(tree, method="bulk")
+    p = rank_p_values(post, ess)
+    assert sorted(p) == ["a0", "mu[x]", "mu[y]"]
+    # well-mixed independent draws: nothing to thin, ArviZ's own p-value on every draw
+    step = math.ceil(C * D / float(ess["a0"]))
+    assert p["a0"] == pytest.approx(_rank_p(iid_a0 := post["a0"].values[:, ::step]))
+    assert iid_a0.shape[1] <= D and min(p.values()) > 0.01 / 3
+    assert diagnose(tree).rank_p == p
+
+
+def test_rank_p_values_thin_autocorrelated_chains_to_their_ess():
+    x = _ar1(0, 0.95)
+    post = xr.Dataset({"a0": (("chain", "draw"), x)}, coords={"chain": range(C), "draw": range(D)})
+    ess = az.ess(xr.DataTree.from_dict({"posterior": post}), method="bulk")
+    step = math.ceil(C * D / float(ess["a0"]))
+    assert step > 20  # ESS about 90 of 4000 draws
+    p = rank_p_values(post, ess)["a0"]
+    assert p == pytest.approx(_rank_p(x[:, ::step]))
+    # on every draw the same sound chains would be called disagreeing: autocorrelation alone
+    assert _rank_p(x) < 1e-6 < 0.01 < p
+
+
+def test_chains_whose_ranks_disagree_fail_the_gate_by_name(iid):
+    shifted = iid.copy()
+    shifted[0, :, 1] *= 1.6  # chain 0 spreads wider on mu[y]: same mean, other ranks
+    d = diagnose(_tree(shifted))
+    assert d.rank_p["mu[y]"] < 0.01 / 3 < min(d.rank_p["mu[x]"], d.rank_p["a0"])
+    assert d.reliable is False
+    assert d.reasons[-1] == (
+        f"chains disagree (rank-ECDF p {d.rank_p['mu[y]']:.1e} < 0.01/3 cells; worst: mu[y])"
+    )
+
+
+def test_rank_p_values_skip_one_chain_and_draws_that_never_change(iid):
+    tree = _tree(iid)
+    post = tree["posterior"].to_dataset()
+    one = post.isel(chain=[0])
+    assert rank_p_values(one, az.ess(xr.DataTree.from_dict({"posterior": one}))) == {}
+    fixed = post.assign(a0=(("chain", "draw"), np.ones((C, D))))
+    ess = az.ess(xr.DataTree.from_dict({"posterior": fixed}), method="bulk")
+    assert sorted(rank_p_values(fixed, ess)) == ["mu[x]", "mu[y]"]
+
+
+@pytest.mark.parametrize(
+    ("rank_p", "expected"),
+    [
+        ({}, []),
+        ({"tau[x]": 0.005, "mu[x]": 0.9}, []),  # at the threshold 0.01 / 2 itself: passes
+        (
+            {"tau[x]": 0.0049, "mu[x]": 0.9},
+            ["chains disagree (rank-ECDF p 4.9e-03 < 0.01/2 cells; worst: tau[x])"],
+        ),
+        (
+            {"tau[x]": 0.004, "mu[x]": 0.001, "a0": 0.5},
+            ["chains disagree (rank-ECDF p 1.0e-03 < 0.01/3 cells; worst: mu[x])"],
+        ),
+        ({"a0": 0.0099}, ["chains disagree (rank-ECDF p 9.9e-03 < 0.01/1 cells; worst: a0)"]),
+        ({"a0": 0.01}, []),
+    ],
+)
+def test_gate_reasons_for_the_rank_test_at_its_bonferroni_threshold(rank_p, expected):
+    assert gate_reasons(_per_var(), 0, (1.0,), rank_p=rank_p) == expected
+    # the gate's own level: a stricter one lets a p-value pass that the default fails
+    assert gate_reasons(_per_var(), 0, (1.0,), Gate(min_rank_p=0.001), rank_p={"a0": 0.002}) == []
+    assert gate_reasons(_per_var(), 0, (1.0,), rank_p={"a0": 0.002}) != []

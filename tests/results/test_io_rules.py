@@ -588,3 +588,42 @@ def test_write_cohort_parquet_by_suffix(tmp_path, name):
 def test_truth_path():
     assert hio.truth_path("data/x.csv") == Path("data/x.truth.json")
     assert hio.truth_path(Path("/d/cohort.v2.parquet")) == Path("/d/cohort.v2.truth.json")
+
+
+def _constant_data(x: np.ndarray) -> xr.Dataset:
+    return xr.Dataset(
+        {"x": (("obs", "feature"), x), "user_index": ("obs", np.zeros(len(x), np.int32))},
+        coords={"obs": np.arange(len(x)), "feature": ["f", "g"]},
+    )
+
+
+def test_exposures_are_stored_as_the_fits_codes_and_come_back_exactly():
+    from hbm.results.fit_storage import X_CODES, decode_exposures, encode_exposures
+
+    scale = np.array([0.25 / 32767, 3.0 / 32767])
+    codes = np.array([[32767, -5], [-32767, 32767], [0, 17]], dtype=np.int16)
+    data = _constant_data(codes * scale)
+    attrs = {"exposure_scale": json.dumps({"f": scale[0], "g": scale[1]})}
+    stored = encode_exposures(data, attrs)
+    assert "x" not in stored and stored[X_CODES].dtype == np.int16
+    np.testing.assert_array_equal(stored[X_CODES].values, codes)
+    back = decode_exposures(stored)
+    np.testing.assert_array_equal(back["x"].values, data["x"].values)  # bit for bit
+    assert back["x"].dims == ("obs", "feature") and back["x"].dtype == np.float64
+    assert decode_exposures(data) is data  # nothing encoded: as it is
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {},  # a fit saved without its scales
+        {"exposure_scale": json.dumps({"f": 1.0})},  # a feature without one
+        {"exposure_scale": json.dumps({"f": 1.0, "g": 1.0})},  # x is not codes x scale
+        {"exposure_scale": json.dumps({"f": 1e-9, "g": 1.0})},  # codes beyond 16 bits
+    ],
+)
+def test_exposures_that_codes_would_not_give_back_are_stored_as_they_are(attrs):
+    from hbm.results.fit_storage import encode_exposures
+
+    data = _constant_data(np.array([[0.5, 1.0], [0.25, 2.0], [0.0, 3.0]]))
+    assert encode_exposures(data, attrs) is data

@@ -252,7 +252,8 @@ def test_report_shows_no_json(reported):
         if key in ("chains", "tune", "draws", "seed"):
             assert f"sampler: {key}" not in shown  # shown once, in the rows above
         else:  # backend, target_accept 0.9, progressbar False, cores null, ...
-            assert shown[f"sampler: {key}"] == ("not set" if value is None else str(value))
+            expected = f"{value:.4g}" if isinstance(value, float) else str(value)  # 300.0: 300
+            assert shown[f"sampler: {key}"] == ("not set" if value is None else expected)
     assert set(info["centring"]) == {
         k.removeprefix("centring: ") for k in shown if "centring: " in k
     }
@@ -301,3 +302,25 @@ def test_report_says_why_confidence_is_not_plotted_against_days(reported):
     assert "Every user logged 60 days, so confidence cannot be plotted against days" in page
     assert 'alt="confidence distribution" data-name="confidence_days.png"' in page
     assert 'alt="confidence vs days"' not in page
+
+
+def test_the_gates_second_try_is_said_in_words():
+    from hbm.results.report import extension_sentence
+
+    assert extension_sentence(None) == "" and extension_sentence({}) == ""
+    said = extension_sentence(
+        {
+            "why": ["max R-hat 1.012 > 1.01 (worst: tau)", "min tail ESS 381 < 400 (worst: tau)"],
+            "tune": 600,
+            "draws": 2000,
+            "seed": 2027,
+            "sampling_s": 27.4,
+            "budget_s": 300.0,
+        }
+    )
+    assert said == (
+        '<p id="extension">The first sampling failed the gate (max R-hat 1.012 &gt; 1.01 '
+        "(worst: tau); min tail ESS 381 &lt; 400 (worst: tau)), so the fit was sampled again with "
+        "600 warm-up and 2000 draws per chain (seed 2027, 27 s, within its budget of 300 s); "
+        "these are its draws.</p>"
+    )
