@@ -87,3 +87,33 @@ def test_agreement_flags_a_shifted_posterior():
         ["nutpie", "pymc"],
         ["nutpie", "numpyro"],
     ]
+
+
+def test_command_wall_summary_takes_median_and_worst_over_seeds():
+    from benchmarks.command_wall import markdown, summary
+
+    def row(seed, wall, ess, reliable, rhat=1.005):
+        timings = {"sampling_s": wall / 2, "export_s": 1.0}
+        return {"seed": seed, "wall_s": wall, "exit": 0, "peak_rss_mib": 700, "reliable": reliable,
+                "reasons": [], "min_ess_bulk": ess, "min_ess_tail": ess, "max_rhat": rhat,
+                "ess_per_s": ess / wall, "fit_nc_mb": 12.0, "timings": timings}  # fmt: skip
+
+    rows = [row(1, 30.0, 600.0, True), row(2, 50.0, 300.0, False, 1.02), row(3, 40.0, 800.0, True)]
+    rows[2]["extension"] = {"why": ["max R-hat 1.012 > 1.01 (worst: tau)"]}
+    rows[2]["timings"]["extension_sampling_s"] = 30.0
+    rows.append({"seed": 4, "wall_s": 3.0, "exit": 2, "peak_rss_mib": 100, "error": "bad"})
+    s = summary(rows)
+    assert (s["seeds"], s["failed_commands"], s["gate_passed"]) == (4, 1, 2)
+    assert s["wall_s"] == {"median": 40.0, "worst": 50.0}
+    assert s["ess_per_s"] == {"median": 20.0, "worst": 6.0}
+    assert s["max_rhat"] == {"median": 1.005, "worst": 1.02}
+    assert s["sampling_s"] == {"median": 25.0, "worst": 50.0}  # both tries of seed 3
+    assert s["extended"] == 1
+    table = markdown({"rows": rows, "summary": s}).splitlines()
+    assert table[3].startswith("| 2 | 50.0 | FAIL | no | 300 | 6.0 | 1.0200 | 25.0 |")
+    assert table[4].startswith("| 3 | 40.0 | pass | yes | 800 | 20.0 | 1.0050 | 50.0 |")
+    assert table[5] == "| 4 | 3.0 | exit 2 | | | | | | | | |"
+    assert table[-1] == (
+        "median (worst): wall 40.0 s (50.0), ESS/s of wall 20.0 (6.0), gate passed 2/4 "
+        "(1 after a second try)"
+    )
