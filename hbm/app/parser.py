@@ -90,7 +90,7 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     d = DEFAULTS
     p.add_argument("--backend", choices=BACKENDS, help=f"NUTS backend (default {d.backend})")
     p.add_argument("--chains", type=int, help=f"(default {d.chains})")
-    p.add_argument("--tune", type=int, help="warm-up per chain (nutpie 300, others 1000)")
+    p.add_argument("--tune", type=int, help="warm-up per chain (nutpie 600, others 1000)")
     p.add_argument("--draws", type=int, help=f"draws per chain (default {d.draws})")
     p.add_argument("--target-accept", type=float, help=f"(default {d.target_accept})")
     p.add_argument(

@@ -123,7 +123,7 @@ def test_recorded_document_has_absolute_paths_and_the_backends_tune(tmp_path, mo
     config = FitConfig(diary="d.csv", column_map=(("who", "user_id"),), seed=9)
     doc = document(config)
     assert doc["diary"] == str(tmp_path / "d.csv")
-    assert doc["tune"] == 300  # nutpie's own warm-up (README, `--tune` help)
+    assert doc["tune"] == 600  # nutpie's warm-up (README, `--tune` help)
     assert "priors" not in doc  # the shipped file
     assert doc["map"] == {"who": "user_id"} and list(doc)[-1] == "map"
     # written and read back through the io writers, it is the same configuration
@@ -133,6 +133,6 @@ def test_recorded_document_has_absolute_paths_and_the_backends_tune(tmp_path, mo
     assert tomllib.loads(text) == doc
     again = resolve(parse_config(io.read_toml(path), str(path), path.parent))
     assert again == FitConfig(
-        diary=str(tmp_path / "d.csv"), column_map=(("who", "user_id"),), seed=9, tune=300
+        diary=str(tmp_path / "d.csv"), column_map=(("who", "user_id"),), seed=9, tune=600
     )
     assert document(again) == doc

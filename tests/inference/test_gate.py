@@ -306,6 +306,18 @@ def test_rank_p_values_skip_one_chain_and_draws_that_never_change(iid):
     fixed = post.assign(a0=(("chain", "draw"), np.ones((C, D))))
     ess = az.ess(xr.DataTree.from_dict({"posterior": fixed}), method="bulk")
     assert sorted(rank_p_values(fixed, ess)) == ["mu[x]", "mu[y]"]
+    # a fixed cell is skipped, the variable's next cells are still tested
+    mu = post["mu"].values.copy()
+    mu[..., 0] = 0.5
+    first_fixed = post.assign(mu=(("chain", "draw", "feature"), mu))
+    ess = az.ess(xr.DataTree.from_dict({"posterior": first_fixed}), method="bulk")
+    assert sorted(rank_p_values(first_fixed, ess)) == ["a0", "mu[y]"]
+
+
+def test_two_chains_are_enough_to_compare(iid):
+    post = _tree(iid)["posterior"].to_dataset().isel(chain=[0, 1])
+    p = rank_p_values(post, az.ess(xr.DataTree.from_dict({"posterior": post}), method="bulk"))
+    assert sorted(p) == ["a0", "mu[x]", "mu[y]"] and all(0 < v <= 1 for v in p.values())
 
 
 @pytest.mark.parametrize(

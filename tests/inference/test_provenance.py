@@ -102,13 +102,13 @@ def test_a_fit_of_another_schema_is_a_run_error():
 
 def test_every_backend_is_one_registry_entry():
     assert backends.BACKENDS == ("nutpie", "pymc", "numpyro")
-    assert DEFAULT_TUNE == {"nutpie": 300, "pymc": 1000, "numpyro": 1000}
+    assert DEFAULT_TUNE == {"nutpie": 600, "pymc": 1000, "numpyro": 1000}
     assert {n: b.layout for n, b in backends.REGISTRY.items()} == {
         "nutpie": "blocked",
         "pymc": "blocked",
         "numpyro": "feature",
     }
-    assert SamplerConfig(backend="pymc").tune == 1000 and SamplerConfig().tune == 300
+    assert SamplerConfig(backend="pymc").tune == 1000 and SamplerConfig().tune == 600
     cfg = SamplerConfig(backend="pymc", chains=2, cores=1, target_accept=0.85, max_treedepth=7)
     assert backends.get_backend("pymc").pm_sample_kwargs(cfg, 2) == {
         "nuts_sampler": "pymc",
