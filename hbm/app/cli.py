@@ -99,7 +99,8 @@ def _print_fit(run: FitRun) -> None:
     if ext:
         print(
             f"first sampling failed the gate ({'; '.join(ext['why'])}): sampled again with "
-            f"{ext['tune']} warm-up + {ext['draws']} draws per chain ({ext['sampling_s']:.0f} s)"
+            f"{ext['tune']} warm-up + {ext['draws']} draws per chain, target acceptance "
+            f"{ext['target_accept']} ({ext['sampling_s']:.0f} s)"
         )
     verdict = "reliable" if d.reliable else "NOT RELIABLE: " + "; ".join(d.reasons)
     print(f"fit {verdict}")

@@ -103,7 +103,8 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SECONDS",
         help="when the fit fails the diagnostics gate, sample once more with twice the warm-up "
-        "and draws if that should take at most SECONDS (twice the first sampling's time); "
+        "and draws and target acceptance 0.95 if that should take at most SECONDS (three "
+        "times the first sampling's time); "
         f"0: never (default {d.extend_budget:g})",
     )
     p.add_argument("--seed", type=int, help=f"(default {d.seed})")

@@ -37,8 +37,9 @@ class SamplerConfig:
     #: the first divergent steps and trajectories run to the limit for a dozen iterations
     #: (BENCHMARKS.md). ``Diagnostics.max_treedepth_hits`` counts draws that hit it.
     max_treedepth: int = 8
-    #: When the gate fails, sample once more with twice the warm-up and draws (and the next
-    #: seed) if twice the first sampling's seconds fit in this budget; 0 never does
+    #: When the gate fails, sample once more with twice the warm-up and draws (the next seed,
+    #: target acceptance 0.95) if three times the first sampling's seconds fit in this budget
+    #: (twice the iterations, about 1.5 times the steps each); 0 never does
     #: (``hbm.inference.fitting.fit``; run.json's ``extension`` records it).
     extend_budget_s: float = 300.0
     #: Keep ``a`` and ``w`` in float32 without the raw variables behind them

@@ -211,9 +211,24 @@ def _gated_draws(
     return tree, diagnostics, steps, timings
 
 
+#: The second try's smallest target acceptance: smaller steps reach the narrow region of small
+#: between-user spreads, where the chains that failed the rank test disagreed (BENCHMARKS.md).
+EXTENSION_TARGET_ACCEPT = 0.95
+#: The second try's expected seconds per second of the first: twice the iterations, about 1.5
+#: times the leapfrog steps each at 0.95 (medium: 48 s after 18 s).
+EXTENSION_COST = 3.0
+
+
 def extension_config(cfg: SamplerConfig) -> SamplerConfig:
-    """The gate's second try: twice the warm-up and draws, the next seed."""
-    return replace(cfg, tune=2 * cfg.tune_steps, draws=2 * cfg.draws, seed=cfg.seed + 1)
+    """The gate's second try: twice the warm-up and draws, the next seed, target acceptance at
+    least ``EXTENSION_TARGET_ACCEPT``."""
+    return replace(
+        cfg,
+        tune=2 * cfg.tune_steps,
+        draws=2 * cfg.draws,
+        seed=cfg.seed + 1,
+        target_accept=max(cfg.target_accept, EXTENSION_TARGET_ACCEPT),
+    )
 
 
 def _sample_and_gate(
@@ -225,7 +240,8 @@ def _sample_and_gate(
 ) -> tuple[xr.DataTree, Diagnostics, dict[str, int], dict[str, Any]]:
     """Sample and gate; when the gate fails and the budget allows, sample once more, longer.
 
-    The second try (``extension_config``) runs when twice the first sampling's seconds fit in
+    The second try (``extension_config``: twice the warm-up and draws, the next seed, target
+    acceptance 0.95) runs when three times the first sampling's seconds (``EXTENSION_COST``) fit in
     ``cfg.extend_budget_s`` and the gate failed on figures that more warm-up and draws can mend
     (a diagnostic that is undefined, e.g. R-hat of one chain, is not). Its draws replace the
     first ones, whatever its verdict; the record says why it ran and what it gave.
@@ -233,7 +249,7 @@ def _sample_and_gate(
     tree, first, steps, first_timings = _gated_draws(model, cfg, compiled, say)
     timings.update(first_timings)
     wanted = not first.reliable and not first.not_available
-    if not (wanted and 0 < 2 * first_timings["sampling_s"] <= cfg.extend_budget_s):
+    if not (wanted and 0 < EXTENSION_COST * first_timings["sampling_s"] <= cfg.extend_budget_s):
         return tree, first, steps, {}
     longer = extension_config(cfg)
     say("extend")
@@ -246,6 +262,7 @@ def _sample_and_gate(
         "tune": longer.tune_steps,
         "draws": longer.draws,
         "seed": longer.seed,
+        "target_accept": longer.target_accept,
         "budget_s": cfg.extend_budget_s,
         "sampling_s": second_timings["sampling_s"],
         "reliable": second.reliable,

@@ -197,7 +197,8 @@ def extension_sentence(extension: dict[str, Any] | None) -> str:
     why = html.escape("; ".join(map(str, extension["why"])))
     return (
         f'<p id="extension">The first sampling failed the gate ({why}), so the fit was sampled '
-        f"again with {extension['tune']} warm-up and {extension['draws']} draws per chain "
+        f"again with {extension['tune']} warm-up and {extension['draws']} draws per chain and "
+        f"target acceptance {extension.get('target_accept', 'as before')} "
         f"(seed {extension['seed']}, {float(extension['sampling_s']):.0f} s, within its budget "
         f"of {float(extension['budget_s']):g} s); these are its draws.</p>"
     )

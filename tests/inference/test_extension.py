@@ -55,9 +55,9 @@ def test_a_failed_gate_samples_again_with_twice_the_warm_up_and_draws(scripted):
     calls, script = scripted
     failed = ("max R-hat 1.020 > 1.01 (worst: tau)",)
     script["verdicts"] = [_verdict(failed), _verdict()]
-    cfg = SamplerConfig(tune=300, draws=1000, seed=7, extend_budget_s=20.0)
+    cfg = SamplerConfig(tune=300, draws=1000, seed=7, extend_budget_s=30.0)
     tree, diagnostics, steps, extension, phases, timings = _run(cfg)
-    assert calls == [cfg, replace(cfg, tune=600, draws=2000, seed=8)]
+    assert calls == [cfg, replace(cfg, tune=600, draws=2000, seed=8, target_accept=0.95)]
     assert phases == ["sample", "diagnostics", "extend", "sample", "diagnostics"]
     assert tree["posterior"].attrs["draws"] == 2000 and steps == {"warmup": 600, "draws": 2000}
     assert diagnostics.reliable
@@ -68,7 +68,8 @@ def test_a_failed_gate_samples_again_with_twice_the_warm_up_and_draws(scripted):
         "tune": 600,
         "draws": 2000,
         "seed": 8,
-        "budget_s": 20.0,
+        "target_accept": 0.95,
+        "budget_s": 30.0,
         "sampling_s": 25.0,
         "reliable": True,
     }  # fmt: skip
@@ -86,7 +87,7 @@ def test_the_second_try_is_kept_and_said_when_it_fails_too(scripted):
 
 @pytest.mark.parametrize(
     ("budget", "runs"),
-    [(0.0, 1), (19.99, 1), (20.0, 2)],  # twice the first sampling's 10 s must fit
+    [(0.0, 1), (29.99, 1), (30.0, 2)],  # three times the first sampling's 10 s must fit
 )
 def test_the_second_try_runs_only_within_its_budget(scripted, budget, runs):
     calls, script = scripted
@@ -111,3 +112,10 @@ def test_the_budget_must_not_be_negative():
     with pytest.raises(FitError, match="extend_budget_s must be >= 0 seconds, got -1"):
         SamplerConfig(extend_budget_s=-1).check()
     SamplerConfig(extend_budget_s=0).check()
+
+
+def test_the_second_try_keeps_a_higher_target_acceptance(scripted):
+    calls, script = scripted
+    script["verdicts"] = [_verdict(("min tail ESS 300 < 400 (worst: tau)",)), _verdict()]
+    _run(SamplerConfig(target_accept=0.97))
+    assert calls[1].target_accept == 0.97

@@ -314,6 +314,7 @@ def test_the_gates_second_try_is_said_in_words():
             "tune": 600,
             "draws": 2000,
             "seed": 2027,
+            "target_accept": 0.95,
             "sampling_s": 27.4,
             "budget_s": 300.0,
         }
@@ -321,6 +322,7 @@ def test_the_gates_second_try_is_said_in_words():
     assert said == (
         '<p id="extension">The first sampling failed the gate (max R-hat 1.012 &gt; 1.01 '
         "(worst: tau); min tail ESS 381 &lt; 400 (worst: tau)), so the fit was sampled again with "
-        "600 warm-up and 2000 draws per chain (seed 2027, 27 s, within its budget of 300 s); "
+        "600 warm-up and 2000 draws per chain and target acceptance 0.95 (seed 2027, 27 s, "
+        "within its budget of 300 s); "
         "these are its draws.</p>"
     )
