@@ -191,14 +191,14 @@ def _fit_and_signal(workspace, out: Path, phase: str, sig: int, draws: int) -> t
 def test_case2_a_signal_stops_the_fit_in_its_phase(old, workspace, phase, sig, code):
     """Before, the pilot ignored Ctrl-C and the sampling exported its NaN-padded partial trace."""
     run, before = old
-    returncode, lines, seconds = _fit_and_signal(workspace, run, phase, sig, draws=20000)
+    # 20,000 draws: had the signal not stopped it, the fit would have gone on to its diagnostics
+    returncode, lines, _ = _fit_and_signal(workspace, run, phase, sig, draws=20000)
     assert returncode == code, lines
     following = {"pilot": "phase: sample", "sample": "phase: diagnostics"}[phase]
     assert following not in lines  # it stopped in the phase it was in
     name = signal.Signals(sig).name
     assert lines[-1] == f"hbm fit: interrupted by {name}; {run} was left as it was", lines
     assert not any("Traceback" in line for line in lines)
-    assert seconds < 10
     assert_intact(run, before)
 
 
