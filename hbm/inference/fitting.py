@@ -327,7 +327,7 @@ def fit(
     use_pilot = parameterization == "auto" and pooling == "partial"
     cen = choose_centring(design, priors, "noncentred" if use_pilot else parameterization)
     check_exposures(design)
-    quantized = quantize_exposures(design.x)  # once: the model, the predictive and the attrs
+    quantized = quantize_exposures(design.x)  # once: the model and the attrs
     say("compile")
     model = build_model(
         design, priors, pooling, cen, SAMPLED_LIKELIHOOD, backend.layout, quantized=quantized

@@ -17,10 +17,6 @@ from hbm.data.exposures import Design
 from hbm.inference.config import SamplerConfig, thinning_step
 from hbm.model.build import group_rows
 from hbm.model.likelihood import quantize_exposures, rows_logp_draw
-from hbm.model.options import COMPUTED_GROUPS
-
-#: The groups ``with_predictive`` adds (never stored in fit.nc).
-PREDICTIVE_GROUPS = COMPUTED_GROUPS
 
 
 def observed_data(design: Design) -> xr.DataTree:
