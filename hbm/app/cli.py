@@ -14,6 +14,7 @@ from typing import Any
 
 from hbm.app.checks import check_at_least
 from hbm.app.config import FitConfig
+from hbm.app.engine import EngineConfig, TaskRun
 from hbm.app.parser import DEMO_DIARY, build_parser, column_map, fit_config
 from hbm.app.run_workflows import (
     WrittenReport,
@@ -25,15 +26,14 @@ from hbm.app.run_workflows import (
     write_diagnostic_figures,
     write_run_report,
 )
+from hbm.app.task_workflows import SBCSettings, StudySampler, run_sbc_folder, run_study
 from hbm.app.workflows import (
     CompareOptions,
     FitRun,
     Inputs,
-    StudySampler,
     compare_and_export,
     fit_and_export,
     load_inputs,
-    run_study,
     simulate_cohort,
 )
 from hbm.defaults import DAYS_NEEDED_USERS
@@ -235,12 +235,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine(args: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(args.workers, args.scheduler)
+
+
+def _tasks_line(run: TaskRun) -> str:
+    return (
+        f"{len(run.ran)} tasks ran on {run.where}, {len(run.reused)} were done already"
+        if run.reused
+        else f"{len(run.ran)} tasks ran on {run.where}"
+    )
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out)
     sampler = StudySampler(args.chains, args.tune, args.draws)
-    run = run_study(out, args.priors, args.quick, args.models, _command(args), sampler, _say)
+    run = run_study(
+        out, args.priors, args.quick, args.models, _command(args), sampler, _say, _engine(args)
+    )
     print(run.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"wrote {out}/study.csv and study_summary.csv in {run.seconds:.0f} s")
+    print(_tasks_line(run.tasks))
+    print(f"wrote {out}/study.csv, study_summary.csv and study_timings.csv in {run.seconds:.0f} s")
+    return 0
+
+
+def cmd_sbc(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    settings = SBCSettings(
+        users=args.users,
+        days=args.days,
+        simulations=args.simulations,
+        seed=args.seed,
+        backend=args.backend,
+        chains=args.chains,
+        tune=args.tune,
+        draws=args.draws,
+        bins=args.bins,
+        max_w=args.max_w,
+    )
+    run = run_sbc_folder(out, args.priors, settings, _command(args), _say, _engine(args))
+    worst = run.tests.nsmallest(5, "p_value")
+    print(worst.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"smallest of {len(run.tests)} uniformity p-values: {run.min_p:.4f}")
+    print(_tasks_line(run.tasks))
+    files = "sbc_ranks.csv, sbc_tests.csv, sbc_ecdf.png and sbc.json"
+    print(f"wrote {out}/{files} in {run.seconds:.0f} s")
     return 0
 
 
@@ -336,6 +375,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "predict": cmd_predict,
     "compare": cmd_compare,
     "study": cmd_study,
+    "sbc": cmd_sbc,
     "decide": cmd_decide,
     "report": cmd_report,
     "serve": cmd_serve,

@@ -337,6 +337,46 @@ def _add_study_parser(sub: Sub) -> None:
     p.add_argument("--tune", type=int, default=None)
     p.add_argument("--draws", type=int, default=None)
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    _add_engine_arguments(p)
+
+
+def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    from hbm.app.engine import usable_cores
+
+    cores = usable_cores()
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=cores,
+        help="local Dask worker processes, the fits running at once (default: this machine's "
+        f"{cores} cores); 1 runs every fit in this process, without Dask",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the fits on an existing Dask cluster (tcp://host:8786) instead",
+    )
+
+
+def _add_sbc_parser(sub: Sub) -> None:
+    from hbm.app.task_workflows import SBCSettings
+
+    d = SBCSettings()
+    p = sub.add_parser("sbc", help="simulation-based calibration of the model (simuk), on Dask")
+    p.add_argument("--out", required=True)
+    p.add_argument("--priors", default=None)
+    p.add_argument("--simulations", type=int, default=d.simulations, help="(default %(default)s)")
+    p.add_argument("--users", type=int, default=d.users, help="users per simulated data set")
+    p.add_argument("--days", type=int, default=d.days, help="days per user")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the cohort and simulations")
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="(default %(default)s)")
+    p.add_argument("--chains", type=int, default=d.chains)
+    p.add_argument("--tune", type=int, default=d.tune)
+    p.add_argument("--draws", type=int, default=d.draws)
+    p.add_argument("--bins", type=int, default=d.bins, help="rank bins of the chi-square test")
+    p.add_argument("--max-w", type=int, default=d.max_w, help="per-user weights tested")
+    _add_engine_arguments(p)
 
 
 def _add_decide_parser(sub: Sub) -> None:
@@ -382,6 +422,7 @@ SUBCOMMANDS = (
     _add_predict_parser,
     _add_compare_parser,
     _add_study_parser,
+    _add_sbc_parser,
     _add_decide_parser,
     _add_report_parser,
     _add_serve_parser,

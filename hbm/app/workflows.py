@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hbm.app.checks import check_at_least, check_out_folder, check_seed, check_simulated_diary
+from hbm.app.checks import check_seed, check_simulated_diary
 from hbm.app.config import CONFIG_COMMENT, FitConfig, document
 from hbm.data.diary import Diary, load_diary
 from hbm.data.exposures import Design, exposure_prevalence, exposures
@@ -372,61 +372,3 @@ def compare_and_export(
         if fitted is not None:
             _write_compared_run(stage / "hbm", fitted, inputs, config, command, tables)
     return CompareRun(out, comparison, tuple(tables), info)
-
-
-@dataclass(frozen=True)
-class StudyRun:
-    """A study written into its folder (``run_study``): the summary table and the seconds taken."""
-
-    summary: pd.DataFrame
-    seconds: float
-
-
-@dataclass(frozen=True)
-class StudySampler:
-    """Overrides of a study grid's sampler; ``None`` keeps the grid's own."""
-
-    chains: int | None = None
-    tune: int | None = None
-    draws: int | None = None
-
-
-def run_study(
-    out: Path,
-    priors_path: str | None,
-    quick: bool,
-    models: Sequence[str],
-    command: str,
-    sampler: StudySampler | None = None,
-    progress: Progress | None = None,
-) -> StudyRun:
-    """Run the personalization study grid; write ``study.csv``, its summary and ``study.json``.
-
-    ``quick`` picks the small grid (``QUICK``, else ``FULL``); ``sampler`` overrides the grid's
-    ``chains``, ``tune`` and ``draws`` where it sets them.
-    """
-    from hbm.evaluation.study import FULL, QUICK, study, summary_table
-
-    check_out_folder(out, (priors_path,))
-    priors = load_priors(priors_path)
-    grid = QUICK if quick else FULL
-    if sampler is not None:
-        given = {k: getattr(sampler, k) for k in ("chains", "tune", "draws")}
-        for name, least in (("chains", 1), ("tune", 0), ("draws", 1)):
-            if given[name] is not None:
-                check_at_least(given[name], least, f"--{name}")
-        grid = replace(grid, **{k: v for k, v in given.items() if v is not None})
-    t0 = time.perf_counter()
-    results = study(priors, grid, models, progress=progress)
-    io.write_csv(out / "study.csv", results)
-    table = summary_table(results)
-    io.write_csv(out / "study_summary.csv", table)
-    io.write_json(
-        out / "study.json",
-        {
-            "command": command,
-            "grid": {k: getattr(grid, k) for k in grid.__dataclass_fields__},
-            "total_s": time.perf_counter() - t0,
-        },
-    )
-    return StudyRun(table, time.perf_counter() - t0)

@@ -21,7 +21,6 @@ discovery, stability, the run folder of ``hbm compare``) are those of the last o
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -58,13 +57,19 @@ from hbm.evaluation.splits import (
     users_designs,
 )
 from hbm.inference.fitting import SamplerConfig
+from hbm.tasks import task_seed
 
 __all__ = [
     "Comparison",
+    "Forecast",
+    "Scores",
     "Split",
     "compare",
     "first_part",
     "fit_seed",
+    "forecast",
+    "model_names",
+    "score",
     "temporal_designs",
     "users_designs",
 ]
@@ -91,29 +96,37 @@ class Comparison:
 
 def fit_seed(base: int, model: str, origin: int) -> int:
     """A fit's seed from its identity: CRC-32 of ``"<base>/<model>/<origin>"`` (0 to 2**32 - 1)."""
-    return zlib.crc32(f"{base}/{model}/{origin}".encode())
+    return task_seed(base, model, origin)
 
 
 @dataclass(frozen=True)
-class _Forecast:
-    """One model's pooled test predictions over the folds, and its fit at the last fold."""
+class Forecast:
+    """One model's pooled test predictions over the folds (rows in fold order), what its last
+    fit records (``Fitted.info``) and, for a per-user NUTS model when asked, its weights table:
+    everything scoring needs, small enough to come back from another process."""
 
-    fitted: Fitted
+    model: str
     y: np.ndarray
     p: np.ndarray
     user_index: np.ndarray
     seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+    weights: pd.DataFrame | None = None
 
 
-def _fit_folds(
+def forecast(
     name: str,
     folds: list[Fold],
     priors: Priors,
     sampler: SamplerConfig,
     seed: int,
-    say: Callable[[str], None],
-) -> _Forecast:
-    """Fit a model at every fold and pool its test predictions (rows in fold order)."""
+    say: Callable[[str], None] = lambda _msg: None,
+    weights: bool = False,
+) -> tuple[Forecast, Fitted]:
+    """Fit a model at every fold and pool its test predictions; also return the last fit.
+
+    ``weights`` adds the last fit's per-user weights table (``weights_of``) to the forecast.
+    """
     t0 = time.perf_counter()
     ys, ps, users = [], [], []
     fitted: Fitted | None = None
@@ -133,10 +146,59 @@ def _fit_folds(
         users.append(fold.test.user_index)
     assert fitted is not None  # split_folds gives at least one fold
     seconds = time.perf_counter() - t0
-    return _Forecast(fitted, np.concatenate(ys), np.concatenate(ps), np.concatenate(users), seconds)
+    table = weights_of(fitted) if weights else None
+    pooled = Forecast(
+        name,
+        np.concatenate(ys),
+        np.concatenate(ps),
+        np.concatenate(users),
+        seconds,
+        dict(fitted.info),
+        table,
+    )
+    return pooled, fitted
 
 
-def _model_names(models: Sequence[str] | None, priors: Priors) -> list[str]:
+@dataclass(frozen=True)
+class Scores:
+    """What ``score`` makes of forecasts: ``Comparison``'s tables."""
+
+    table: pd.DataFrame
+    differences: pd.DataFrame
+    per_user: pd.DataFrame
+    recovery: pd.DataFrame | None
+    discovery: pd.DataFrame | None
+
+
+def score(
+    forecasts: dict[str, Forecast],
+    users: tuple[str, ...],
+    truth: dict[str, Any] | None,
+    seed: int,
+) -> Scores:
+    """Held-out metrics of every forecast, paired bootstrap differences (seeded by ``seed``),
+    and against a simulator's truth, weight recovery and trigger discovery.
+
+    ``forecasts`` is ordered reference first (``model_names``); ``users`` are the test
+    design's user ids.
+    """
+    names = list(forecasts)
+    per_user = {name: per_user_scores(f.y, f.p, f.user_index) for name, f in forecasts.items()}
+    rows = [
+        {"model": name, **scores(f.y, f.p, f.user_index), **f.info} for name, f in forecasts.items()
+    ]
+    differences = _differences(per_user, names, seed)
+    against_reference = differences[differences["reference"] == REFERENCE].drop(columns="reference")
+    table = pd.DataFrame(rows).merge(against_reference, on="model", how="left")
+    table.insert(1, "reference", REFERENCE)
+    recovery = discovery = None
+    if truth is not None:  # one weights table per per-user model serves both
+        tables = {n: f.weights for n, f in forecasts.items() if f.weights is not None}
+        recovery, discovery = _recovery(tables, truth), _discovery(tables, truth)
+    return Scores(table, differences, _per_user_table(per_user, users), recovery, discovery)
+
+
+def model_names(models: Sequence[str] | None, priors: Priors) -> list[str]:
     """The reference first, then the models asked for (``default_models`` when none)."""
     models = default_models(priors) if models is None else models
     unknown = [m for m in models if m not in MODELS]
@@ -186,30 +248,22 @@ def compare(
         Origins of the rolling split.
     """
     say = progress or (lambda _msg: None)
-    names = _model_names(models, priors)
+    names = model_names(models, priors)
     if priors.clustering is None and NO_CLUSTERING & set(names):
         say("hbm-no-clustering: the priors have no clustering block, so it is the same as hbm")
     folds = split_folds(diary, priors, split, test_fraction, origins, seed)
     sampler = sampler or SamplerConfig()
-    forecasts = {name: _fit_folds(name, folds, priors, sampler, seed, say) for name in names}
-    fits = {name: f.fitted for name, f in forecasts.items()}
-    per_user = {name: per_user_scores(f.y, f.p, f.user_index) for name, f in forecasts.items()}
-    rows = [
-        {"model": name, **scores(f.y, f.p, f.user_index), **f.fitted.info}
-        for name, f in forecasts.items()
-    ]
-    differences = _differences(per_user, names, seed)
-    against_reference = differences[differences["reference"] == REFERENCE].drop(columns="reference")
-    table = pd.DataFrame(rows).merge(against_reference, on="model", how="left")
-    table.insert(1, "reference", REFERENCE)
+    pairs = {
+        name: forecast(name, folds, priors, sampler, seed, say, weights=truth is not None)
+        for name in names
+    }
+    forecasts = {name: f for name, (f, _) in pairs.items()}
+    fits = {name: fitted for name, (_, fitted) in pairs.items()}
+    scored = score(forecasts, folds[0].test.users, truth, seed)
+    table = scored.table
     table["split"] = split
     table["test_fraction"] = test_fraction
     table["fit_predict_s"] = [forecasts[n].seconds for n in names]
-    per_user_table = _per_user_table(per_user, folds[0].test.users)
-    recovery = discovery = None
-    if truth is not None:  # one weights table per per-user model serves both
-        tables = {name: w for name, f in fits.items() if (w := weights_of(f)) is not None}
-        recovery, discovery = _recovery(tables, truth), _discovery(tables, truth)
     stab = None
     if stability and split == "temporal":
         stab = _stability(fits, folds[0].train, priors, sampler, seed, say)
@@ -217,7 +271,16 @@ def compare(
     info["timings_s"] = {n: forecasts[n].seconds for n in names}
     if priors.clustering is None and NO_CLUSTERING & set(names):
         info["hbm-no-clustering"] = "the priors have no clustering block: the same model as hbm"
-    return Comparison(table, differences, per_user_table, recovery, stab, fits, info, discovery)
+    return Comparison(
+        table,
+        scored.differences,
+        scored.per_user,
+        scored.recovery,
+        stab,
+        fits,
+        info,
+        scored.discovery,
+    )
 
 
 def _per_user_table(per_user: dict[str, pd.DataFrame], users: tuple[str, ...]) -> pd.DataFrame:

@@ -2,8 +2,11 @@
 
 simuk draws parameters and data from the model's prior, refits the model to each simulated data
 set and records the rank of each true parameter among its posterior draws. A calibrated model
-gives uniform ranks. Uniformity is tested per parameter element with a chi-square test on
-``bins`` equal-width rank bins (``scipy.stats.chisquare``).
+gives uniform ranks. Each simulation is a task (``sbc_tasks``): simuk run for one simulation
+with a seed from the SBC's seed and the simulation's index, so a simulation's ranks are the same
+in any process and any order (``hbm sbc`` runs them on Dask, ``hbm.app.engine``).
+Uniformity is tested per parameter element with a chi-square test on ``bins`` equal-width rank
+bins (``scipy.stats.chisquare``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import simuk
 import xarray as xr
 from scipy import stats
@@ -22,6 +26,7 @@ from hbm.errors import FitError
 from hbm.inference.backends import get_backend
 from hbm.inference.config import SamplerConfig
 from hbm.model.build import build_model, choose_centring
+from hbm.tasks import Runner, Task, run_serial, task_seed
 
 #: Variables whose ranks are tested: population means and spreads, intercept hyper-parameters and
 #: the per-user weights (a deterministic of the raw ``z``; simuk ranks it from prior and posterior
@@ -47,6 +52,7 @@ def run_sbc(
     seed: int = 0,
     bins: int = 10,
     max_w: int = 6,
+    runner: Runner = run_serial,
 ) -> SBCResult:
     """Run prior SBC on the model of a design (its shape; its outcomes are re-simulated).
 
@@ -59,52 +65,97 @@ def run_sbc(
     config
         Sampler settings for each fit (backend, chains, tune, draws).
     seed
-        Seed of simuk's draws.
+        Seed of the simulations: simulation ``i`` draws and fits with ``task_seed(seed, "sbc",
+        i)``, whichever process runs it (``sbc_tasks``).
     bins
         Rank bins of the chi-square uniformity test.
     max_w
         Per-user weights tested: the first ``max_w`` (user, feature) cells, user-major.
+    runner
+        Runs the simulations (``run_serial``; ``hbm.app.engine`` on Dask).
     """
-    cfg = config or SamplerConfig(chains=2, tune=300, draws=200, progressbar=False)
-    backend = get_backend(cfg.backend)
+    cfg = config or SBC_SAMPLER
+    tasks = sbc_tasks(design, priors, n_simulations, cfg, seed)
+    done = runner(tasks)
+    return sbc_result(design, priors, [done[t.key] for t in tasks], cfg, bins, max_w)
+
+
+#: Each SBC fit's default settings: small, since an SBC runs hundreds of fits.
+SBC_SAMPLER = SamplerConfig(chains=2, tune=300, draws=200, progressbar=False)
+
+
+def sbc_tasks(
+    design: Design, priors: Priors, n_simulations: int, config: SamplerConfig, seed: int
+) -> list[Task]:
+    """One task per simulation, keyed ``sim-<index>`` and seeded from (``seed``, index)."""
+    return [
+        Task(f"sim-{i:05d}", simulate_and_rank, (design, priors, config, task_seed(seed, "sbc", i)))
+        for i in range(n_simulations)
+    ]
+
+
+def sbc_model(design: Design, priors: Priors) -> pm.Model:
+    """The model SBC checks: partial pooling, non-centred, the design's shape."""
+    return build_model(design, priors, "partial", choose_centring(design, priors, "noncentred"))
+
+
+def simulate_and_rank(
+    design: Design, priors: Priors, config: SamplerConfig, seed: int
+) -> dict[str, np.ndarray]:
+    """One SBC simulation (simuk with ``seed``): a prior draw, its outcomes, a fit, the ranks of
+    the drawn ``SBC_VARS`` among the fit's draws."""
+    backend = get_backend(config.backend)
     backend.prepare()
-    model = build_model(design, priors, "partial", choose_centring(design, priors, "noncentred"))
     sbc = simuk.SBC(
-        model,
-        num_simulations=n_simulations,
+        sbc_model(design, priors),
+        num_simulations=1,
         sample_kwargs={
-            "draws": cfg.draws,
-            "tune": cfg.tune,
-            "chains": cfg.chains,
+            "draws": config.draws,
+            "tune": config.tune,
+            "chains": config.chains,
             "progressbar": False,
             "compute_convergence_checks": False,
             # nuts_sampler, nuts (target_accept inside it: simuk hands the same dict to every
             # fit) and cores, as every fit of this backend samples
-            **backend.pm_sample_kwargs(cfg, cfg.chains),
+            **backend.pm_sample_kwargs(config, config.chains),
         },
         seed=seed,
-        progress_bar=cfg.progressbar,
+        progress_bar=False,
     )
     sbc.var_names = list(SBC_VARS)  # simuk ranks free RVs by default; w is a deterministic
     sbc.run_simulations()
-    if sbc._simulations_complete != n_simulations:  # simuk logs and swallows fit errors
-        raise FitError(f"SBC stopped after {sbc._simulations_complete} of {n_simulations} fits")
-    raw = sbc.simulations["prior_sbc"].to_dataset().squeeze("chain", drop=True)
-    # simuk returns positional dims; give them the model's names back.
-    ranks = xr.Dataset(
+    if sbc._simulations_complete != 1:  # simuk logs and swallows fit errors
+        raise FitError(f"SBC simulation with seed {seed}: the fit failed")
+    raw = sbc.simulations["prior_sbc"].to_dataset()
+    # (chain, draw) is simuk's (1, simulation) axis here: one simulation
+    return {name: np.asarray(raw[name].values[0, 0]) for name in SBC_VARS}
+
+
+def sbc_result(
+    design: Design,
+    priors: Priors,
+    ranks: list[dict[str, np.ndarray]],
+    config: SamplerConfig,
+    bins: int = 10,
+    max_w: int = 6,
+) -> SBCResult:
+    """The ranks of every simulation (in order) with the model's dims, and the uniformity tests."""
+    model = sbc_model(design, priors)
+    dims = {name: model.named_vars_to_dims.get(name, ()) for name in SBC_VARS}
+    ds = xr.Dataset(
         {
             name: xr.DataArray(
-                raw[name].values,
-                dims=("simulation", *model.named_vars_to_dims.get(name, ())),
-                coords={d: list(model.coords[d]) for d in model.named_vars_to_dims.get(name, ())},
+                np.stack([r[name] for r in ranks]),
+                dims=("simulation", *dims[name]),
+                coords={d: list(model.coords[d]) for d in dims[name]},
             )
             for name in SBC_VARS
         }
     )
-    n_draws = cfg.draws * cfg.chains
+    n_draws = config.draws * config.chains
     rows = []
     for name in SBC_VARS:
-        arr = ranks[name]
+        arr = ds[name]
         other = [d for d in arr.dims if d != "simulation"]
         flat = arr.stack(element=other) if other else arr.expand_dims(element=[name])
         n_elem = flat.sizes["element"] if name != "w" else min(max_w, flat.sizes["element"])
@@ -114,9 +165,7 @@ def run_sbc(
             chi2, p = stats.chisquare(counts)
             label = name if not other else f"{name}[{_label(flat.isel(element=i))}]"
             rows.append({"parameter": label, "chi2": float(chi2), "p_value": float(p)})
-    return SBCResult(
-        ranks=ranks, n_draws=n_draws, tests=pd.DataFrame(rows), n_simulations=n_simulations
-    )
+    return SBCResult(ranks=ds, n_draws=n_draws, tests=pd.DataFrame(rows), n_simulations=len(ranks))
 
 
 def _label(item: xr.DataArray) -> str:

@@ -75,3 +75,25 @@ DIAGNOSTIC_FIGURES: dict[str, Callable[..., Any]] = {
     "energy.png": energy_plot,
     "forest.png": forest_plot,
 }
+
+
+#: Variables of the SBC figure: the intercept hyper-parameters and the population means.
+SBC_FIGURE_VARS = ("a0", "sigma_a", "mu")
+
+
+def sbc_ecdf_plot(ranks: xr.Dataset, n_draws: int, backend: Backend = "matplotlib") -> Any:
+    """Delta-ECDF of the SBC ranks with ArviZ's simultaneous uniformity test (one panel per
+    population parameter; ranks of ``n_draws`` posterior draws as PIT values)."""
+    names = [n for n in SBC_FIGURE_VARS if n in ranks.data_vars]
+    # a rank r of n_draws draws (0..n_draws) is the PIT interval's midpoint
+    pit = ((ranks[names] + 0.5) / (n_draws + 1)).rename(simulation="draw").expand_dims(chain=1)
+    tree = xr.DataTree.from_dict({"prior_sbc": pit})
+    panels = sum(
+        int(np.prod([n for d, n in pit[v].sizes.items() if d not in ("chain", "draw")]))
+        for v in names
+    )
+    kwargs: dict[str, Any] = {}
+    if backend == "matplotlib":
+        kwargs["figure_kwargs"] = {"figsize": (13, 2.4 * -(-panels // 4)), "layout": "constrained"}
+    with rc_context({"plot.max_subplots": max(panels, 40)}):
+        return azp.plot_ecdf_pit(tree, var_names=names, backend=backend, **kwargs)

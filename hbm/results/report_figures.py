@@ -52,7 +52,8 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _pc_png(pc: Any) -> bytes:
+def pc_png(pc: Any) -> bytes:
+    """An arviz_plots ``PlotCollection`` as PNG bytes."""
     return _png(pc.get_viz("figure"))
 
 
@@ -271,15 +272,15 @@ def draw_figures(
 
     has_population = "mu" in tree["posterior"].data_vars  # absent without pooling
     if has_population and has_chains_to_compare(tree):
-        add("rank.png", lambda: _pc_png(rank_plot(tree)))
-    add("energy.png", lambda: _pc_png(energy_plot(tree)))
+        add("rank.png", lambda: pc_png(rank_plot(tree)))
+    add("energy.png", lambda: pc_png(energy_plot(tree)))
     if has_population:
-        add("forest.png", lambda: _pc_png(forest_plot(tree, ci_prob=ci_prob, ci_kind=ci_kind)))
+        add("forest.png", lambda: pc_png(forest_plot(tree, ci_prob=ci_prob, ci_kind=ci_kind)))
     add("heatmap.png", lambda: heatmap(run.weights))
     add(CONFIDENCE_FIGURE, lambda: confidence_figure(run.users))
     if {"posterior_predictive", "observed_data", "constant_data"} <= set(tree.children):
-        add("calibration.png", lambda: _pc_png(azp_pava(tree, ci_prob)))
-        add("ppc_user_rates.png", lambda: _pc_png(azp_ppc_dist(_user_rates(tree))))
+        add("calibration.png", lambda: pc_png(azp_pava(tree, ci_prob)))
+        add("ppc_user_rates.png", lambda: pc_png(azp_ppc_dist(_user_rates(tree))))
     if days is not None:
         add("days_needed.png", lambda: days_needed_plot(days))
     if per_user_metrics is not None and "auc" in per_user_metrics:

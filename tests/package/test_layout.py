@@ -16,6 +16,7 @@ STAGES = (
     "errors",
     "interrupts",
     "defaults",
+    "tasks",
     "data",
     "model",
     "inference",

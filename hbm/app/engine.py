@@ -1,0 +1,242 @@
+"""Many independent fits at once: tasks run here or on Dask, each result stored as it finishes.
+
+``run_tasks`` takes the tasks of a command (``hbm.tasks.Task``: a key and a call) and a store
+folder. A task whose result is already in the store is not run again, so rerunning an
+interrupted command finishes only what is missing. The others run
+
+* in this process, one after another (``workers=1`` and no scheduler: no Dask at all);
+* on a ``LocalCluster`` of ``workers`` processes (one task at a time each: PyTensor's and
+  numba's compilation is not thread-safe, and each fit's chains use the worker's share of the
+  cores); the on-disk compile caches of PyTensor (locked) and of nutpie's callbacks are shared;
+* on an existing cluster (``scheduler="tcp://host:8786"``: ``dask scheduler`` and
+  ``dask worker`` started by hand, or through dask-jobqueue on Slurm or PBS).
+
+Every finished task's result is written atomically into the store as it arrives
+(``<key>.pkl``, a pickle of the key, the run's fingerprint and the result). A worker that dies
+mid-task is replaced and its task rerun by the scheduler; a task's seeds come from its key, so
+the result is the same. The fingerprint is a hash of what the command computes (its settings);
+a store holding another fingerprint's results is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from hbm.errors import ArgumentError, HBMError
+from hbm.interrupts import check
+from hbm.results import io
+from hbm.tasks import Task, check_keys
+
+#: Times the scheduler reruns a task whose worker died before it gives up on it.
+ALLOWED_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where tasks run: ``workers`` local processes (1: this process), or ``scheduler``."""
+
+    workers: int = 1
+    scheduler: str | None = None
+
+    @property
+    def in_process(self) -> bool:
+        """No Dask: one task after another in this process."""
+        return self.scheduler is None and self.workers == 1
+
+    def cores_per_fit(self) -> int | None:
+        """Cores each fit's chains may use: this machine's share per local worker; ``None`` on
+        an existing cluster (each worker process takes what it is given there)."""
+        if self.scheduler is not None:
+            return None
+        return max(1, usable_cores() // self.workers)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """Every task's result by key; which keys ran now and which came from the store."""
+
+    results: dict[str, Any]
+    ran: tuple[str, ...]
+    reused: tuple[str, ...]
+    seconds: float
+    where: str
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """SHA-256 of the settings' canonical JSON: what a store's results were computed with."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    store: Path,
+    settings: dict[str, Any],
+    config: EngineConfig = EngineConfig(),
+    say: Callable[[str], None] = lambda _msg: None,
+    progressbar: bool = True,
+) -> TaskRun:
+    """Run the tasks missing from ``store`` (module doc); return every task's result.
+
+    Parameters
+    ----------
+    tasks
+        The command's tasks (unique keys).
+    store
+        Folder of finished results (made if absent).
+    settings
+        What the tasks compute (JSON-ready); their fingerprint guards the store.
+    config
+        Where tasks run.
+    say
+        Called with a line: where tasks run, the dashboard's address, what the store held.
+    progressbar
+        A bar of tasks done out of all, with the estimated time left.
+    """
+    check_keys(tasks)
+    t0 = time.perf_counter()
+    print_ = fingerprint(settings)
+    store.mkdir(parents=True, exist_ok=True)
+    results = _stored(tasks, store, print_, say)
+    missing = [t for t in tasks if t.key not in results]
+    reused = tuple(t.key for t in tasks if t.key in results)
+    if reused:
+        say(f"{len(reused)} of {len(tasks)} tasks were done already ({store}); {len(missing)} run")
+    bar = tqdm(total=len(tasks), initial=len(reused), unit="task", disable=not progressbar)
+    where = "this process"
+    try:
+        if missing and config.in_process:
+            for task in missing:
+                check()
+                results[task.key] = _keep(store, print_, task.key, task.run())
+                bar.update()
+        elif missing:
+            with _client(config, say) as (client, where):
+                for key, value in _dask_results(client, missing):
+                    results[key] = _keep(store, print_, key, value)
+                    bar.update()
+    finally:
+        bar.close()
+    return TaskRun(
+        {t.key: results[t.key] for t in tasks},
+        tuple(t.key for t in missing),
+        reused,
+        time.perf_counter() - t0,
+        where,
+    )
+
+
+def _path(store: Path, key: str) -> Path:
+    return store / f"{key}.pkl"
+
+
+def _keep(store: Path, print_: str, key: str, value: Any) -> Any:
+    """Write one finished task's result atomically; return it."""
+    record = {"key": key, "fingerprint": print_, "value": value}
+    io.write_bytes(_path(store, key), pickle.dumps(record))
+    return value
+
+
+def _stored(
+    tasks: Sequence[Task], store: Path, print_: str, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """The results of ``tasks`` already in the store; an unreadable one is run again."""
+    found: dict[str, Any] = {}
+    for task in tasks:
+        path = _path(store, task.key)
+        if not path.exists():
+            continue
+        try:
+            record = pickle.loads(path.read_bytes())
+            key, stored_print, value = record["key"], record["fingerprint"], record["value"]
+        except Exception as exc:  # a truncated or foreign file: the task runs again
+            say(f"{path}: unreadable ({type(exc).__name__}); its task runs again")
+            continue
+        if key != task.key or stored_print != print_:
+            raise ArgumentError(
+                f"{path}: a result of another run (other settings or inputs); give a new output "
+                f"folder, or remove {store} to start over"
+            )
+        found[task.key] = value
+    return found
+
+
+def _call(task: Task) -> Any:
+    return task.run()
+
+
+def _dask_results(client: Any, tasks: Sequence[Task]) -> Iterator[tuple[str, Any]]:
+    """Submit every task; yield (key, result) as each finishes. A failed task raises."""
+    from distributed import as_completed
+
+    token = hashlib.sha256(os.urandom(16)).hexdigest()[:8]
+    futures = {
+        client.submit(_call, task, key=f"hbm-{task.key}-{token}", pure=False): task.key
+        for task in tasks
+    }
+    try:
+        for future in as_completed(futures):
+            check()
+            key = futures[future]
+            if future.status == "error":
+                exc = future.exception()
+                raise HBMError(f"task {key} failed: {type(exc).__name__}: {exc}") from exc
+            yield key, future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+@contextmanager
+def _client(config: EngineConfig, say: Callable[[str], None]) -> Iterator[tuple[Any, str]]:
+    """A Dask client: of a new local cluster of worker processes, or of ``config.scheduler``."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # a worker whose process died (killed, out of memory) is replaced and its task rerun
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        if config.scheduler is not None:
+            try:
+                client = Client(config.scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise ArgumentError(
+                    f"--scheduler {config.scheduler}: no Dask scheduler answered ({exc})"
+                ) from exc
+            where = f"the Dask cluster at {config.scheduler}"
+            cluster = None
+        else:
+            cluster = LocalCluster(
+                n_workers=config.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            )
+            client = Client(cluster)
+            where = f"a local Dask cluster of {config.workers} worker processes"
+        try:
+            say(f"running tasks on {where}; dashboard {client.dashboard_link}")
+            yield client, where
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
