@@ -34,7 +34,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hbm.errors import ArgumentError, HBMError
+from hbm.errors import ArgumentError, HBMError, Interrupted
 from hbm.interrupts import check
 from hbm.results import io
 from hbm.tasks import Task, check_keys
@@ -132,6 +132,12 @@ def run_tasks(
                 for key, value in _dask_results(client, missing):
                     results[key] = _keep(store, print_, key, value)
                     bar.update()
+    except Interrupted as exc:
+        stored = sum(_path(store, t.key).exists() for t in tasks)
+        detail = (
+            f"{stored} of {len(tasks)} tasks are stored in {store}; the same command runs the rest"
+        )
+        raise Interrupted(exc.signum, detail) from exc
     finally:
         bar.close()
     return TaskRun(

@@ -110,7 +110,7 @@ def run_study(
     model) tasks run. A rerun of the same command into the same folder runs only the tasks
     that are missing.
     """
-    from hbm.evaluation.study import FULL, QUICK, study, summary_table
+    from hbm.evaluation.study import FULL, QUICK, grid_sampler, study, summary_table
 
     engine = engine or EngineConfig()
     check_out_folder(out, (priors_path,))
@@ -125,6 +125,8 @@ def run_study(
         grid = replace(grid, **{k: v for k, v in given.items() if v is not None})
     t0 = time.perf_counter()
     grid_doc = {k: getattr(grid, k) for k in grid.__dataclass_fields__}
+    grid_doc["tune"] = grid_sampler(grid).tune_steps  # what the fits ran (None: the default)
+    grid_doc["nuts_sampler"] = grid_sampler(grid).backend
     settings = {
         "command": "study",
         "grid": grid_doc,

@@ -29,14 +29,15 @@ from hbm.tasks import Runner, Task, run_serial
 
 @dataclass(frozen=True)
 class StudyGrid:
-    """The cells and settings of a study."""
+    """The cells and settings of a study; the sampler's by default are ``hbm fit``'s (``tune``
+    ``None``: the backend's default warm-up)."""
 
     heterogeneity: tuple[float, ...] = (0.0, 0.3, 0.6)
     days: tuple[int, ...] = (90, 365, 1000)
     n_users: int = 50
-    chains: int = 4
-    tune: int = 1000
-    draws: int = 1000
+    chains: int = SamplerConfig.chains
+    tune: int | None = None
+    draws: int = SamplerConfig.draws
     seed: int = 1
 
 

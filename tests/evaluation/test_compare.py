@@ -232,19 +232,6 @@ def test_compare_rejects_unknown_model(tmp_path, capsys):
     assert not (tmp_path / "cmp").exists()
 
 
-@pytest.mark.ci_stat
-@pytest.mark.fits
-def test_quick_study_runs_every_model_in_every_cell(tmp_path, capsys):
-    assert main(["study", "--quick", "--out", str(tmp_path)]) == 0
-    results = pd.read_csv(tmp_path / "study.csv")
-    assert len(results) == 2 * 2 * 8  # the shipped priors cluster: hbm-no-clustering too
-    assert set(results["model"]) == set(MODELS) and len(MODELS) == 8
-    assert results[["brier", "pooled_auc", "ece"]].notna().all().all()
-    hbm = results[results["model"] == "hbm"]
-    assert hbm[["d_within_auc_lb", "d_brier_ub", "weights_coverage"]].notna().all().all()
-    print("\n[study-quick]\n" + capsys.readouterr().out.split("\n", 1)[-1][-4000:])
-
-
 def test_differences_against_global_and_hbm(workspace, tmp_path):
     _, priors, diary, _ = workspace
     out = tmp_path / "cmp"
