@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -77,6 +78,16 @@ class TaskRun:
     reused: tuple[str, ...]
     seconds: float
     where: str
+    #: Seconds each task that ran now took inside its process (no scheduling or transfer).
+    task_seconds: dict[str, float]
+
+    def overhead_s(self, workers: int) -> float | None:
+        """Mean seconds per task beyond its own work: scheduling, transfer, storing, start-up
+        (``workers`` x wall / tasks run - mean task seconds); ``None`` when none ran."""
+        if not self.task_seconds:
+            return None
+        n = len(self.task_seconds)
+        return workers * self.seconds / n - sum(self.task_seconds.values()) / n
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -121,16 +132,19 @@ def run_tasks(
         say(f"{len(reused)} of {len(tasks)} tasks were done already ({store}); {len(missing)} run")
     bar = tqdm(total=len(tasks), initial=len(reused), unit="task", disable=not progressbar)
     where = "this process"
+    seconds: dict[str, float] = {}
     try:
         if missing and config.in_process:
             for task in missing:
                 check()
-                results[task.key] = _keep(store, print_, task.key, task.run())
+                results[task.key] = _keep(store, print_, task.key, *_call(task))
+                seconds[task.key] = results[task.key][1]
                 bar.update()
         elif missing:
             with _client(config, say) as (client, where):
-                for key, value in _dask_results(client, missing):
-                    results[key] = _keep(store, print_, key, value)
+                for key, (value, took) in _dask_results(client, missing):
+                    results[key] = _keep(store, print_, key, value, took)
+                    seconds[key] = took
                     bar.update()
     except Interrupted as exc:
         stored = sum(_path(store, t.key).exists() for t in tasks)
@@ -141,11 +155,12 @@ def run_tasks(
     finally:
         bar.close()
     return TaskRun(
-        {t.key: results[t.key] for t in tasks},
+        {t.key: results[t.key][0] for t in tasks},
         tuple(t.key for t in missing),
         reused,
         time.perf_counter() - t0,
         where,
+        seconds,
     )
 
 
@@ -153,11 +168,11 @@ def _path(store: Path, key: str) -> Path:
     return store / f"{key}.pkl"
 
 
-def _keep(store: Path, print_: str, key: str, value: Any) -> Any:
-    """Write one finished task's result atomically; return it."""
-    record = {"key": key, "fingerprint": print_, "value": value}
+def _keep(store: Path, print_: str, key: str, value: Any, took: float) -> tuple[Any, float]:
+    """Write one finished task's result and seconds atomically; return them."""
+    record = {"key": key, "fingerprint": print_, "value": value, "seconds": took}
     io.write_bytes(_path(store, key), pickle.dumps(record))
-    return value
+    return value, took
 
 
 def _stored(
@@ -171,7 +186,8 @@ def _stored(
             continue
         try:
             record = pickle.loads(path.read_bytes())
-            key, stored_print, value = record["key"], record["fingerprint"], record["value"]
+            key, stored_print = record["key"], record["fingerprint"]
+            value = (record["value"], float(record["seconds"]))
         except Exception as exc:  # a truncated or foreign file: the task runs again
             say(f"{path}: unreadable ({type(exc).__name__}); its task runs again")
             continue
@@ -184,8 +200,18 @@ def _stored(
     return found
 
 
-def _call(task: Task) -> Any:
-    return task.run()
+#: One task at a time in a process, even on a worker given several threads: two fits compiling
+#: at once in one process would share PyTensor's and numba's compilers, which are not
+#: thread-safe.
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _call(task: Task) -> tuple[Any, float]:
+    """The task's result and the seconds it took where it ran."""
+    with _ONE_AT_A_TIME:
+        t0 = time.perf_counter()
+        value = task.run()
+        return value, time.perf_counter() - t0
 
 
 def _dask_results(client: Any, tasks: Sequence[Task]) -> Iterator[tuple[str, Any]]:

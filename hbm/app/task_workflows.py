@@ -82,13 +82,19 @@ def check_engine(engine: EngineConfig) -> None:
     check_at_least(engine.workers, 1, "--workers")
 
 
-def _task_counts(run: TaskRun) -> dict[str, Any]:
+def _task_counts(run: TaskRun, engine: EngineConfig) -> dict[str, Any]:
+    """What ran where, and how long: wall seconds, each task's mean, the overhead per task."""
+    took = list(run.task_seconds.values())
+    local = engine.scheduler is None
     return {
         "tasks": len(run.results),
         "ran": len(run.ran),
         "reused": len(run.reused),
         "where": run.where,
         "tasks_s": run.seconds,
+        "task_mean_s": sum(took) / len(took) if took else None,
+        # a cluster's worker count is its own; the overhead is known for local workers only
+        "overhead_per_task_s": run.overhead_s(engine.workers) if local else None,
     }
 
 
@@ -150,7 +156,7 @@ def run_study(
                 "models": list(models),
                 "workers": engine.workers,
                 "scheduler": engine.scheduler,
-                **_task_counts(runs[0]),
+                **_task_counts(runs[0], engine),
                 "total_s": time.perf_counter() - t0,
             }
         ),
@@ -270,7 +276,7 @@ def run_sbc_folder(
                 "tested": len(result.tests),
                 "workers": engine.workers,
                 "scheduler": engine.scheduler,
-                **_task_counts(runs[0]),
+                **_task_counts(runs[0], engine),
                 "total_s": time.perf_counter() - t0,
             }
         ),

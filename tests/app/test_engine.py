@@ -61,6 +61,9 @@ def test_in_process_results_are_stored_and_a_rerun_runs_only_what_is_missing(tmp
     again = run_tasks(_tasks(), tmp_path, SETTINGS, say=lines.append, progressbar=False)
     assert again.ran == ("t-1", "t-3")
     assert again.reused == ("t-0", "t-2", "t-4")
+    assert set(again.task_seconds) == {"t-1", "t-3"}  # only what ran now was timed
+    assert all(0 <= s < again.seconds for s in again.task_seconds.values())
+    assert again.overhead_s(1) is not None and first.overhead_s(1) is not None
     assert _values(again.results) == _values(first.results)
     assert lines == [f"3 of 5 tasks were done already ({tmp_path}); 2 run"]
 
