@@ -221,7 +221,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         origins=args.origins,
     )
     out = Path(args.out)
-    run = compare_and_export(inputs, config, options, out, _command(args), progress=_say)
+    run = compare_and_export(
+        inputs, config, options, out, _command(args), progress=_say, engine=_engine(args)
+    )
     result = run.comparison
     show = ["model", "within_auc_median", "pooled_auc", "brier", "ece"]
     show += ["d_within_auc", "d_within_auc_lb", "d_within_auc_ub", "d_brier_lb", "d_brier_ub"]
@@ -230,6 +232,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if extra is not None:
             print(f"{name}:")
             print(extra.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    fits = run.info["fits"]
+    print(_ran_line(fits["ran"], fits["reused"], fits["where"]))
     files = ", ".join(run.files)
     print(f"wrote {out}/ ({files}, compare.json) in {run.info['total_s']:.0f} s")
     return 0
@@ -240,11 +244,12 @@ def _engine(args: argparse.Namespace) -> EngineConfig:
 
 
 def _tasks_line(run: TaskRun) -> str:
-    return (
-        f"{len(run.ran)} tasks ran on {run.where}, {len(run.reused)} were done already"
-        if run.reused
-        else f"{len(run.ran)} tasks ran on {run.where}"
-    )
+    return _ran_line(len(run.ran), len(run.reused), run.where)
+
+
+def _ran_line(ran: int, reused: int, where: str) -> str:
+    done = f", {reused} were done already" if reused else ""
+    return f"{ran} tasks ran on {where}{done}"
 
 
 def cmd_study(args: argparse.Namespace) -> int:

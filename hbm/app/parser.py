@@ -324,6 +324,7 @@ def _add_compare_parser(sub: Sub) -> None:
         f"(default {ORIGINS})",
     )
     p.add_argument("--no-stability", action="store_true", help="skip the half-data refits")
+    _add_engine_arguments(p)
 
 
 def _add_study_parser(sub: Sub) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,28 +53,49 @@ def _version() -> str:
     return version("hbm")
 
 
-def _runner(
-    out: Path,
+@dataclass
+class EngineRunner:
+    """A runner for the evaluation functions: the engine, storing into ``store``; ``runs``
+    collects each call's ``TaskRun``."""
+
+    store: Path
+    settings: dict[str, Any]
+    engine: EngineConfig
+    progress: Progress | None
+    progressbar: bool = True
+    runs: list[TaskRun] = field(default_factory=list)
+
+    def run(self, tasks: Sequence[Task]) -> dict[str, Any]:
+        done = run_tasks(
+            tasks,
+            self.store,
+            self.settings,
+            self.engine,
+            say=self.progress or (lambda _msg: None),
+            progressbar=self.progressbar and self.progress is not None,
+        )
+        self.runs.append(done)
+        return done.results
+
+
+def engine_runner(
+    store: Path,
     settings: dict[str, Any],
     engine: EngineConfig,
     progress: Progress | None,
-    runs: list[TaskRun],
-) -> Callable[[Sequence[Task]], dict[str, Any]]:
-    """A runner for the evaluation functions: the engine, storing into ``out/tasks``."""
+    progressbar: bool = True,
+) -> EngineRunner:
+    """An ``EngineRunner`` whose settings are made JSON-ready (dataclasses as dicts)."""
+    check_engine(engine)
+    return EngineRunner(store, json_ready(_plain(settings)), engine, progress, progressbar)
 
-    def run(tasks: Sequence[Task]) -> dict[str, Any]:
-        done = run_tasks(
-            tasks,
-            out / TASKS_DIR,
-            settings,
-            engine,
-            say=progress or (lambda _msg: None),
-            progressbar=progress is not None,
-        )
-        runs.append(done)
-        return done.results
 
-    return run
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def check_engine(engine: EngineConfig) -> None:
@@ -82,7 +103,7 @@ def check_engine(engine: EngineConfig) -> None:
     check_at_least(engine.workers, 1, "--workers")
 
 
-def _task_counts(run: TaskRun, engine: EngineConfig) -> dict[str, Any]:
+def task_counts(run: TaskRun, engine: EngineConfig) -> dict[str, Any]:
     """What ran where, and how long: wall seconds, each task's mean, the overhead per task."""
     took = list(run.task_seconds.values())
     local = engine.scheduler is None
@@ -140,9 +161,9 @@ def run_study(
         "priors_sha256": priors.sha256,
         "hbm": _version(),
     }
-    runs: list[TaskRun] = []
-    runner = _runner(out, settings, engine, progress, runs)
-    result = study(priors, grid, models, runner=runner, cores=engine.cores_per_fit())
+    runner = engine_runner(out / TASKS_DIR, settings, engine, progress)
+    result = study(priors, grid, models, runner=runner.run, cores=engine.cores_per_fit())
+    runs = runner.runs
     io.write_csv(out / "study.csv", result.results)
     table = summary_table(result.results)
     io.write_csv(out / "study_summary.csv", table)
@@ -156,7 +177,7 @@ def run_study(
                 "models": list(models),
                 "workers": engine.workers,
                 "scheduler": engine.scheduler,
-                **_task_counts(runs[0], engine),
+                **task_counts(runs[0], engine),
                 "total_s": time.perf_counter() - t0,
             }
         ),
@@ -253,10 +274,10 @@ def run_sbc_folder(
         "priors_sha256": priors.sha256,
         "hbm": _version(),
     }
-    runs: list[TaskRun] = []
-    runner = _runner(out, fingerprint, engine, progress, runs)
+    runner = engine_runner(out / TASKS_DIR, fingerprint, engine, progress)
     tasks = sbc_tasks(design, priors, settings.simulations, config, settings.seed)
-    done = runner(tasks)
+    done = runner.run(tasks)
+    runs = runner.runs
     result = sbc_result(
         design, priors, [done[t.key] for t in tasks], config, settings.bins, settings.max_w
     )
@@ -276,7 +297,7 @@ def run_sbc_folder(
                 "tested": len(result.tests),
                 "workers": engine.workers,
                 "scheduler": engine.scheduler,
-                **_task_counts(runs[0], engine),
+                **task_counts(runs[0], engine),
                 "total_s": time.perf_counter() - t0,
             }
         ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ import pandas as pd
 
 from hbm.app.checks import check_seed, check_simulated_diary
 from hbm.app.config import CONFIG_COMMENT, FitConfig, document
+from hbm.app.engine import EngineConfig
 from hbm.data.diary import Diary, load_diary
 from hbm.data.exposures import Design, exposure_prevalence, exposures
 from hbm.data.priors import Priors, load_priors, without_clustering
@@ -326,6 +327,7 @@ def compare_and_export(
     out: Path,
     command: str,
     progress: Progress | None = None,
+    engine: EngineConfig | None = None,
 ) -> CompareRun:
     """Compare hbm with its baselines; write the tables, ``compare.json`` and ``out/hbm/``.
 
@@ -334,11 +336,29 @@ def compare_and_export(
     split's last origin) is written as a run folder ``out/hbm/`` (without ``config.toml``: it is
     not a fit of the whole diary) with the comparison tables, for ``hbm report``. ``out`` is
     written as a whole (``io.staged_run``); its manifest records the run id of ``out/hbm/``.
+    The fits run through ``engine``, each stored as it finishes in ``.<out>.tasks`` beside
+    ``out`` (a rerun after an interruption does only the missing ones; removed when ``out`` is
+    written).
     """
+    from hbm.app.task_workflows import engine_runner, task_counts
     from hbm.evaluation.compare import compare
 
     given = [p for p in (config.diary, config.priors) if p is not None]
     io.check_out(out, inputs=given)
+    engine = engine or EngineConfig()
+    sampler = config.sampler()
+    if not engine.in_process:  # each worker's fit on its share of the cores
+        sampler = replace(sampler, cores=engine.cores_per_fit())
+    store = out.parent / f".{out.name}.tasks"
+    settings = {
+        "command": "compare",
+        "data_sha256": inputs.diary.sha256,
+        "priors_sha256": inputs.priors.sha256,
+        "options": options,
+        "sampler": replace(sampler, progressbar=False, cores=None),
+        "seed": config.seed,
+    }
+    runner = engine_runner(store, settings, engine, progress, config.progress)
     truth_file = io.truth_path(str(config.diary))
     truth = io.read_json(truth_file) if truth_file.exists() else None
     comparison = compare(
@@ -353,6 +373,7 @@ def compare_and_export(
         seed=config.seed,
         progress=progress,
         origins=options.origins,
+        runner=runner.run,
     )
     tables = _comparison_tables(comparison)
     info = {
@@ -362,13 +383,15 @@ def compare_and_export(
         "diary": inputs.summary,
         "truth": str(truth_file) if truth else None,
         **comparison.info,
+        "fits": task_counts(runner.runs[0], engine),
         "total_s": time.perf_counter() - inputs.t0,
     }
     with io.staged_run(out, "comparison", "hbm compare", inputs=given) as stage:
         for name, table in tables.items():
             io.write_csv(stage / name, table)
         io.write_json(stage / "compare.json", json_ready(info))
-        fitted = comparison.fits["hbm"].result if "hbm" in comparison.fits else None
+        fitted = comparison.fits.get("hbm")
         if fitted is not None:
             _write_compared_run(stage / "hbm", fitted, inputs, config, command, tables)
+    io.remove_tree(store)
     return CompareRun(out, comparison, tuple(tables), info)

@@ -36,7 +36,6 @@ from hbm.errors import HBMError
 from hbm.evaluation.baselines import (
     MODELS,
     NO_CLUSTERING,
-    Fitted,
     default_models,
     fit_model,
     weights_of,
@@ -56,8 +55,8 @@ from hbm.evaluation.splits import (
     temporal_designs,
     users_designs,
 )
-from hbm.inference.fitting import SamplerConfig
-from hbm.tasks import task_seed
+from hbm.inference.fitting import FitResult, SamplerConfig
+from hbm.tasks import Runner, Task, run_serial, task_seed
 
 __all__ = [
     "Comparison",
@@ -88,7 +87,8 @@ class Comparison:
     per_user: pd.DataFrame  # model x user
     recovery: pd.DataFrame | None
     stability: pd.DataFrame | None
-    fits: dict[str, Fitted] = field(repr=False)
+    #: The NUTS fits kept: hbm's at the last fold (the run folder of ``hbm compare``).
+    fits: dict[str, FitResult] = field(repr=False)
     info: dict[str, Any] = field(default_factory=dict)
     #: Trigger discovery against the truth (``hbm.evaluation.discovery``), per model and kind.
     discovery: pd.DataFrame | None = None
@@ -114,49 +114,112 @@ class Forecast:
     weights: pd.DataFrame | None = None
 
 
-def forecast(
+@dataclass(frozen=True)
+class FoldFit:
+    """One model's fit at one fold: its forecast of the fold's test rows and, when asked, the
+    fit itself (a NUTS model's ``FitResult``)."""
+
+    forecast: Forecast
+    result: FitResult | None = None
+
+
+def fit_fold(
     name: str,
+    fold: Fold,
+    priors: Priors,
+    sampler: SamplerConfig,
+    seed: int,
+    weights: bool = False,
+    keep_result: bool = False,
+) -> FoldFit:
+    """Fit a model on a fold's training rows and forecast its test rows (a task of ``compare``).
+
+    A rolling fold's fits are seeded from the model and origin (``fit_seed``). ``weights`` adds
+    the per-user weights table (``weights_of``); ``keep_result`` keeps the NUTS fit.
+    """
+    t0 = time.perf_counter()
+    if fold.origin is None:
+        fitted = fit_model(name, fold.train, priors, sampler, seed)
+    else:
+        nuts = replace(sampler, seed=fit_seed(sampler.seed, name, fold.origin))
+        fitted = fit_model(name, fold.train, priors, nuts, fit_seed(seed, name, fold.origin))
+    p = np.asarray(fitted.predict(fold.test), dtype=float)
+    one = Forecast(
+        name,
+        fold.test.y.astype(float),
+        p,
+        fold.test.user_index,
+        time.perf_counter() - t0,
+        dict(fitted.info),
+        weights_of(fitted) if weights else None,
+    )
+    return FoldFit(one, fitted.result if keep_result else None)
+
+
+def pooled(pieces: Sequence[Forecast]) -> Forecast:
+    """A model's forecasts of every fold as one (rows in fold order; info and weights of the
+    last fold's fit, seconds summed)."""
+    last = pieces[-1]
+    return Forecast(
+        last.model,
+        np.concatenate([f.y for f in pieces]),
+        np.concatenate([f.p for f in pieces]),
+        np.concatenate([f.user_index for f in pieces]),
+        sum(f.seconds for f in pieces),
+        last.info,
+        last.weights,
+    )
+
+
+def forecast(
+    name: str, folds: list[Fold], priors: Priors, sampler: SamplerConfig, seed: int
+) -> Forecast:
+    """Fit a model at every fold and pool its test predictions, with the last fit's weights."""
+    last = len(folds) - 1
+    return pooled(
+        [
+            fit_fold(name, fold, priors, sampler, seed, weights=i == last).forecast
+            for i, fold in enumerate(folds)
+        ]
+    )
+
+
+def half_weights(
+    name: str, train: Design, priors: Priors, sampler: SamplerConfig, seed: int
+) -> pd.DataFrame | None:
+    """Per-user weights refitted on the first half of each user's training days (stability)."""
+    return weights_of(fit_model(name, first_part(train, 0.5), priors, sampler, seed))
+
+
+def compare_tasks(
+    names: Sequence[str],
     folds: list[Fold],
     priors: Priors,
     sampler: SamplerConfig,
     seed: int,
-    say: Callable[[str], None] = lambda _msg: None,
-    weights: bool = False,
-) -> tuple[Forecast, Fitted]:
-    """Fit a model at every fold and pool its test predictions; also return the last fit.
-
-    ``weights`` adds the last fit's per-user weights table (``weights_of``) to the forecast.
-    """
-    t0 = time.perf_counter()
-    ys, ps, users = [], [], []
-    fitted: Fitted | None = None
-    for fold in folds:
-        if fold.origin is None:
-            say(f"fit {name} on {fold.train.n_obs} training rows")
-            fitted = fit_model(name, fold.train, priors, sampler, seed)
-        else:
-            say(
-                f"fit {name} at origin {fold.origin} ({fold.fraction:.1%} of each user's days): "
-                f"{fold.train.n_obs} training rows, forecast {fold.test.n_obs}"
-            )
-            nuts = replace(sampler, seed=fit_seed(sampler.seed, name, fold.origin))
-            fitted = fit_model(name, fold.train, priors, nuts, fit_seed(seed, name, fold.origin))
-        ys.append(fold.test.y.astype(float))
-        ps.append(np.asarray(fitted.predict(fold.test), dtype=float))
-        users.append(fold.test.user_index)
-    assert fitted is not None  # split_folds gives at least one fold
-    seconds = time.perf_counter() - t0
-    table = weights_of(fitted) if weights else None
-    pooled = Forecast(
-        name,
-        np.concatenate(ys),
-        np.concatenate(ps),
-        np.concatenate(users),
-        seconds,
-        dict(fitted.info),
-        table,
-    )
-    return pooled, fitted
+    weights: bool,
+    stability: bool,
+) -> list[Task]:
+    """A task per (model, fold), keyed ``<model>_fold<i>``, and with ``stability`` one per
+    ``STABILITY_MODELS`` member refitted on half the training days (``<model>_half``). The last
+    fold's fits return their weights (``weights``) and hbm's its fit."""
+    last = len(folds) - 1
+    tasks = [
+        Task(
+            f"{name}_fold{i}",
+            fit_fold,
+            (name, fold, priors, sampler, seed, weights and i == last, name == "hbm" and i == last),
+        )
+        for name in names
+        for i, fold in enumerate(folds)
+    ]
+    if stability:
+        tasks += [
+            Task(f"{name}_half", half_weights, (name, folds[0].train, priors, sampler, seed))
+            for name in STABILITY_MODELS
+            if name in names
+        ]
+    return tasks
 
 
 @dataclass(frozen=True)
@@ -219,6 +282,7 @@ def compare(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     origins: int = ORIGINS,
+    runner: Runner = run_serial,
 ) -> Comparison:
     """Fit every model on the training part, score it on the test part.
 
@@ -243,9 +307,11 @@ def compare(
     seed
         Seed of the neural models, the user split and the bootstrap.
     progress
-        Called with a line per step.
+        Called with a line about the models compared.
     origins
         Origins of the rolling split.
+    runner
+        Runs the fits (``compare_tasks``): ``run_serial``, or ``hbm.app.engine`` on Dask.
     """
     say = progress or (lambda _msg: None)
     names = model_names(models, priors)
@@ -253,20 +319,23 @@ def compare(
         say("hbm-no-clustering: the priors have no clustering block, so it is the same as hbm")
     folds = split_folds(diary, priors, split, test_fraction, origins, seed)
     sampler = sampler or SamplerConfig()
-    pairs = {
-        name: forecast(name, folds, priors, sampler, seed, say, weights=truth is not None)
+    stable = stability and split == "temporal"
+    tasks = compare_tasks(names, folds, priors, sampler, seed, truth is not None or stable, stable)
+    done = runner(tasks)
+    forecasts = {
+        name: pooled([done[f"{name}_fold{i}"].forecast for i in range(len(folds))])
         for name in names
     }
-    forecasts = {name: f for name, (f, _) in pairs.items()}
-    fits = {name: fitted for name, (_, fitted) in pairs.items()}
+    last = len(folds) - 1
+    fits = {n: r for n in names if (r := done[f"{n}_fold{last}"].result) is not None}
     scored = score(forecasts, folds[0].test.users, truth, seed)
     table = scored.table
     table["split"] = split
     table["test_fraction"] = test_fraction
-    table["fit_predict_s"] = [forecasts[n].seconds for n in names]
     stab = None
-    if stability and split == "temporal":
-        stab = _stability(fits, folds[0].train, priors, sampler, seed, say)
+    if stable:
+        halves = {n: done[f"{n}_half"] for n in STABILITY_MODELS if n in names}
+        stab = _stability(forecasts, halves)
     info = _info(split, test_fraction, folds, len(diary.users), names, seed, sampler)
     info["timings_s"] = {n: forecasts[n].seconds for n in names}
     if priors.clustering is None and NO_CLUSTERING & set(names):
@@ -377,20 +446,12 @@ def _discovery(
 
 
 def _stability(
-    fits: dict[str, Fitted],
-    train: Design,
-    priors: Priors,
-    sampler: SamplerConfig,
-    seed: int,
-    say: Callable[[str], None],
+    forecasts: dict[str, Forecast], halves: dict[str, pd.DataFrame | None]
 ) -> pd.DataFrame | None:
     """Change of per-user weights when refitted on the first half of each user's training days."""
     stab_rows = []
-    half = first_part(train, 0.5)
-    for name in [m for m in STABILITY_MODELS if m in fits]:
-        say(f"fit {name} on the first half of the training days (stability)")
-        early = weights_of(fit_model(name, half, priors, sampler, seed))
-        full = weights_of(fits[name])
+    for name, early in halves.items():
+        full = forecasts[name].weights
         if early is not None and full is not None:
             stab_rows.append({"model": name, **weight_stability(early, full)})
     return pd.DataFrame(stab_rows) if stab_rows else None

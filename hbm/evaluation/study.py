@@ -114,8 +114,7 @@ def fit_cell_model(
     """One task of the study: a model's held-out forecast (and weights) on a cell's cohort."""
     _, folds = cell_cohort(priors, grid, cell)
     sampler = grid_sampler(grid, cores)
-    pooled, _ = forecast(model, folds, priors, sampler, cell.seed, weights=True)
-    return pooled
+    return forecast(model, folds, priors, sampler, cell.seed)
 
 
 def study_tasks(

@@ -120,6 +120,11 @@ def write_bytes(target: str | Path, data: bytes) -> Path:
     return _write(target, lambda p: p.write_bytes(data))
 
 
+def remove_tree(path: str | Path) -> None:
+    """Remove a folder hbm wrote (a finished command's task store); absent is fine."""
+    shutil.rmtree(path, ignore_errors=not Path(path).exists())
+
+
 def write_json(target: str | Path, obj: Any) -> Path:
     return write_text(target, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 

@@ -19,7 +19,7 @@ import pytest
 from hbm.app.cli import main
 from hbm.evaluation.baselines import MODELS
 
-from ..conftest import REPO
+from ..conftest import FIT_ARGS, REPO
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 QUICK_TASKS = 2 * 2 * len(MODELS)  # cells x models (the shipped priors cluster: all 8)
@@ -154,3 +154,18 @@ def test_sbc_on_a_cluster_survives_a_killed_worker(tmp_path):
         assert (out / name).read_bytes() == (serial / name).read_bytes(), name
     ranks = pd.read_csv(serial / "sbc_ranks.csv")
     assert sorted(ranks["simulation"].unique()) == list(range(8))
+
+
+@pytest.mark.heavy
+@pytest.mark.fits
+def test_compare_on_two_workers_writes_the_same_tables(workspace, tmp_path, capsys):
+    _, priors, diary, _ = workspace
+    args = ["compare", str(diary), "--priors", str(priors), *FIT_ARGS]
+    args += ["--models", "global", "hbm", "embedding"]  # stability refits of hbm: a task too
+    outs = {w: tmp_path / f"w{w}" for w in (1, 2)}
+    for w, out in outs.items():
+        assert main([*args, "--workers", str(w), "--out", str(out)]) == 0
+        assert not (tmp_path / f".w{w}.tasks").exists()  # the store goes once out is written
+    assert "4 tasks ran on a local Dask cluster of 2 worker processes" in capsys.readouterr().out
+    for name in ("comparison.csv", "differences.csv", "per_user_metrics.csv", "stability.csv"):
+        assert (outs[1] / name).read_bytes() == (outs[2] / name).read_bytes(), name
