@@ -123,9 +123,9 @@ def run_tasks(
     """
     check_keys(tasks)
     t0 = time.perf_counter()
-    print_ = fingerprint(settings)
+    stamp = fingerprint(settings)
     store.mkdir(parents=True, exist_ok=True)
-    results = _stored(tasks, store, print_, say)
+    results = _stored(tasks, store, stamp, say)
     missing = [t for t in tasks if t.key not in results]
     reused = tuple(t.key for t in tasks if t.key in results)
     if reused:
@@ -137,13 +137,13 @@ def run_tasks(
         if missing and config.in_process:
             for task in missing:
                 check()
-                results[task.key] = _keep(store, print_, task.key, *_call(task))
+                results[task.key] = _keep(store, stamp, task.key, *_call(task))
                 seconds[task.key] = results[task.key][1]
                 bar.update()
         elif missing:
             with _client(config, say) as (client, where):
                 for key, (value, took) in _dask_results(client, missing):
-                    results[key] = _keep(store, print_, key, value, took)
+                    results[key] = _keep(store, stamp, key, value, took)
                     seconds[key] = took
                     bar.update()
     except Interrupted as exc:
@@ -168,15 +168,15 @@ def _path(store: Path, key: str) -> Path:
     return store / f"{key}.pkl"
 
 
-def _keep(store: Path, print_: str, key: str, value: Any, took: float) -> tuple[Any, float]:
+def _keep(store: Path, stamp: str, key: str, value: Any, took: float) -> tuple[Any, float]:
     """Write one finished task's result and seconds atomically; return them."""
-    record = {"key": key, "fingerprint": print_, "value": value, "seconds": took}
+    record = {"key": key, "fingerprint": stamp, "value": value, "seconds": took}
     io.write_bytes(_path(store, key), pickle.dumps(record))
     return value, took
 
 
 def _stored(
-    tasks: Sequence[Task], store: Path, print_: str, say: Callable[[str], None]
+    tasks: Sequence[Task], store: Path, stamp: str, say: Callable[[str], None]
 ) -> dict[str, Any]:
     """The results of ``tasks`` already in the store; an unreadable one is run again."""
     found: dict[str, Any] = {}
@@ -186,12 +186,12 @@ def _stored(
             continue
         try:
             record = pickle.loads(path.read_bytes())
-            key, stored_print = record["key"], record["fingerprint"]
+            key, stored_stamp = record["key"], record["fingerprint"]
             value = (record["value"], float(record["seconds"]))
         except Exception as exc:  # a truncated or foreign file: the task runs again
             say(f"{path}: unreadable ({type(exc).__name__}); its task runs again")
             continue
-        if key != task.key or stored_print != print_:
+        if key != task.key or stored_stamp != stamp:
             raise ArgumentError(
                 f"{path}: a result of another run (other settings or inputs); give a new output "
                 f"folder, or remove {store} to start over"

@@ -359,7 +359,9 @@ def build_model(
                 a[uidx] + (x * w[uidx]).sum(axis=-1),
                 logp=_bernoulli_logit_logp,
                 dist=_bernoulli_logit_dist,
-                observed=design.y,
+                # data, not a constant: SBC's refits (simuk, pm.observe) then build the same
+                # graph each time, and its compiled code comes from the on-disk cache
+                observed=pm.Data("y_observed", design.y, dims="obs"),
                 dims="obs",
             )
     return model
