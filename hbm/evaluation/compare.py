@@ -332,24 +332,14 @@ def compare(
     table = scored.table
     table["split"] = split
     table["test_fraction"] = test_fraction
-    stab = None
-    if stable:
-        halves = {n: done[f"{n}_half"] for n in STABILITY_MODELS if n in names}
-        stab = _stability(forecasts, halves)
+    halves = {n: done[f"{n}_half"] for n in STABILITY_MODELS if stable and n in names}
+    stab = _stability(forecasts, halves) if stable else None
     info = _info(split, test_fraction, folds, len(diary.users), names, seed, sampler)
     info["timings_s"] = {n: forecasts[n].seconds for n in names}
     if priors.clustering is None and NO_CLUSTERING & set(names):
         info["hbm-no-clustering"] = "the priors have no clustering block: the same model as hbm"
-    return Comparison(
-        table,
-        scored.differences,
-        scored.per_user,
-        scored.recovery,
-        stab,
-        fits,
-        info,
-        scored.discovery,
-    )
+    tables = (scored.differences, scored.per_user, scored.recovery)
+    return Comparison(table, *tables, stab, fits, info, scored.discovery)
 
 
 def _per_user_table(per_user: dict[str, pd.DataFrame], users: tuple[str, ...]) -> pd.DataFrame:

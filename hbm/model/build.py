@@ -28,6 +28,7 @@ what ``hbm.inference.fitting`` samples.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -307,8 +308,10 @@ def build_model(
         Partial centring per cell (``choose_centring``; ``None``: the rule on the priors' spreads).
     likelihood
         ``"pointwise"``: the outcome ``y`` is a random variable (prior and predictive draws,
-        log-likelihood per row, SBC). ``"fused"``: the same log density as one ``Potential``
-        (``hbm.model.likelihood``), faster a gradient (BENCHMARKS.md); for sampling only, no ``y``.
+        log-likelihood per row, SBC), observed through ``pm.Data`` so that refits with other
+        outcomes reuse the compiled code (ARCHITECTURE.md). ``"fused"``: the same log density
+        as one ``Potential`` (``hbm.model.likelihood``), faster a gradient (BENCHMARKS.md); for
+        sampling only, no ``y``.
     layout
         With the fused likelihood, how the exposures are stored
         (``hbm.model.likelihood.flat_exposures``):
@@ -327,11 +330,8 @@ def build_model(
     cen = centring if centring is not None else choose_centring(design, priors)
     if likelihood not in LIKELIHOODS:
         raise FitError(f"likelihood '{likelihood}' is unknown; expected one of {LIKELIHOODS}")
-    coords = {
-        "user": list(design.users),
-        "feature": list(design.features),
-        "obs": np.arange(design.n_obs),
-    }
+    coords: dict[str, Any] = {"user": list(design.users), "feature": list(design.features)}
+    coords["obs"] = np.arange(design.n_obs)
     # both forms see the exposures as the fused one stores them, 16-bit codes x a scale per
     # feature (rounded by at most 1/65534 of each feature's largest |x|): one model
     codes, scale = quantized if quantized is not None else quantize_exposures(design.x)
@@ -359,8 +359,6 @@ def build_model(
                 a[uidx] + (x * w[uidx]).sum(axis=-1),
                 logp=_bernoulli_logit_logp,
                 dist=_bernoulli_logit_dist,
-                # data, not a constant: SBC's refits (simuk, pm.observe) then build the same
-                # graph each time, and its compiled code comes from the on-disk cache
                 observed=pm.Data("y_observed", design.y, dims="obs"),
                 dims="obs",
             )
