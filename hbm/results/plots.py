@@ -29,18 +29,27 @@ def _present(tree: xr.DataTree, names: tuple[str, ...]) -> list[str]:
     return [n for n in names if n in post.data_vars]
 
 
-def rank_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
-    """Rank plots of the population-level variables (chains should overlap uniformly)."""
-    names = _present(tree, POPULATION_VARS)
-    post = tree["posterior"]
+def _panels(
+    ds: xr.Dataset, names: list[str], backend: Backend, row_inches: float
+) -> tuple[int, dict[str, Any]]:
+    """Panels of a figure with one per element of ``names`` (beyond chain and draw), and the
+    matplotlib figure arguments: four panels a row, tall enough that two-line titles do not
+    overlap the row above."""
     panels = sum(
-        int(np.prod([n for d, n in post[v].sizes.items() if d not in ("chain", "draw")]))
+        int(np.prod([n for d, n in ds[v].sizes.items() if d not in ("chain", "draw")]))
         for v in names
     )
     kwargs: dict[str, Any] = {}
     if backend == "matplotlib":
-        # four panels a row, tall enough that two-line titles do not overlap the row above
-        kwargs["figure_kwargs"] = {"figsize": (13, 2.1 * -(-panels // 4)), "layout": "constrained"}
+        size = (13, row_inches * -(-panels // 4))
+        kwargs["figure_kwargs"] = {"figsize": size, "layout": "constrained"}
+    return panels, kwargs
+
+
+def rank_plot(tree: xr.DataTree, backend: Backend = "matplotlib") -> Any:
+    """Rank plots of the population-level variables (chains should overlap uniformly)."""
+    names = _present(tree, POPULATION_VARS)
+    panels, kwargs = _panels(tree["posterior"].to_dataset(), names, backend, 2.1)
     # arviz_plots refuses more than 40 panels by default; the population variables are every
     # panel of this figure (2 + 2 x features: 42 with the shipped priors and clustering)
     with rc_context({"plot.max_subplots": max(panels, 40)}):
@@ -88,12 +97,6 @@ def sbc_ecdf_plot(ranks: xr.Dataset, n_draws: int, backend: Backend = "matplotli
     # a rank r of n_draws draws (0..n_draws) is the PIT interval's midpoint
     pit = ((ranks[names] + 0.5) / (n_draws + 1)).rename(simulation="draw").expand_dims(chain=1)
     tree = xr.DataTree.from_dict({"prior_sbc": pit})
-    panels = sum(
-        int(np.prod([n for d, n in pit[v].sizes.items() if d not in ("chain", "draw")]))
-        for v in names
-    )
-    kwargs: dict[str, Any] = {}
-    if backend == "matplotlib":
-        kwargs["figure_kwargs"] = {"figsize": (13, 2.4 * -(-panels // 4)), "layout": "constrained"}
+    panels, kwargs = _panels(pit, names, backend, 2.4)
     with rc_context({"plot.max_subplots": max(panels, 40)}):
         return azp.plot_ecdf_pit(tree, var_names=names, backend=backend, **kwargs)
