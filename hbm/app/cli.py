@@ -248,8 +248,8 @@ def _tasks_line(run: TaskRun) -> str:
 
 
 def _ran_line(ran: int, reused: int, where: str) -> str:
-    done = f", {reused} were done already" if reused else ""
-    return f"{ran} tasks ran on {where}{done}"
+    done = f", {reused} {'was' if reused == 1 else 'were'} done already" if reused else ""
+    return f"{ran} {'task' if ran == 1 else 'tasks'} ran on {where}{done}"
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -282,6 +282,11 @@ def cmd_sbc(args: argparse.Namespace) -> int:
     worst = run.tests.nsmallest(5, "p_value")
     print(worst.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"smallest of {len(run.tests)} uniformity p-values: {run.min_p:.4f}")
+    if run.expected_per_bin < 5:
+        print(
+            f"warning: {run.expected_per_bin:.1f} simulations a rank bin; the chi-square tests "
+            "need 5 or more (more --simulations or fewer --bins)"
+        )
     print(_tasks_line(run.tasks))
     files = "sbc_ranks.csv, sbc_tests.csv, sbc_ecdf.png and sbc.json"
     print(f"wrote {out}/{files} in {run.seconds:.0f} s")

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import pickle
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -83,11 +84,13 @@ class TaskRun:
 
     def overhead_s(self, workers: int) -> float | None:
         """Mean seconds per task beyond its own work: scheduling, transfer, storing, start-up
-        (``workers`` x wall / tasks run - mean task seconds); ``None`` when none ran."""
+        (``min(workers, tasks)`` x wall / tasks run - mean task seconds); ``None`` when none
+        ran."""
         if not self.task_seconds:
             return None
         n = len(self.task_seconds)
-        return workers * self.seconds / n - sum(self.task_seconds.values()) / n
+        busy = min(workers, n)  # fewer tasks than workers: the others had none
+        return busy * self.seconds / n - sum(self.task_seconds.values()) / n
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -124,24 +127,30 @@ def run_tasks(
     check_keys(tasks)
     t0 = time.perf_counter()
     stamp = fingerprint(settings)
-    store.mkdir(parents=True, exist_ok=True)
     results = _stored(tasks, store, stamp, say)
     missing = [t for t in tasks if t.key not in results]
     reused = tuple(t.key for t in tasks if t.key in results)
     if reused:
         say(f"{len(reused)} of {len(tasks)} tasks were done already ({store}); {len(missing)} run")
-    bar = tqdm(total=len(tasks), initial=len(reused), unit="task", disable=not progressbar)
     where = "this process"
     seconds: dict[str, float] = {}
+    bar = None
     try:
         if missing and config.in_process:
+            bar = _bar(len(tasks), len(reused), progressbar)
             for task in missing:
                 check()
-                results[task.key] = _keep(store, stamp, task.key, *_call(task))
-                seconds[task.key] = results[task.key][1]
+                try:
+                    value, took = _call(task)
+                except Exception:
+                    check()  # a library that caught the signal's exception raised its own
+                    raise
+                results[task.key] = _keep(store, stamp, task.key, value, took)
+                seconds[task.key] = took
                 bar.update()
         elif missing:
             with _client(config, say) as (client, where):
+                bar = _bar(len(tasks), len(reused), progressbar)
                 for key, (value, took) in _dask_results(client, missing):
                     results[key] = _keep(store, stamp, key, value, took)
                     seconds[key] = took
@@ -153,7 +162,8 @@ def run_tasks(
         )
         raise Interrupted(exc.signum, detail) from exc
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     return TaskRun(
         {t.key: results[t.key][0] for t in tasks},
         tuple(t.key for t in missing),
@@ -164,6 +174,11 @@ def run_tasks(
     )
 
 
+def _bar(total: int, done: int, shown: bool) -> Any:
+    """Tasks done out of all, with the estimated time left."""
+    return tqdm(total=total, initial=done, unit="task", disable=not shown)
+
+
 def _path(store: Path, key: str) -> Path:
     return store / f"{key}.pkl"
 
@@ -171,6 +186,7 @@ def _path(store: Path, key: str) -> Path:
 def _keep(store: Path, stamp: str, key: str, value: Any, took: float) -> tuple[Any, float]:
     """Write one finished task's result and seconds atomically; return them."""
     record = {"key": key, "fingerprint": stamp, "value": value, "seconds": took}
+    store.mkdir(parents=True, exist_ok=True)
     io.write_bytes(_path(store, key), pickle.dumps(record))
     return value, took
 
@@ -249,20 +265,29 @@ def _client(config: EngineConfig, say: Callable[[str], None]) -> Iterator[tuple[
         if config.scheduler is not None:
             try:
                 client = Client(config.scheduler, timeout="20s")
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:
                 raise ArgumentError(
-                    f"--scheduler {config.scheduler}: no Dask scheduler answered ({exc})"
+                    f"--scheduler {config.scheduler}: no Dask scheduler answered there "
+                    f"({type(exc).__name__}: {exc}); give an address like tcp://HOST:8786"
                 ) from exc
             where = f"the Dask cluster at {config.scheduler}"
             cluster = None
         else:
-            cluster = LocalCluster(
-                n_workers=config.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-            )
+            # the workers start with SIGINT ignored: Ctrl-C reaches the whole process group,
+            # and it is this process that stops them (closing the cluster)
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                cluster = LocalCluster(
+                    n_workers=config.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                )
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, previous)
             client = Client(cluster)
             where = f"a local Dask cluster of {config.workers} worker processes"
         try:

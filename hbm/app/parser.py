@@ -367,16 +367,20 @@ def _add_sbc_parser(sub: Sub) -> None:
     p = sub.add_parser("sbc", help="simulation-based calibration of the model (simuk), on Dask")
     p.add_argument("--out", required=True)
     p.add_argument("--priors", default=None)
-    p.add_argument("--simulations", type=int, default=d.simulations, help="(default %(default)s)")
-    p.add_argument("--users", type=int, default=d.users, help="users per simulated data set")
-    p.add_argument("--days", type=int, default=d.days, help="days per user")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the cohort and simulations")
+    for flag, help_ in (
+        ("--simulations", "data sets simulated and fitted"),
+        ("--users", "users a data set"),
+        ("--days", "days a user"),
+        ("--seed", "seed of the cohort and the simulations"),
+        ("--chains", "chains a fit"),
+        ("--tune", "warm-up per chain"),
+        ("--draws", "draws per chain"),
+        ("--bins", "rank bins of the chi-square tests"),
+        ("--max-w", "per-user weights tested"),
+    ):
+        default = getattr(d, flag[2:].replace("-", "_"))
+        p.add_argument(flag, type=int, default=default, help=f"{help_} (default {default})")
     p.add_argument("--backend", choices=BACKENDS, default=d.backend, help="(default %(default)s)")
-    p.add_argument("--chains", type=int, default=d.chains)
-    p.add_argument("--tune", type=int, default=d.tune)
-    p.add_argument("--draws", type=int, default=d.draws)
-    p.add_argument("--bins", type=int, default=d.bins, help="rank bins of the chi-square test")
-    p.add_argument("--max-w", type=int, default=d.max_w, help="per-user weights tested")
     _add_engine_arguments(p)
 
 

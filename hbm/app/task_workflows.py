@@ -47,7 +47,14 @@ class StudySampler:
     draws: int | None = None
 
 
-def _version() -> str:
+def _versions(*packages: str) -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in packages}
+
+
+def hbm_version() -> str:
+    """hbm's installed version (a task store's fingerprint holds it)."""
     from importlib.metadata import version
 
     return version("hbm")
@@ -154,12 +161,12 @@ def run_study(
     grid_doc = {k: getattr(grid, k) for k in grid.__dataclass_fields__}
     grid_doc["tune"] = grid_sampler(grid).tune_steps  # what the fits ran (None: the default)
     grid_doc["nuts_sampler"] = grid_sampler(grid).backend
+    # a (cell, model) task does not depend on which other models run: not in the fingerprint
     settings = {
         "command": "study",
         "grid": grid_doc,
-        "models": list(models),
         "priors_sha256": priors.sha256,
-        "hbm": _version(),
+        "hbm": hbm_version(),
     }
     runner = engine_runner(out / TASKS_DIR, settings, engine, progress)
     result = study(priors, grid, models, runner=runner.run, cores=engine.cores_per_fit())
@@ -175,7 +182,7 @@ def run_study(
                 "command": command,
                 "grid": grid_doc,
                 "models": list(models),
-                "workers": engine.workers,
+                "workers": None if engine.scheduler else engine.workers,
                 "scheduler": engine.scheduler,
                 **task_counts(runs[0], engine),
                 "total_s": time.perf_counter() - t0,
@@ -209,6 +216,8 @@ class SBCRun:
     min_p: float
     seconds: float
     tasks: TaskRun
+    #: Simulations a rank bin expects (the chi-square tests need 5 or more).
+    expected_per_bin: float
 
 
 def _check_sbc(settings: SBCSettings) -> None:
@@ -268,11 +277,12 @@ def run_sbc_folder(
     )
     design = exposures(cohort.diary, priors)
     doc = {k: getattr(settings, k) for k in settings.__dataclass_fields__}
+    # nor does simulation i depend on how many there are: a rerun with more extends an SBC
     fingerprint = {
         "command": "sbc",
-        **{k: v for k, v in doc.items() if k not in ("bins", "max_w")},
+        **{k: v for k, v in doc.items() if k not in ("bins", "max_w", "simulations")},
         "priors_sha256": priors.sha256,
-        "hbm": _version(),
+        "hbm": hbm_version(),
     }
     runner = engine_runner(out / TASKS_DIR, fingerprint, engine, progress)
     tasks = sbc_tasks(design, priors, settings.simulations, config, settings.seed)
@@ -285,6 +295,7 @@ def run_sbc_folder(
     io.write_csv(out / "sbc_tests.csv", result.tests)
     io.write_bytes(out / "sbc_ecdf.png", pc_png(sbc_ecdf_plot(result.ranks, result.n_draws)))
     min_p = float(result.tests["p_value"].min())
+    per_bin = settings.simulations / settings.bins
     io.write_json(
         out / "sbc.json",
         json_ready(
@@ -295,14 +306,17 @@ def run_sbc_folder(
                 "n_draws": result.n_draws,
                 "min_p_value": min_p,
                 "tested": len(result.tests),
-                "workers": engine.workers,
+                "expected_per_bin": per_bin,
+                "priors": {"path": priors.path, "sha256": priors.sha256},
+                "versions": _versions("hbm", "pymc", "simuk", "dask"),
+                "workers": None if engine.scheduler else engine.workers,
                 "scheduler": engine.scheduler,
                 **task_counts(runs[0], engine),
                 "total_s": time.perf_counter() - t0,
             }
         ),
     )
-    return SBCRun(result.tests, min_p, time.perf_counter() - t0, runs[0])
+    return SBCRun(result.tests, min_p, time.perf_counter() - t0, runs[0], per_bin)
 
 
 def _long_ranks(ranks: Any) -> pd.DataFrame:

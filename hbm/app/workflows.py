@@ -340,12 +340,13 @@ def compare_and_export(
     ``out`` (a rerun after an interruption does only the missing ones; removed when ``out`` is
     written).
     """
-    from hbm.app.task_workflows import engine_runner, task_counts
+    from hbm.app.task_workflows import check_engine, engine_runner, hbm_version, task_counts
     from hbm.evaluation.compare import compare
 
     given = [p for p in (config.diary, config.priors) if p is not None]
     io.check_out(out, inputs=given)
     engine = engine or EngineConfig()
+    check_engine(engine)
     sampler = config.sampler()
     if not engine.in_process:  # each worker's fit on its share of the cores
         sampler = replace(sampler, cores=engine.cores_per_fit())
@@ -357,6 +358,7 @@ def compare_and_export(
         "options": options,
         "sampler": replace(sampler, progressbar=False, cores=None),
         "seed": config.seed,
+        "hbm": hbm_version(),
     }
     runner = engine_runner(store, settings, engine, progress, config.progress)
     truth_file = io.truth_path(str(config.diary))
@@ -367,7 +369,7 @@ def compare_and_export(
         options.models,
         options.test_fraction,
         options.split,
-        config.sampler(),
+        sampler,
         truth,
         stability=options.stability,
         seed=config.seed,

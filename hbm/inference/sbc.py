@@ -11,6 +11,8 @@ bins (``scipy.stats.chisquare``).
 
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stderr
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,9 +125,14 @@ def simulate_and_rank(
         progress_bar=False,
     )
     sbc.var_names = list(SBC_VARS)  # simuk ranks free RVs by default; w is a deterministic
-    sbc.run_simulations()
-    if sbc._simulations_complete != 1:  # simuk logs and swallows fit errors
-        raise FitError(f"SBC simulation with seed {seed}: the fit failed")
+    # simuk prints a failed fit's traceback and logs it, then carries on: keep that off the
+    # terminal and say it in one line
+    said = io.StringIO()
+    with redirect_stderr(said):
+        sbc.run_simulations()
+    if sbc._simulations_complete != 1:
+        last = [line for line in said.getvalue().splitlines() if line.strip()][-1:]
+        raise FitError(f"SBC simulation with seed {seed}: the fit failed ({''.join(last)})")
     raw = sbc.simulations["prior_sbc"].to_dataset()
     # (chain, draw) is simuk's (1, simulation) axis here: one simulation
     return {name: np.asarray(raw[name].values[0, 0]) for name in SBC_VARS}

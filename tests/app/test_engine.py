@@ -112,3 +112,13 @@ def test_dask_workers_give_the_serial_results(tmp_path):
             EngineConfig(workers=2),
             progressbar=False,
         )
+
+
+def test_the_overhead_counts_only_workers_that_had_a_task():
+    from hbm.app.engine import TaskRun
+
+    one = TaskRun({"a": 1}, ("a",), (), seconds=10.0, where="x", task_seconds={"a": 9.0})
+    assert one.overhead_s(2) == pytest.approx(1.0)  # not 2 x 10 - 9
+    two = TaskRun({}, ("a", "b"), (), 10.0, "x", {"a": 9.0, "b": 9.0})
+    assert two.overhead_s(2) == pytest.approx(1.0)
+    assert TaskRun({}, (), ("a",), 0.1, "x", {}).overhead_s(2) is None
