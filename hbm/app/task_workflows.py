@@ -277,7 +277,7 @@ def run_sbc_folder(
     )
     design = exposures(cohort.diary, priors)
     doc = {k: getattr(settings, k) for k in settings.__dataclass_fields__}
-    # nor does simulation i depend on how many there are: a rerun with more extends an SBC
+    # simulation i does not depend on how many there are: a rerun with more extends an SBC
     fingerprint = {
         "command": "sbc",
         **{k: v for k, v in doc.items() if k not in ("bins", "max_w", "simulations")},
