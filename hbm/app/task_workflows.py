@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -23,6 +23,9 @@ from hbm.data.priors import load_priors
 from hbm.results import io
 from hbm.results.json_values import json_ready
 from hbm.tasks import Task
+
+if TYPE_CHECKING:
+    from hbm.inference.config import SamplerConfig
 
 Progress = Callable[[str], None]
 #: The task store inside a study's or an SBC's output folder.
@@ -235,6 +238,25 @@ def _check_sbc(settings: SBCSettings) -> None:
     check_seed(settings.seed)
 
 
+def _sbc_sampler(settings: SBCSettings) -> SamplerConfig:
+    """Each SBC fit's NUTS settings, checked."""
+    from hbm.inference.config import SamplerConfig
+
+    # each fit's chains run one after another: SBC's parallelism is its simulations (workers),
+    # and PyMC's chain processes cost more to start than a small fit takes
+    config = SamplerConfig(
+        backend=settings.backend,
+        chains=settings.chains,
+        tune=settings.tune,
+        draws=settings.draws,
+        seed=settings.seed,
+        progressbar=False,
+        cores=1,
+    )
+    config.check()
+    return config
+
+
 def run_sbc_folder(
     out: Path,
     priors_path: str | None,
@@ -248,7 +270,6 @@ def run_sbc_folder(
     (``sbc_ecdf.png``) and ``sbc.json``. Simulations already in ``out/tasks`` are not rerun.
     """
     from hbm.data.exposures import exposures
-    from hbm.inference.config import SamplerConfig
     from hbm.inference.sbc import sbc_result, sbc_tasks
     from hbm.model.simulation import SimulationConfig, simulate
     from hbm.results.plots import sbc_ecdf_plot
@@ -260,18 +281,7 @@ def run_sbc_folder(
     _check_sbc(settings)
     priors = load_priors(priors_path)
     t0 = time.perf_counter()
-    # each fit's chains run one after another: SBC's parallelism is its simulations (workers),
-    # and PyMC's chain processes cost more to start than a small fit takes
-    config = SamplerConfig(
-        backend=settings.backend,
-        chains=settings.chains,
-        tune=settings.tune,
-        draws=settings.draws,
-        seed=settings.seed,
-        progressbar=False,
-        cores=1,
-    )
-    config.check()
+    config = _sbc_sampler(settings)
     cohort = simulate(
         priors, SimulationConfig(n_users=settings.users, n_days=settings.days, seed=settings.seed)
     )
