@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +94,16 @@ class TaskRun:
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
-    """SHA-256 of the settings' canonical JSON: what a store's results were computed with."""
-    text = json.dumps(settings, sort_keys=True, default=str)
+    """SHA-256 of the settings' canonical JSON (dataclasses as their fields): what a store's
+    results were computed with."""
+    text = json.dumps(settings, sort_keys=True, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return str(value)
 
 
 def run_tasks(

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from hbm import __version__
 from hbm.app.checks import check_at_least, check_out_folder, check_seed
 from hbm.app.engine import EngineConfig, TaskRun, run_tasks
 from hbm.data.priors import load_priors
+from hbm.inference.provenance import package_versions
 from hbm.results import io
 from hbm.results.json_values import json_ready
 from hbm.tasks import Task
@@ -48,19 +50,6 @@ class StudySampler:
     chains: int | None = None
     tune: int | None = None
     draws: int | None = None
-
-
-def _versions(*packages: str) -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in packages}
-
-
-def hbm_version() -> str:
-    """hbm's installed version (a task store's fingerprint holds it)."""
-    from importlib.metadata import version
-
-    return version("hbm")
 
 
 @dataclass
@@ -95,17 +84,9 @@ def engine_runner(
     progress: Progress | None,
     progressbar: bool = True,
 ) -> EngineRunner:
-    """An ``EngineRunner`` whose settings are made JSON-ready (dataclasses as dicts)."""
+    """An ``EngineRunner`` of a checked engine."""
     check_engine(engine)
-    return EngineRunner(store, json_ready(_plain(settings)), engine, progress, progressbar)
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+    return EngineRunner(store, settings, engine, progress, progressbar)
 
 
 def check_engine(engine: EngineConfig) -> None:
@@ -169,7 +150,7 @@ def run_study(
         "command": "study",
         "grid": grid_doc,
         "priors_sha256": priors.sha256,
-        "hbm": hbm_version(),
+        "hbm": __version__,
     }
     runner = engine_runner(out / TASKS_DIR, settings, engine, progress)
     result = study(priors, grid, models, runner=runner.run, cores=engine.cores_per_fit())
@@ -292,7 +273,7 @@ def run_sbc_folder(
         "command": "sbc",
         **{k: v for k, v in doc.items() if k not in ("bins", "max_w", "simulations")},
         "priors_sha256": priors.sha256,
-        "hbm": hbm_version(),
+        "hbm": __version__,
     }
     runner = engine_runner(out / TASKS_DIR, fingerprint, engine, progress)
     tasks = sbc_tasks(design, priors, settings.simulations, config, settings.seed)
@@ -318,7 +299,7 @@ def run_sbc_folder(
                 "tested": len(result.tests),
                 "expected_per_bin": per_bin,
                 "priors": {"path": priors.path, "sha256": priors.sha256},
-                "versions": _versions("hbm", "pymc", "simuk", "dask"),
+                "versions": package_versions("simuk", "dask"),
                 "workers": None if engine.scheduler else engine.workers,
                 "scheduler": engine.scheduler,
                 **task_counts(runs[0], engine),

@@ -340,7 +340,8 @@ def compare_and_export(
     ``out`` (a rerun after an interruption does only the missing ones; removed when ``out`` is
     written).
     """
-    from hbm.app.task_workflows import check_engine, engine_runner, hbm_version, task_counts
+    from hbm import __version__
+    from hbm.app.task_workflows import check_engine, engine_runner, task_counts
     from hbm.evaluation.compare import compare
 
     given = [p for p in (config.diary, config.priors) if p is not None]
@@ -358,7 +359,7 @@ def compare_and_export(
         "options": options,
         "sampler": replace(sampler, progressbar=False, cores=None),
         "seed": config.seed,
-        "hbm": hbm_version(),
+        "hbm": __version__,
     }
     runner = engine_runner(store, settings, engine, progress, config.progress)
     truth_file = io.truth_path(str(config.diary))

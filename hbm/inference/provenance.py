@@ -182,13 +182,14 @@ def stored_pooling(attrs: Mapping[Hashable, Any], default: str = "partial") -> s
     return str(attrs.get("pooling", default))
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that determine a fit's numbers."""
+def package_versions(*extra: str) -> dict[str, str]:
+    """Versions of the packages that determine a fit's numbers, and of ``extra`` ones."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("hbm", "pymc", "pytensor", "arviz", "arviz-stats", "nutpie", "numpy", "numpyro"):
+    core = ("hbm", "pymc", "pytensor", "arviz", "arviz-stats", "nutpie", "numpy", "numpyro")
+    for pkg in (*core, *extra):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

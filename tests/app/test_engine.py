@@ -122,3 +122,10 @@ def test_the_overhead_counts_only_workers_that_had_a_task():
     two = TaskRun({}, ("a", "b"), (), 10.0, "x", {"a": 9.0, "b": 9.0})
     assert two.overhead_s(2) == pytest.approx(1.0)
     assert TaskRun({}, (), ("a",), 0.1, "x", {}).overhead_s(2) is None
+
+
+def test_a_dataclass_setting_is_fingerprinted_by_its_fields():
+    from hbm.inference.config import SamplerConfig
+
+    assert fingerprint({"s": SamplerConfig(tune=1)}) != fingerprint({"s": SamplerConfig(tune=2)})
+    assert fingerprint({"s": SamplerConfig(tune=1)}) == fingerprint({"s": SamplerConfig(tune=1)})
