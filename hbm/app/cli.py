@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from hbm.app.checks import check_at_least
 from hbm.app.config import FitConfig
 from hbm.app.engine import EngineConfig, TaskRun
 from hbm.app.parser import DEMO_DIARY, build_parser, column_map, fit_config
+from hbm.app.printing import (
+    command_line,
+    num,
+    print_fit,
+    print_report,
+    print_summary,
+    say,
+    warn,
+)
 from hbm.app.run_workflows import (
-    WrittenReport,
     decide_folder,
     find_profile,
     load_service_data,
@@ -29,7 +35,6 @@ from hbm.app.run_workflows import (
 from hbm.app.task_workflows import SBCSettings, StudySampler, run_sbc_folder, run_study
 from hbm.app.workflows import (
     CompareOptions,
-    FitRun,
     Inputs,
     compare_and_export,
     fit_and_export,
@@ -45,89 +50,13 @@ from hbm.results import io
 __all__ = ["build_parser", "load_service_data", "main"]
 
 
-def _command(args: argparse.Namespace) -> str:
-    return shlex.join(["hbm", *args.argv])
-
-
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def _num(value: float | None, spec: str) -> str:
-    """A diagnostic as text; ``n/a`` for one the draws do not define (NaN, or null in JSON)."""
-    return "n/a" if value is None or value != value else format(value, spec)
-
-
-def _warn(summary: dict[str, Any]) -> None:
-    for warning in summary.get("warnings", []):
-        print(f"warning: {warning}", file=sys.stderr)
-
-
-def _print_summary(s: dict[str, Any]) -> None:
-    d = s["days_per_user"]
-    print(f"diary      {s['file']}")
-    print(
-        f"rows       {s['rows']}  users {s['users']}  days/user min {d['min']} "
-        f"median {d['median']:g} max {d['max']}"
-    )
-    print(f"attacks    {s['attack_rate']:.1%} of days")
-    if s.get("continuing_attack_days"):
-        print(
-            f"continuing {s['continuing_attack_days']} day(s) inside an attack that began earlier "
-            "(not at risk of an onset; the next day's clustering state)"
-        )
-    print(f"gaps       {s['missing_days_total']} missing day(s) inside users' date ranges")
-    print(f"missing    policy '{s['missing_policy']}', dropped rows {s['dropped_rows']}")
-    print(f"{'column':<36} {'missing':>8} {'imputed':>8}")
-    for col, n in s["missing_values"].items():
-        print(f"  {col:<34} {n:>8} {s['imputed_values'].get(col, 0):>8}")
-    print(f"{'feature':<36} {'lag-filled':>10} {'exposed (>= 0.5)':>17}")
-    for key, prev in s["exposure_prevalence"].items():
-        print(f"  {key:<34} {s['lag_filled_exposures'][key]:>10} {prev:>17.1%}")
-    if s["users_with_few_days"]:
-        print(
-            f"few days   {len(s['users_with_few_days'])} user(s) with < {s['min_days']} days "
-            f"(kept; their weights stay near the population): "
-            f"{', '.join(s['users_with_few_days'][:10])}"
-        )
-    if s["ignored_columns"]:
-        print(f"ignored    columns not in the priors: {', '.join(s['ignored_columns'])}")
-
-
-def _print_fit(run: FitRun) -> None:
-    d, ext = run.result.diagnostics, run.result.extension
-    if ext:
-        print(
-            f"first sampling failed the gate ({'; '.join(ext['why'])}): sampled again with "
-            f"{ext['tune']} warm-up + {ext['draws']} draws per chain, target acceptance "
-            f"{ext['target_accept']} ({ext['sampling_s']:.0f} s)"
-        )
-    verdict = "reliable" if d.reliable else "NOT RELIABLE: " + "; ".join(d.reasons)
-    print(f"fit {verdict}")
-    print(
-        f"max R-hat {_num(d.max_rhat, '.3f')}, min bulk ESS {_num(d.min_ess_bulk, '.0f')}, "
-        f"min tail ESS {_num(d.min_ess_tail, '.0f')}, divergences {d.divergences}, min E-BFMI "
-        f"{_num(min(d.ebfmi, default=None), '.2f')}, draws at the maximum tree depth "
-        f"{d.max_treedepth_hits}"
-    )
-    files = ", ".join((*io.RUN_FILES, io.CONFIG_FILE, io.MANIFEST_FILE))
-    print(f"wrote {run.out}/ ({files}) in {run.run_info['timings']['total_s']:.0f} s")
-
-
-def _print_report(report: WrittenReport) -> None:
-    print(
-        f"report: {report.path} ({report.size / 1e6:.1f} MB, {report.figures} figures, "
-        f"{report.seconds:.0f} s)"
-    )
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     summary = load_inputs(fit_config(args)).summary
-    _warn(summary)
+    warn(summary)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        _print_summary(summary)
+        print_summary(summary)
         print("valid")
     return 0
 
@@ -169,7 +98,7 @@ def _phase(name: str) -> None:
 
 def _fit(inputs: Inputs, config: FitConfig, out: Path, command: str) -> int:
     s, cfg = inputs.summary, config.sampler()
-    _warn(s)
+    warn(s)
     print(
         f"fitting {s['users']} users x {s['rows']} days x {len(inputs.priors.keys)} "
         f"features with {cfg.backend} ({cfg.chains} chains, {cfg.tune} tune + {cfg.draws} "
@@ -177,7 +106,7 @@ def _fit(inputs: Inputs, config: FitConfig, out: Path, command: str) -> int:
         flush=True,
     )
     run = fit_and_export(inputs, config, out, command, _phase if config.progress else None)
-    _print_fit(run)
+    print_fit(run)
     return run.exit_code
 
 
@@ -185,7 +114,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     config = fit_config(args)
     if config.progress:
         _phase("load")
-    return _fit(load_inputs(config), config, Path(args.out), _command(args))
+    return _fit(load_inputs(config), config, Path(args.out), command_line(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -193,12 +122,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = fit_config(args, DEMO_DIARY)
     print(f"[1/3] validate {config.diary}")
     inputs = load_inputs(config)
-    _print_summary(inputs.summary)
+    print_summary(inputs.summary)
     print(f"[2/3] fit and export to {args.out}")
-    code = _fit(inputs, config, Path(args.out), _command(args))
+    code = _fit(inputs, config, Path(args.out), command_line(args))
     print("[3/3] report")
     report = write_run_report(args.out, DAYS_NEEDED_USERS, seed=0)
-    _print_report(report)
+    print_report(report)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {report.path}")
     return code
 
@@ -212,7 +141,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     check_at_least(args.origins, 1, "--origins")
     config = fit_config(args)
     inputs = load_inputs(config)
-    _warn(inputs.summary)
+    warn(inputs.summary)
     options = CompareOptions(
         tuple(args.models) if args.models is not None else None,
         args.test_fraction,
@@ -222,7 +151,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     run = compare_and_export(
-        inputs, config, options, out, _command(args), progress=_say, engine=_engine(args)
+        inputs, config, options, out, command_line(args), progress=say, engine=_engine(args)
     )
     result = run.comparison
     show = ["model", "within_auc_median", "pooled_auc", "brier", "ece"]
@@ -256,7 +185,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out)
     sampler = StudySampler(args.chains, args.tune, args.draws)
     run = run_study(
-        out, args.priors, args.quick, args.models, _command(args), sampler, _say, _engine(args)
+        out, args.priors, args.quick, args.models, command_line(args), sampler, say, _engine(args)
     )
     print(run.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(_tasks_line(run.tasks))
@@ -278,7 +207,7 @@ def cmd_sbc(args: argparse.Namespace) -> int:
         bins=args.bins,
         max_w=args.max_w,
     )
-    run = run_sbc_folder(out, args.priors, settings, _command(args), _say, _engine(args))
+    run = run_sbc_folder(out, args.priors, settings, command_line(args), say, _engine(args))
     worst = run.tests.nsmallest(5, "p_value")
     print(worst.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"smallest of {len(run.tests)} uniformity p-values: {run.min_p:.4f}")
@@ -309,7 +238,7 @@ def _print_figure_name(name: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     progress = _print_figure_name if args.verbose else None
-    _print_report(write_run_report(args.run_dir, args.days_users, args.seed, progress))
+    print_report(write_run_report(args.run_dir, args.days_users, args.seed, progress))
     return 0
 
 
@@ -336,12 +265,12 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     print(f"{'variable':<10} {'max R-hat':>10} {'min ESS bulk':>13} {'min ESS tail':>13}")
     for name, v in diag["per_variable"].items():
         print(
-            f"{name:<10} {_num(v['max_rhat'], '.3f'):>10} {_num(v['min_ess_bulk'], '.0f'):>13} "
-            f"{_num(v['min_ess_tail'], '.0f'):>13}"
+            f"{name:<10} {num(v['max_rhat'], '.3f'):>10} {num(v['min_ess_bulk'], '.0f'):>13} "
+            f"{num(v['min_ess_tail'], '.0f'):>13}"
         )
     print(
         f"divergences {diag['divergences']}; E-BFMI per chain "
-        f"{', '.join(_num(e, '.2f') for e in diag['ebfmi'])}; draws at the maximum tree depth "
+        f"{', '.join(num(e, '.2f') for e in diag['ebfmi'])}; draws at the maximum tree depth "
         f"{diag.get('max_treedepth_hits', -1)}"
     )
     print(run.table.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -375,6 +304,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_update(args: argparse.Namespace) -> int:
+    from hbm.app.update_workflow import UPDATE_USERS_FILE, update_and_export
+
+    check_at_least(args.proposals, 1, "--proposals")
+    run = update_and_export(args.run_dir, args.diary, args.out, args.seed, args.proposals)
+    users = run.users
+    if len(users):
+        new = int((~users["known_user"]).sum())
+        p95 = float(users["seconds"].quantile(0.95))
+        print(
+            f"updated {len(users)} users ({new} new, {len(users) - new} known) from "
+            f"{args.run_dir}'s population: {users['seconds'].sum():.1f} s, 95th percentile "
+            f"{p95:.2f} s per user; largest Pareto k-hat {users['khat'].max():.2f}"
+        )
+    refit = run.refit
+    print("refit due: " + "; ".join(refit.reasons) if refit.due else "refit not due")
+    print(f"wrote {args.out} (per-user update diagnostics in {UPDATE_USERS_FILE})")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "simulate": cmd_simulate,
@@ -383,6 +332,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "profile": cmd_profile,
     "diagnose": cmd_diagnose,
     "predict": cmd_predict,
+    "update": cmd_update,
     "compare": cmd_compare,
     "study": cmd_study,
     "sbc": cmd_sbc,

@@ -267,8 +267,14 @@ def _client(config: EngineConfig, say: Callable[[str], None]) -> Iterator[tuple[
 
     for name in ("distributed", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    # a worker whose process died (killed, out of memory) is replaced and its task rerun
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    # a worker whose process died (killed, out of memory) is replaced and its task rerun; local
+    # workers are not daemonic, so a task may run in a child process of its worker
+    # (``hbm.inference.sbc.in_recycled_process``)
+    settings = {
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+        "distributed.worker.daemon": False,
+    }
+    with dask.config.set(settings):
         if config.scheduler is not None:
             try:
                 client = Client(config.scheduler, timeout="20s")

@@ -14,12 +14,12 @@ from typing import Any
 
 from hbm.app.checks import check_fit
 from hbm.app.config import CLUSTERING_CHOICES, KEYS, FitConfig, read_config, resolve
+from hbm.app.parser_simulate import add_simulate_parser
 from hbm.data.diary import MISSING_POLICIES
 from hbm.defaults import CI_KINDS, CI_PROB, DAYS_NEEDED_USERS, ORIGINS, TEST_FRACTION
 from hbm.errors import ArgumentError, ConfigError, FitError, HBMError
 from hbm.inference.config import BACKENDS
 from hbm.model.options import PARAMETERIZATIONS, POOLINGS
-from hbm.model.simulation import SimulationConfig
 
 #: The shipped example diary, in the checkout hbm runs from: ``hbm demo`` works from any folder.
 DEMO_DIARY = Path(__file__).resolve().parents[2] / "data" / "example_diary.csv"
@@ -154,107 +154,6 @@ def _add_validate_parser(sub: Sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _add_simulate_parser(sub: Sub) -> None:
-    p = sub.add_parser("simulate", help="write a synthetic diary and its truth file")
-    p.add_argument("--users", type=int, default=SimulationConfig.n_users)
-    p.add_argument("--days", type=int, default=SimulationConfig.n_days)
-    p.add_argument(
-        "--heterogeneity",
-        type=float,
-        default=None,
-        help="between-user SD of every trigger's weight (default: the priors' own SDs); the "
-        "clustering coefficient's is --clustering-spread, a premonitory feature's 0",
-    )
-    p.add_argument("--seed", type=int, default=SimulationConfig.seed)
-    p.add_argument("--priors", default=None)
-    p.add_argument("--attack-rate", type=float, default=SimulationConfig.attack_rate)
-    p.add_argument("--sigma-a", type=float, default=SimulationConfig.sigma_a)
-    p.add_argument("--menstruating-share", type=float, default=SimulationConfig.menstruating_share)
-    p.add_argument("--locations", type=int, default=SimulationConfig.n_locations)
-    _add_realism_options(p)
-    p.add_argument("--out", required=True, help="diary path (.csv or .parquet)")
-
-
-def feature_keys(text: str) -> tuple[str, ...]:
-    """``--premonitory fatigue,neck_pain``: comma-separated feature keys, each once, none empty."""
-    keys = tuple(k.strip() for k in text.split(","))
-    if not all(keys):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} has an empty feature key; give keys separated by commas, e.g. "
-            "fatigue,neck_pain"
-        )
-    if len(set(keys)) != len(keys):
-        raise argparse.ArgumentTypeError(f"{text!r} names a feature more than once")
-    return keys
-
-
-def _add_realism_options(p: argparse.ArgumentParser) -> None:
-    """``hbm simulate``'s options that break the model as real diaries do (all off by default)."""
-    c = SimulationConfig
-    p.add_argument(
-        "--clustering",
-        type=float,
-        default=c.clustering,
-        help="log-odds added the day after an attack day: the population mean of each user's "
-        "clustering coefficient when the priors have a clustering block, else a common boost "
-        "(default %(default)s)",
-    )
-    p.add_argument(
-        "--clustering-spread",
-        type=float,
-        default=c.clustering_spread,
-        help="between-user SD of the clustering coefficient (with a clustering block; "
-        "default %(default)s)",
-    )
-    p.add_argument(
-        "--attack-days",
-        type=float,
-        default=c.attack_days,
-        help="mean attack length in days, 1 + Poisson(attack-days - 1); above 1 the diary gets "
-        "a migraine_continues column (default %(default)s)",
-    )
-    p.add_argument(
-        "--premonitory",
-        type=feature_keys,
-        default=c.premonitory,
-        metavar="KEY,KEY",
-        help="features with no causal weight whose raw values rise before attacks",
-    )
-    p.add_argument(
-        "--premonitory-share",
-        type=float,
-        default=c.premonitory_share,
-        help="share of users with premonitory symptoms (default %(default)s)",
-    )
-    p.add_argument(
-        "--premonitory-shift",
-        type=float,
-        default=c.premonitory_shift,
-        help="the rise, as a share of the column's range; a 0/1 column turns 1 with this "
-        "chance (default %(default)s)",
-    )
-    p.add_argument(
-        "--premonitory-days",
-        type=int,
-        default=c.premonitory_days,
-        help="days before an onset whose exposure rises, with the onset day (default %(default)s)",
-    )
-    p.add_argument(
-        "--missing-days",
-        type=float,
-        default=c.missing_days,
-        help="share of days not logged: holidays (runs of about 7 days) and users who stop "
-        "(default %(default)s)",
-    )
-    p.add_argument(
-        "--missing-values",
-        type=float,
-        default=c.missing_values,
-        help="share of single values left empty; fit such a diary with --missing impute or "
-        "drop (default %(default)s)",
-    )
-
-
 def _add_fit_parser(sub: Sub) -> None:
     p = sub.add_parser("fit", help="fit the model and export tables into a run folder")
     p.add_argument(
@@ -297,6 +196,23 @@ def _add_predict_parser(sub: Sub) -> None:
     p.add_argument("--missing", choices=MISSING_POLICIES, default=DEFAULTS.missing)
     p.add_argument("--ci-prob", type=float, default=CI_PROB)
     p.add_argument("--seed", type=int, default=0, help="seed of unseen users' draws")
+
+
+def _add_update_parser(sub: Sub) -> None:
+    p = sub.add_parser(
+        "update",
+        help="update users from new days without refitting the cohort (new run folder)",
+    )
+    p.add_argument("run_dir", help="a run folder of a partial-pooling fit")
+    p.add_argument("diary", help="new days of known users and days of new users")
+    p.add_argument("--out", required=True, help="the updated run folder (written whole)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the users' draws")
+    p.add_argument(
+        "--proposals",
+        type=int,
+        default=4,
+        help="Laplace proposals per population draw (importance resampling)",
+    )
 
 
 def _add_compare_parser(sub: Sub) -> None:
@@ -419,12 +335,13 @@ def _add_serve_parser(sub: Sub) -> None:
 
 SUBCOMMANDS = (
     _add_validate_parser,
-    _add_simulate_parser,
+    add_simulate_parser,
     _add_fit_parser,
     _add_demo_parser,
     _add_profile_parser,
     _add_diagnose_parser,
     _add_predict_parser,
+    _add_update_parser,
     _add_compare_parser,
     _add_study_parser,
     _add_sbc_parser,

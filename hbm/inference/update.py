@@ -1,0 +1,413 @@
+"""A user's posterior from a fitted population and the user's own rows, without a refit.
+
+Given the population, users are independent: user ``u``'s intercept and weights ``beta = (a,
+w)`` have the prior ``Normal(m_s, d_s)`` of population draw ``s`` (``m = (a0, mu)``, ``d =
+(sigma_a, tau)``) and the logistic likelihood of their rows. ``user_posterior`` draws, for every
+population draw ``s`` of a fit, one ``beta`` from ``p(beta | y_u, population_s)``:
+
+1. Laplace: the mode of each draw's log posterior (a convex problem: Newton steps with the
+   Hessian at a shared start, then the exact Hessian at each mode) gives ``q_s = Normal(mode_s,
+   H_s^-1)``.
+2. Sampling-importance-resampling: ``PROPOSALS`` draws from ``q_s``, weighted by ``p / q_s``,
+   one kept in proportion to its weight. What the Laplace approximation misses (skew of a
+   sparse logistic likelihood) is corrected by the weights.
+3. Diagnostics: the Pareto k-hat (``arviz_stats``' PSIS) of the ratios ``p / (Z_s q_s)``, with
+   ``Z_s`` the Laplace estimate of each draw's normaliser, and the within-draw effective sample
+   share. k-hat above ``K_HAT_LIMIT`` says the approximation is poor: that user needs a refit.
+
+The population is the fit's, unchanged (the new user's pull on it is left out: one user among
+a cohort barely moves it); every draw keeps its chain and draw position, so the result reads like
+a fit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from arviz_stats.base import array_stats
+from scipy import special
+from tqdm import tqdm
+
+from hbm.data.exposures import Design
+from hbm.errors import DiaryError, FitError
+from hbm.inference.provenance import stored_last_days
+from hbm.interrupts import check
+from hbm.model.population import Population, pooling_of, population_of
+from hbm.tasks import task_seed
+
+METHOD = "laplace-sir"
+#: Proposals per population draw: enough for the within-draw weights to correct the Laplace
+#: approximation (their effective share is reported), few enough for about a second per user.
+PROPOSALS = 4
+#: Above this Pareto k-hat the importance ratios have too heavy a tail to be trusted (Vehtari et
+#: al. 2024, PSIS): the user's update is flagged and a refit is due.
+K_HAT_LIMIT = 0.7
+#: Population draws handled at once: keeps each batch's arrays (draws x proposals x days) small.
+CHUNK = 500
+#: Newton stops when no coordinate moves more than this (posterior SDs are ~0.1 or more).
+_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class UserPosterior:
+    """One user's draws (one per population draw) and how well they were made.
+
+    Attributes
+    ----------
+    a, w
+        ``(S,)`` intercepts and ``(S, K)`` weights, in the population's draw order.
+    khat
+        Pareto k-hat of the importance ratios (below ``K_HAT_LIMIT``: trustworthy).
+    ess_share
+        Mean over draws of the within-draw effective sample size over ``proposals``.
+    newton_steps
+        Most Newton steps a draw's mode took.
+    seconds
+        Wall time of the computation.
+    """
+
+    a: np.ndarray
+    w: np.ndarray
+    khat: float
+    ess_share: float
+    newton_steps: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.khat) and self.khat <= K_HAT_LIMIT)
+
+
+def laplace(
+    x: np.ndarray, y: np.ndarray, mean: np.ndarray, sd: np.ndarray, iters: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mode and Hessian of the posterior of ``logit p = x @ beta``, ``beta ~ Normal(mean, sd)``.
+
+    Newton's method (the log posterior is concave).
+    """
+    beta = mean.astype(float)
+    prec = 1.0 / sd**2
+    for _ in range(iters):
+        p = special.expit(x @ beta)
+        grad = x.T @ (y - p) - prec * (beta - mean)
+        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(prec)
+        step = np.linalg.solve(hess, grad)
+        beta = beta + step
+        if np.max(np.abs(step)) < _TOL:
+            break
+    p = special.expit(x @ beta)
+    return beta, (x * (p * (1 - p))[:, None]).T @ x + np.diag(prec)
+
+
+def _log_target(
+    beta: np.ndarray, d: np.ndarray, y: np.ndarray, m: np.ndarray, prec: np.ndarray
+) -> np.ndarray:
+    """Unnormalised log posterior of ``beta (..., P)`` for prior ``(m, prec)`` broadcast alike."""
+    eta = beta @ d.T
+    loglik = (eta * y).sum(-1) - np.logaddexp(0.0, eta).sum(-1)
+    return loglik - 0.5 * (((beta - m) ** 2) * prec).sum(-1) + 0.5 * np.log(prec).sum(-1)
+
+
+def _modes(
+    d: np.ndarray,
+    y: np.ndarray,
+    m: np.ndarray,
+    prec: np.ndarray,
+    start: np.ndarray,
+    base: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Each draw's mode by Newton steps with the fixed Hessian ``base + diag(prec_s)``."""
+    hess = np.broadcast_to(base, (m.shape[0], *base.shape)).copy()
+    idx = np.arange(base.shape[0])
+    hess[:, idx, idx] += prec
+    inverse = np.linalg.inv(hess)  # the same every step: invert once
+    beta = np.broadcast_to(start, m.shape).copy()
+    for step_no in range(1, 201):
+        p = special.expit(beta @ d.T)
+        grad = (y - p) @ d - (beta - m) * prec
+        step = np.einsum("spq,sq->sp", inverse, grad)
+        beta += step
+        if np.max(np.abs(step)) < _TOL:
+            return beta, step_no
+    return beta, step_no
+
+
+def _chunk(
+    d: np.ndarray,
+    y: np.ndarray,
+    m: np.ndarray,
+    prec: np.ndarray,
+    start: np.ndarray,
+    base: np.ndarray,
+    rng: np.random.Generator,
+    proposals: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Draws, centred log ratios ``(S, proposals)`` and within-draw ESS for a batch of draws."""
+    mode, steps = _modes(d, y, m, prec, start, base)
+    p = special.expit(mode @ d.T)
+    hess = np.matmul(d.T[None] * (p * (1 - p))[:, None, :], d)
+    idx = np.arange(d.shape[1])
+    hess[:, idx, idx] += prec
+    chol = np.linalg.cholesky(np.linalg.inv(hess))  # covariance = chol @ chol.T
+    z = rng.standard_normal((m.shape[0], proposals, d.shape[1]))
+    beta = mode[:, None, :] + np.einsum("spq,skq->skp", chol, z)
+    log_det: np.ndarray = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(-1)
+    log_q = -0.5 * (z**2).sum(-1) - log_det[:, None]
+    ratio = _log_target(beta, d, y, m[:, None], prec[:, None]) - log_q
+    # the same ratio at the mode is the Laplace estimate of log Z_s: centred ratios are ~0
+    # where the approximation is exact
+    ratio -= (_log_target(mode, d, y, m, prec) + log_det)[:, None]
+    weights = special.softmax(ratio, axis=1)
+    ess = 1.0 / (weights**2).sum(1)
+    uniform = rng.random((m.shape[0], 1))
+    pick = (uniform > np.cumsum(weights, axis=1)).sum(1)
+    pick = np.minimum(pick, proposals - 1)
+    return beta[np.arange(m.shape[0]), pick], ratio, ess, steps
+
+
+def user_posterior(
+    pop: Population,
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    proposals: int = PROPOSALS,
+) -> UserPosterior:
+    """One user's posterior draws given each population draw (module docstring).
+
+    Parameters
+    ----------
+    pop
+        The fitted population, one entry per posterior draw (``population_of``).
+    x
+        The user's centred exposures ``(days, K)``, in the fit's centring.
+    y
+        The user's outcomes ``(days,)``, 0/1.
+    rng
+        Random numbers of the proposals and the resampling.
+    proposals
+        Laplace proposals per population draw.
+    """
+    t0 = time.perf_counter()
+    d = np.column_stack([np.ones(len(y)), np.asarray(x, dtype=float)])
+    y = np.asarray(y, dtype=float)
+    m = np.column_stack([pop.a_loc, pop.w_loc])
+    prec = 1.0 / np.column_stack([pop.a_scale, pop.w_scale]) ** 2
+    # a shared start and Hessian: the mode under the population-predictive prior of a user
+    pooled_sd = np.sqrt(m.var(0) + (1.0 / prec).mean(0))
+    start, _ = laplace(d, y, m.mean(0), pooled_sd)
+    p0 = special.expit(d @ start)
+    base = (d * (p0 * (1 - p0))[:, None]).T @ d
+    parts = [
+        _chunk(d, y, m[i : i + CHUNK], prec[i : i + CHUNK], start, base, rng, proposals)
+        for i in range(0, m.shape[0], CHUNK)
+    ]
+    beta = np.concatenate([p[0] for p in parts])
+    ratio = np.concatenate([p[1] for p in parts]).ravel()
+    _, khat = array_stats.psislw(ratio - ratio.max())
+    return UserPosterior(
+        a=beta[:, 0],
+        w=beta[:, 1:],
+        khat=float(khat),
+        ess_share=float(np.concatenate([p[2] for p in parts]).mean() / proposals),
+        newton_steps=max(p[3] for p in parts),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+@dataclass(frozen=True)
+class Updated:
+    """A fit with some users' posteriors updated (``update_fit``).
+
+    Attributes
+    ----------
+    tree
+        The fit's tree: the population's draws as they were, the updated users' ``a`` and ``w``
+        in place of theirs (new users appended to ``user``), their rows added to
+        ``constant_data`` and ``observed_data``.
+    design
+        Every row of ``tree`` (the fit's rows, then the new ones) as a design; the fit's rows
+        have no dates (a fit does not store them).
+    users
+        One row per updated user: ``user_id, known_user, days_before, days_added, days_total,
+        method, proposals, khat, ess_share, newton_steps, seconds, ok``.
+    """
+
+    tree: xr.DataTree
+    design: Design
+    users: pd.DataFrame
+
+
+def _fit_rows(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    data = tree["constant_data"]
+    x = np.asarray(data["x"].values, dtype=float)
+    return x, np.asarray(data["user_index"].values), np.asarray(tree["observed_data"]["y"].values)
+
+
+def check_new_days(tree: xr.DataTree, design: Design) -> None:
+    """A known user's new days must come after the fit's last day for that user."""
+    last = stored_last_days(tree.attrs)
+    for ui, user in enumerate(design.users):
+        if user not in last or not design.n_obs:
+            continue
+        dates = design.dates[design.user_index == ui]
+        first = pd.Timestamp(dates.min()) if dates.size else None
+        if first is not None and first <= pd.Timestamp(last[user][0]):
+            raise DiaryError(
+                f"user {user}: the diary has {first.date()}, on or before the fitted diary's last "
+                f"day for this user ({last[user][0]}); hbm update adds days after the fit's"
+            )
+
+
+def update_fit(
+    tree: xr.DataTree,
+    design: Design,
+    seed: int = 0,
+    proposals: int = PROPOSALS,
+    progressbar: bool = False,
+) -> Updated:
+    """Update every user of ``design`` from the fit ``tree``'s population (module docstring).
+
+    Parameters
+    ----------
+    tree
+        A partial-pooling fit with its ``constant_data`` and ``observed_data`` (``load_fit``).
+    design
+        The new days, built with the fit's priors and centring. A known user's posterior uses
+        the fit's rows and these; a new user's these alone.
+    seed
+        User ``u``'s random numbers come from ``task_seed(seed, "update", u)``: the same draws
+        whoever else is in the diary.
+    proposals
+        Laplace proposals per population draw.
+    progressbar
+        A tqdm bar over users.
+    """
+    post = tree["posterior"].to_dataset()
+    if pooling_of(post) != "partial":
+        raise FitError("hbm update needs a partial-pooling fit: only it has a population")
+    if tuple(str(f) for f in post["feature"].values) != tuple(design.features):
+        raise FitError("the diary's features differ from the fit's: build it with the fit's priors")
+    check_new_days(tree, design)
+    pop = population_of(post)
+    old_users = [str(u) for u in post["user"].values]
+    x_old, ui_old, y_old = _fit_rows(tree)
+    a = stack_users(post["a"])
+    w = stack_users(post["w"])
+    new_users = [u for u in design.users if u not in old_users]
+    users = old_users + new_users
+    a = np.concatenate([a, np.full((a.shape[0], len(new_users)), np.nan)], axis=1)
+    w = np.concatenate([w, np.full((w.shape[0], len(new_users), w.shape[2]), np.nan)], axis=1)
+    rows = []
+    for ui, user in enumerate(tqdm(design.users, disable=not progressbar, desc="users")):
+        check()
+        new = design.user_index == ui
+        pos = users.index(user)
+        old = ui_old == pos if pos < len(old_users) else np.zeros(len(ui_old), bool)
+        x = np.concatenate([x_old[old], design.x[new]])
+        y = np.concatenate([y_old[old], design.y[new]])
+        rng = np.random.default_rng(task_seed(seed, "update", user))
+        res = user_posterior(pop, x, y, rng, proposals)
+        a[:, pos], w[:, pos] = res.a, res.w
+        rows.append(_user_row(user, pos < len(old_users), int(old.sum()), int(new.sum()), res))
+    table = pd.DataFrame(rows)
+    table.attrs["proposals"] = proposals
+    return Updated(_updated_tree(tree, design, users, a, w), _all_rows(tree, design, users), table)
+
+
+def stack_users(arr: xr.DataArray) -> np.ndarray:
+    """``(chain, draw, user[, feature])`` as ``(S, user[, feature])``, chain-major."""
+    values = np.asarray(arr.transpose("chain", "draw", "user", ...).values, dtype=float)
+    return values.reshape(-1, *values.shape[2:])
+
+
+def _user_row(
+    user: str, known: bool, before: int, added: int, res: UserPosterior
+) -> dict[str, Any]:
+    return {
+        "user_id": user,
+        "known_user": known,
+        "days_before": before,
+        "days_added": added,
+        "days_total": before + added,
+        "method": METHOD,
+        "khat": res.khat,
+        "ess_share": res.ess_share,
+        "newton_steps": res.newton_steps,
+        "seconds": res.seconds,
+        "ok": res.ok,
+    }
+
+
+def _updated_tree(
+    tree: xr.DataTree, design: Design, users: list[str], a: np.ndarray, w: np.ndarray
+) -> xr.DataTree:
+    post = tree["posterior"].to_dataset()
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    dtype = post["w"].dtype
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values, "user": users}
+    new_post = post.drop_vars(["a", "w", "user"]).assign_coords(user=users)
+    new_post["a"] = xr.DataArray(
+        a.reshape(chains, draws, -1).astype(dtype), dims=("chain", "draw", "user"), coords=coords
+    )
+    new_post["w"] = xr.DataArray(
+        w.reshape(chains, draws, len(users), -1).astype(dtype),
+        dims=("chain", "draw", "user", "feature"),
+        coords={**coords, "feature": post["feature"].values},
+    )
+    new_post.attrs = dict(post.attrs)
+    x_old, ui_old, y_old = _fit_rows(tree)
+    index = {u: i for i, u in enumerate(users)}
+    ui_new = np.array([index[u] for u in design.users], dtype=ui_old.dtype)[design.user_index]
+    n = len(ui_old) + design.n_obs
+    data = tree["constant_data"].to_dataset()
+    per_user = {
+        name: data[name].reindex(user=users)
+        for name in data.data_vars
+        if "user" in data[name].dims and "obs" not in data[name].dims
+    }
+    constant = xr.Dataset(
+        {
+            "user_index": ("obs", np.concatenate([ui_old, ui_new])),
+            "x": (("obs", "feature"), np.concatenate([x_old, design.x])),
+            **per_user,
+        },
+        coords={"obs": np.arange(n), "feature": post["feature"].values, "user": users},
+        attrs=dict(data.attrs),
+    )
+    y = np.concatenate([y_old, design.y.astype(y_old.dtype)])
+    observed = xr.Dataset({"y": ("obs", y)}, coords={"obs": np.arange(n)})
+    observed.attrs = dict(tree["observed_data"].attrs)
+    out = tree.copy()
+    out["posterior"] = xr.DataTree(new_post)
+    out["constant_data"] = xr.DataTree(constant)
+    out["observed_data"] = xr.DataTree(observed)
+    last = {**stored_last_days(tree.attrs), **design.last_days}
+    out.attrs["last_days"] = json.dumps({u: list(v) for u, v in last.items()})
+    out.attrs["n_obs"] = n
+    return out
+
+
+def _all_rows(tree: xr.DataTree, design: Design, users: list[str]) -> Design:
+    """The fit's rows and the new ones as one design (the fit's rows without dates)."""
+    x_old, ui_old, y_old = _fit_rows(tree)
+    index = {u: i for i, u in enumerate(users)}
+    ui_new = np.array([index[u] for u in design.users], dtype=np.int64)[design.user_index]
+    means = np.asarray(design.exposure_means.as_array(design.features))
+    x = np.concatenate([x_old, design.x])
+    return replace(
+        design,
+        x=x,
+        exposure=x + means,
+        y=np.concatenate([y_old, design.y]).astype(design.y.dtype),
+        user_index=np.concatenate([ui_old.astype(np.int64), ui_new]),
+        users=tuple(users),
+        dates=np.concatenate([np.full(len(ui_old), np.datetime64("NaT", "ns")), design.dates]),
+        diary_rows=None,
+        last_days={**stored_last_days(tree.attrs), **design.last_days},
+    )
