@@ -55,6 +55,11 @@ class Health(BaseModel):
     run: str
     users: int
     reliable: bool
+    refit: dict[str, Any] | None = Field(
+        None,
+        description="for a run written by hbm update: whether a refit is due, the rule and the "
+        "figures behind it (run.json's update.refit); null for a fitted run",
+    )
     detail: str | None = Field(None, description="which files changed or are missing")
 
 
@@ -142,6 +147,8 @@ class ServiceData:
     reliable: bool
     cold_start: dict[str, Any] | None
     folder: FilePath | None = None
+    #: ``run.json``'s ``update.refit`` of a run written by ``hbm update`` (``None``: a fit)
+    refit: dict[str, Any] | None = None
     files: dict[str, Identity] = field(default_factory=dict)
 
 
@@ -244,7 +251,11 @@ def prepare(
         )
     folder = run.path.absolute()
     files = identify(folder) if files is None else files
-    return ServiceData(run.path.name, profiles, users, population, reliable, cold, folder, files)
+    update = run.run_info.get("update")
+    refit = update.get("refit") if isinstance(update, dict) else None
+    return ServiceData(
+        run.path.name, profiles, users, population, reliable, cold, folder, refit=refit, files=files
+    )
 
 
 def _matches(user_id: str) -> bool:
@@ -272,6 +283,7 @@ def health_body(data: ServiceData, response: Response) -> dict[str, Any]:
         "run": data.name,
         "users": len(data.users),
         "reliable": data.reliable,
+        "refit": data.refit,
     }
     if data.folder is None:
         return body

@@ -35,7 +35,7 @@ from scipy import special
 from tqdm import tqdm
 
 from hbm.data.exposures import Design
-from hbm.errors import DiaryError, FitError
+from hbm.errors import DiaryError, RunError
 from hbm.inference.provenance import stored_last_days
 from hbm.interrupts import check
 from hbm.model.population import Population, pooling_of, population_of
@@ -290,9 +290,11 @@ def update_fit(
     """
     post = tree["posterior"].to_dataset()
     if pooling_of(post) != "partial":
-        raise FitError("hbm update needs a partial-pooling fit: only it has a population")
+        raise RunError(
+            "hbm update needs a partial-pooling fit: only it has a population to draw from"
+        )
     if tuple(str(f) for f in post["feature"].values) != tuple(design.features):
-        raise FitError("the diary's features differ from the fit's: build it with the fit's priors")
+        raise RunError("the diary's features differ from the fit's: build it with the fit's priors")
     check_new_days(tree, design)
     pop = population_of(post)
     old_users = [str(u) for u in post["user"].values]

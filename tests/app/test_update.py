@@ -104,3 +104,15 @@ def test_days_already_fitted_are_refused(workspace, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "user u002" in err and "on or before" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_health_says_whether_a_refit_is_due(updated, workspace):
+    from fastapi.testclient import TestClient
+
+    from hbm.app.service import create_app
+
+    _, _, out = updated
+    body = TestClient(create_app(load_service_data(out))).get("/health").json()
+    assert body["refit"]["due"] and body["refit"]["users_added"] == 2
+    fitted = TestClient(create_app(load_service_data(workspace[3]))).get("/health").json()
+    assert fitted.get("refit") is None  # null fields are left out
