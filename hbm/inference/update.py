@@ -35,7 +35,7 @@ from scipy import special
 from tqdm import tqdm
 
 from hbm.data.exposures import Design
-from hbm.errors import DiaryError, RunError
+from hbm.errors import DiaryError, FitError, RunError
 from hbm.inference.provenance import stored_last_days
 from hbm.interrupts import check
 from hbm.model.population import Population, pooling_of, population_of
@@ -52,6 +52,8 @@ K_HAT_LIMIT = 0.7
 CHUNK = 500
 #: Newton stops when no coordinate moves more than this (posterior SDs are ~0.1 or more).
 _TOL = 1e-6
+#: Newton steps with the shared Hessian, then exact ones (a concave problem: a few suffice).
+_FIXED_STEPS, _EXACT_STEPS = 30, 30
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,12 @@ class UserPosterior:
 
 
 def laplace(
-    x: np.ndarray, y: np.ndarray, mean: np.ndarray, sd: np.ndarray, iters: int = 50
+    x: np.ndarray,
+    y: np.ndarray,
+    mean: np.ndarray,
+    sd: np.ndarray,
+    iters: int = 50,
+    tol: float = 1e-8,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mode and Hessian of the posterior of ``logit p = x @ beta``, ``beta ~ Normal(mean, sd)``.
 
@@ -99,7 +106,7 @@ def laplace(
         hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(prec)
         step = np.linalg.solve(hess, grad)
         beta = beta + step
-        if np.max(np.abs(step)) < _TOL:
+        if np.max(np.abs(step)) < tol:
             break
     p = special.expit(x @ beta)
     return beta, (x * (p * (1 - p))[:, None]).T @ x + np.diag(prec)
@@ -114,6 +121,15 @@ def _log_target(
     return loglik - 0.5 * (((beta - m) ** 2) * prec).sum(-1) + 0.5 * np.log(prec).sum(-1)
 
 
+def _hessians(d: np.ndarray, beta: np.ndarray, prec: np.ndarray) -> np.ndarray:
+    """The negative log posterior's Hessian at each draw's ``beta``: ``d' W d + diag(prec)``."""
+    p = special.expit(beta @ d.T)
+    hess = np.matmul(d.T[None] * (p * (1 - p))[:, None, :], d)
+    idx = np.arange(d.shape[1])
+    hess[:, idx, idx] += prec
+    return hess
+
+
 def _modes(
     d: np.ndarray,
     y: np.ndarray,
@@ -122,19 +138,27 @@ def _modes(
     start: np.ndarray,
     base: np.ndarray,
 ) -> tuple[np.ndarray, int]:
-    """Each draw's mode by Newton steps with the fixed Hessian ``base + diag(prec_s)``."""
+    """Each draw's mode: Newton steps with the fixed Hessian ``base + diag(prec_s)`` (cheap, and
+    enough near the shared start), then exact Newton steps if those have not converged."""
     hess = np.broadcast_to(base, (m.shape[0], *base.shape)).copy()
     idx = np.arange(base.shape[0])
     hess[:, idx, idx] += prec
     inverse = np.linalg.inv(hess)  # the same every step: invert once
     beta = np.broadcast_to(start, m.shape).copy()
-    for step_no in range(1, 201):
-        p = special.expit(beta @ d.T)
-        grad = (y - p) @ d - (beta - m) * prec
-        step = np.einsum("spq,sq->sp", inverse, grad)
+    for step_no in range(1, _FIXED_STEPS + _EXACT_STEPS + 1):
+        grad = (y - special.expit(beta @ d.T)) @ d - (beta - m) * prec
+        if step_no > _FIXED_STEPS:
+            step = np.linalg.solve(_hessians(d, beta, prec), grad[..., None])[..., 0]
+        else:
+            step = np.einsum("spq,sq->sp", inverse, grad)
         beta += step
         if np.max(np.abs(step)) < _TOL:
-            return beta, step_no
+            break
+    if not np.isfinite(beta).all() or np.max(np.abs(step)) >= _TOL:
+        largest = float(np.max(np.abs(step)))
+        raise FitError(
+            f"Newton's method found no posterior mode in {step_no} steps (last step {largest:.2g})"
+        )
     return beta, step_no
 
 
@@ -150,10 +174,7 @@ def _chunk(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Draws, centred log ratios ``(S, proposals)`` and within-draw ESS for a batch of draws."""
     mode, steps = _modes(d, y, m, prec, start, base)
-    p = special.expit(mode @ d.T)
-    hess = np.matmul(d.T[None] * (p * (1 - p))[:, None, :], d)
-    idx = np.arange(d.shape[1])
-    hess[:, idx, idx] += prec
+    hess = _hessians(d, mode, prec)
     chol = np.linalg.cholesky(np.linalg.inv(hess))  # covariance = chol @ chol.T
     z = rng.standard_normal((m.shape[0], proposals, d.shape[1]))
     beta = mode[:, None, :] + np.einsum("spq,skq->skp", chol, z)
@@ -314,7 +335,10 @@ def update_fit(
         x = np.concatenate([x_old[old], design.x[new]])
         y = np.concatenate([y_old[old], design.y[new]])
         rng = np.random.default_rng(task_seed(seed, "update", user))
-        res = user_posterior(pop, x, y, rng, proposals)
+        try:
+            res = user_posterior(pop, x, y, rng, proposals)
+        except FitError as exc:
+            raise FitError(f"user {user}: {exc}; refit the cohort with this user") from None
         a[:, pos], w[:, pos] = res.a, res.w
         rows.append(_user_row(user, pos < len(old_users), int(old.sum()), int(new.sum()), res))
     table = pd.DataFrame(rows)

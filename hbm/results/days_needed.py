@@ -25,6 +25,7 @@ from scipy import special, stats
 
 from hbm.defaults import CI_PROB, DAYS_NEEDED_USERS, ROPE
 from hbm.errors import RunError
+from hbm.inference.update import laplace
 from hbm.model.population import Population, new_users, population_of, standard_noise
 from hbm.results.tables import classify, confidence_of
 
@@ -36,29 +37,6 @@ def _true_class(w: np.ndarray, rope: float) -> np.ndarray:
     out[w > rope] = "trigger"
     out[w < -rope] = "protector"
     return out
-
-
-def _laplace(
-    x: np.ndarray,
-    y: np.ndarray,
-    prior_mean: np.ndarray,
-    prior_sd: np.ndarray,
-    iters: int = 50,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mode and SDs of the posterior of ``logit p = X beta``, ``beta ~ Normal(mean, sd)``."""
-    beta = prior_mean.copy()
-    prec = 1.0 / prior_sd**2
-    for _ in range(iters):
-        p = special.expit(x @ beta)
-        grad = x.T @ (y - p) - prec * (beta - prior_mean)
-        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(prec)
-        step = np.linalg.solve(hess, grad)
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    p = special.expit(x @ beta)
-    hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(prec)
-    return beta, np.sqrt(np.diag(np.linalg.inv(hess)))
 
 
 def days_needed(
@@ -119,7 +97,8 @@ def days_needed(
         design = np.column_stack([np.ones(max_days), x_user])
         truth = _true_class(w, rope)
         for n in days:
-            mean, sd = _laplace(design[:n], y[:n], prior_mean, prior_sd)
+            mean, hess = laplace(design[:n], y[:n], prior_mean, prior_sd)
+            sd = np.sqrt(np.diag(np.linalg.inv(hess)))
             row = _scores((mean - z * sd)[1:], (mean + z * sd)[1:], truth, rope)
             var = xr.DataArray(sd[1:] ** 2, dims="feature")
             row["confidence"] = float(confidence_of(var, xr.DataArray(ref_var, dims="feature")))
