@@ -42,6 +42,11 @@ def check_at_least(value: int, least: int, flag: str) -> None:
         raise ArgumentError(f"{flag} must be at least {least}, got {value}")
 
 
+def check_range(value: int, least: int, most: int, flag: str) -> None:
+    if not least <= value <= most:
+        raise ArgumentError(f"{flag} must be from {least} to {most}, got {value}")
+
+
 def _existing_ancestor(path: Path) -> Path:
     """``path`` itself or its nearest ancestor that exists."""
     path = Path(os.path.abspath(path))

@@ -305,22 +305,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    from hbm.app.update_workflow import UPDATE_USERS_FILE, update_and_export
+    from hbm.app.update_workflow import UPDATE_USERS_FILE, UpdateOptions, update_and_export
 
-    check_at_least(args.proposals, 1, "--proposals")
-    run = update_and_export(args.run_dir, args.diary, args.out, args.seed, args.proposals)
+    pairs = column_map(args.map)
+    options = UpdateOptions(args.seed, args.proposals, args.missing, dict(pairs) if pairs else None)
+    run = update_and_export(args.run_dir, args.diary, args.out, options, command_line(args))
     users = run.users
     if len(users):
         new = int((~users["known_user"]).sum())
-        p95 = float(users["seconds"].quantile(0.95))
         print(
-            f"updated {len(users)} users ({new} new, {len(users) - new} known) from "
-            f"{args.run_dir}'s population: {users['seconds'].sum():.1f} s, 95th percentile "
-            f"{p95:.2f} s per user; largest Pareto k-hat {users['khat'].max():.2f}"
+            f"updated {len(users)} {'user' if len(users) == 1 else 'users'} ({new} new, "
+            f"{len(users) - new} known) from {args.run_dir}'s population: "
+            f"{users['seconds'].sum():.1f} s, 95th percentile "
+            f"{users['seconds'].quantile(0.95):.2f} s a user; largest Pareto k-hat "
+            f"{users['khat'].max():.2f}"
         )
     refit = run.refit
     print("refit due: " + "; ".join(refit.reasons) if refit.due else "refit not due")
-    print(f"wrote {args.out} (per-user update diagnostics in {UPDATE_USERS_FILE})")
+    print(f"wrote {args.out}/ (each user's update and its checks in {UPDATE_USERS_FILE})")
     return 0
 
 

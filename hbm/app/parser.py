@@ -199,20 +199,14 @@ def _add_predict_parser(sub: Sub) -> None:
 
 
 def _add_update_parser(sub: Sub) -> None:
-    p = sub.add_parser(
-        "update",
-        help="update users from new days without refitting the cohort (new run folder)",
-    )
+    p = sub.add_parser("update", help="update users from new days, no refit (a new run folder)")
     p.add_argument("run_dir", help="a run folder of a partial-pooling fit")
     p.add_argument("diary", help="new days of known users and days of new users")
     p.add_argument("--out", required=True, help="the updated run folder (written whole)")
     p.add_argument("--seed", type=int, default=0, help="seed of the users' draws")
-    p.add_argument(
-        "--proposals",
-        type=int,
-        default=4,
-        help="Laplace proposals per population draw (importance resampling)",
-    )
+    p.add_argument("--proposals", type=int, default=4, help="Laplace proposals a draw (1-100)")
+    p.add_argument("--map", action="append", metavar="FILE_COL=HBM_COL")
+    p.add_argument("--missing", choices=MISSING_POLICIES, default=None, help="default: the fit's")
 
 
 def _add_compare_parser(sub: Sub) -> None:

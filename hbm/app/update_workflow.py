@@ -11,23 +11,33 @@ refit is due.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from hbm.app.checks import check_at_least, check_seed
-from hbm.app.config import FitConfig, read_config, resolve
+from hbm.app.checks import check_range, check_seed
+from hbm.app.config import FitConfig, document, read_config, resolve
 from hbm.app.workflows import now
-from hbm.data.diary import Diary, load_diary
+from hbm.data.diary import Diary, MissingPolicy, load_diary
 from hbm.data.exposures import exposures
+from hbm.errors import ArgumentError
 from hbm.inference.config import SamplerConfig
 from hbm.inference.refit_rule import RefitAdvice, refit_advice
-from hbm.inference.update import PROPOSALS, update_fit
+from hbm.inference.update import (
+    MAX_PROPOSALS,
+    METHOD,
+    PROPOSALS,
+    Updated,
+    check_new_days,
+    update_fit,
+)
 from hbm.results import io
+from hbm.results.io import RunFolder
 from hbm.results.json_values import json_ready
 from hbm.results.tables import build_exports
 
@@ -62,14 +72,33 @@ def combined_sha256(*parts: str) -> str:
     return hashlib.sha256("+".join(parts).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class UpdateOptions:
+    """``hbm update``'s settings: the users' seed, proposals per draw, and how to read DIARY
+    (``None``: as the fit read its diary, from RUN's config.toml)."""
+
+    seed: int = 0
+    proposals: int = PROPOSALS
+    missing: MissingPolicy | None = None
+    column_map: Mapping[str, str] | None = None
+
+
+def _check_paths(run: RunFolder, diary_path: str | Path, out: Path) -> None:
+    """NEW_RUN is written whole: never RUN itself nor a folder inside it, nor over DIARY."""
+    where = Path(os.path.realpath(out))
+    if run.path.resolve() in where.parents:
+        raise ArgumentError(
+            f"--out {out} lies inside the run folder {run.path}; write the updated run beside it"
+        )
+    io.check_out(out, inputs=[diary_path, run.path])
+
+
 def update_and_export(
     run_dir: str | Path,
     diary_path: str | Path,
     out: str | Path,
-    seed: int = 0,
-    proposals: int = PROPOSALS,
+    options: UpdateOptions = UpdateOptions(),
     command: str = "hbm update",
-    progress: Callable[[str], None] | None = None,
 ) -> UpdateRun:
     """Update RUN's users with DIARY's days and write NEW_RUN ``out`` (module docstring).
 
@@ -79,53 +108,61 @@ def update_and_export(
         When RUN is not a verified run folder of a partial-pooling fit.
     DiaryError
         On a bad diary, or a known user's day on or before the fit's last day for them.
+    ArgumentError
+        On a seed or proposals out of range, or ``out`` at RUN, inside it or holding DIARY.
     """
     from hbm.results.prediction import continued_from_fit, fit_exposure_means, fit_priors
 
     started, t0 = now(), time.perf_counter()
-    check_seed(seed)
-    check_at_least(proposals, 1, "proposals")
+    check_seed(options.seed)
+    check_range(options.proposals, 1, MAX_PROPOSALS, "--proposals")
     run = io.read_run(run_dir)
     out = Path(out)
-    io.check_out(out, inputs=[diary_path])
+    _check_paths(run, diary_path, out)
     config = _run_config(run.path)
     tree = io.load_fit(run.path / io.FIT_FILE)
     priors = fit_priors(tree)
     diary = load_diary(
-        diary_path, priors, column_map=config.columns, missing=config.missing, min_days=1
+        diary_path,
+        priors,
+        column_map=options.column_map if options.column_map is not None else config.columns,
+        missing=options.missing or config.missing,
+        min_days=1,
     )
+    check_new_days(tree, diary.data)
     design = exposures(diary, priors, exposure_means=fit_exposure_means(tree))
     design = continued_from_fit(tree, design, diary)
     t_load = time.perf_counter() - t0
-    if progress is not None:
-        progress("update")
-    t1 = time.perf_counter()
-    updated = update_fit(tree, design, seed, proposals, progressbar=config.progress)
-    t_update = time.perf_counter() - t1
-    advice = refit_advice(tree, updated)
+    updated = update_fit(tree, design, options.seed, options.proposals, config.progress)
+    previous = run.run_info.get("update")
+    advice = refit_advice(tree, updated, previous.get("refit") if previous else None)
     data_sha = combined_sha256(str(tree.attrs.get("data_sha256", "")), diary.sha256)
     new_tree = updated.tree
     new_tree.attrs["data_sha256"] = data_sha
-    if progress is not None:
-        progress("export")
     result = _as_fit(tree, new_tree, updated.design, priors, run.run_info, advice)
-    diagnostics = result.diagnostics
     exports = build_exports(
         result, run.run_info["ci_prob"], run.run_info["ci_kind"], config.min_days, config.fdr_level
     )
-    info = _run_info(run.run_info, command, started, data_sha, diary, updated.users, advice)
-    info["reliable"] = diagnostics.reliable
-    info["reliability_reasons"] = list(diagnostics.reasons)
-    info["timings"] = {"load_validate_s": t_load, "update_s": t_update}
-    with io.staged_run(out, "run", command, inputs=[diary_path]) as stage:
+    info = _run_info(run.run_info, command, started, data_sha, diary, updated, advice, options)
+    info["reliable"] = result.diagnostics.reliable
+    info["reliability_reasons"] = list(result.diagnostics.reasons)
+    info["timings"] = {"load_validate_s": t_load, "update_s": time.perf_counter() - t0 - t_load}
+    with io.staged_run(out, "run", command, inputs=[diary_path, run.path]) as stage:
         io.write_run(stage, new_tree, exports, info)
         io.write_csv(stage / UPDATE_USERS_FILE, updated.users)
-        if (run.path / io.CONFIG_FILE).exists():
-            io.write_bytes(stage / io.CONFIG_FILE, (run.path / io.CONFIG_FILE).read_bytes())
+        io.write_toml(stage / io.CONFIG_FILE, document(config), UPDATED_CONFIG_COMMENT)
         info["timings"]["total_s"] = time.perf_counter() - t0
         info["finished"] = now()
         io.write_json(stage / io.RUN_FILE, info)
     return UpdateRun(out, updated.users, advice, info)
+
+
+#: config.toml of an updated run: the configuration of the fit whose population it keeps.
+UPDATED_CONFIG_COMMENT = (
+    "The configuration of the fit whose population this updated run keeps (run.json: "
+    "update.from_run).\nRefitting with it (hbm fit --config THIS_FILE) refits that fit's diary "
+    "only: give the whole diary (fitted and added days) as DIARY."
+)
 
 
 def _as_fit(
@@ -167,22 +204,33 @@ def _run_info(
     started: str,
     data_sha: str,
     diary: Diary,
-    users: pd.DataFrame,
+    updated: Updated,
     advice: RefitAdvice,
+    options: UpdateOptions,
 ) -> dict[str, Any]:
-    """RUN's run.json with this update's command, data and ``update`` entry."""
+    """RUN's run.json with this update's command, combined data and ``update`` entry."""
+    users = updated.users
     info = {k: v for k, v in base.items() if k not in ("run_id", "finished", "trigger_calls")}
     info["command"] = command
     info["started"] = started
-    info["diary"] = {**base.get("diary", {}), "data_sha256": data_sha}
+    fitted = base.get("diary", {})
+    design = updated.design
+    info["diary"] = {
+        "file": f"{fitted.get('file', '')} + {diary.source}",
+        "users": len(design.users),
+        "rows": design.n_obs,
+        "attack_rate": float(design.y.mean()) if design.n_obs else float("nan"),
+        "data_sha256": data_sha,
+    }
     info["update"] = json_ready(
         {
             "from_run": base.get("run_id"),
-            "from_data_sha256": base.get("diary", {}).get("data_sha256"),
+            "from_data_sha256": fitted.get("data_sha256"),
             "diary_source": diary.source,
             "diary_sha256": diary.sha256,
-            "method": str(users["method"].iloc[0]) if len(users) else None,
-            "proposals": int(users.attrs.get("proposals", PROPOSALS)),
+            "seed": options.seed,
+            "method": METHOD,
+            "proposals": options.proposals,
             "users_updated": len(users),
             "max_khat": float(users["khat"].max()) if len(users) else None,
             "refit": advice.to_dict(),

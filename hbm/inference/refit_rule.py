@@ -8,6 +8,7 @@ Pareto k-hat check, or once a user's posterior mean lies far outside the populat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,13 +74,24 @@ def disagreeing(pop: Population, a: np.ndarray, w: np.ndarray, users: list[str])
     return [u for u, value in zip(users, dist, strict=True) if value > limit]
 
 
-def refit_advice(tree: xr.DataTree, updated: Updated) -> RefitAdvice:
-    """The refit rule (``RefitAdvice.to_dict()["rule"]``) applied to an update of ``tree``."""
+def refit_advice(
+    tree: xr.DataTree, updated: Updated, previous: Mapping[str, Any] | None = None
+) -> RefitAdvice:
+    """The refit rule (``RefitAdvice.to_dict()["rule"]``) applied to an update of ``tree``.
+
+    ``previous`` is the advice recorded when ``tree`` was itself written by an update: users and
+    days are then counted from the fit the updates started from, so that a chain of small
+    updates reaches the rule's share like one large update.
+    """
     users_fitted = tree["posterior"].sizes["user"]
     days_fitted = tree["constant_data"].sizes["obs"]
     table = updated.users
     users_added = int((~table["known_user"]).sum()) if len(table) else 0
     days_added = int(table["days_added"].sum()) if len(table) else 0
+    if previous:
+        users_fitted, days_fitted = int(previous["users_fitted"]), int(previous["days_fitted"])
+        users_added += int(previous["users_added"])
+        days_added += int(previous["days_added"])
     flagged = tuple(table.loc[~table["ok"].astype(bool), "user_id"]) if len(table) else ()
     post = updated.tree["posterior"].to_dataset()
     names = list(table["user_id"]) if len(table) else []
@@ -87,13 +99,15 @@ def refit_advice(tree: xr.DataTree, updated: Updated) -> RefitAdvice:
     far = disagreeing(population_of(post), stack_users(sub["a"]), stack_users(sub["w"]), names)
     reasons = []
     if users_added >= REFIT_SHARE * users_fitted:
-        reasons.append(f"{users_added} users added to {users_fitted} fitted")
+        reasons.append(f"{_count(users_added, 'user')} added to {users_fitted} fitted")
     if days_added >= REFIT_SHARE * days_fitted:
-        reasons.append(f"{days_added} days added to {days_fitted} fitted")
+        reasons.append(f"{_count(days_added, 'day')} added to {days_fitted} fitted")
     if flagged:
-        reasons.append(f"{len(flagged)} users' updates have Pareto k-hat > {K_HAT_LIMIT}")
+        reasons.append(
+            f"{_count(len(flagged), 'user')} with an update's Pareto k-hat > {K_HAT_LIMIT}"
+        )
     if far:
-        reasons.append(f"{len(far)} users disagree with the population")
+        reasons.append(f"{_count(len(far), 'user')} far from the population")
     return RefitAdvice(
         bool(reasons),
         tuple(reasons),
@@ -104,3 +118,7 @@ def refit_advice(tree: xr.DataTree, updated: Updated) -> RefitAdvice:
         tuple(str(u) for u in flagged),
         tuple(far),
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -45,6 +45,8 @@ METHOD = "laplace-sir"
 #: Proposals per population draw: enough for the within-draw weights to correct the Laplace
 #: approximation (their effective share is reported), few enough for about a second per user.
 PROPOSALS = 4
+#: At most this many: each batch holds draws x proposals x days log-odds (100: ~160 MB a year).
+MAX_PROPOSALS = 100
 #: Above this Pareto k-hat the importance ratios have too heavy a tail to be trusted (Vehtari et
 #: al. 2024, PSIS): the user's update is flagged and a refit is due.
 K_HAT_LIMIT = 0.7
@@ -230,7 +232,8 @@ def user_posterior(
     ]
     beta = np.concatenate([p[0] for p in parts])
     ratio = np.concatenate([p[1] for p in parts]).ravel()
-    _, khat = array_stats.psislw(ratio - ratio.max())
+    # equal ratios (no rows: the Laplace proposal is the posterior) leave no tail to fit: exact
+    khat = 0.0 if np.ptp(ratio) < 1e-9 else array_stats.psislw(ratio - ratio.max())[1]
     return UserPosterior(
         a=beta[:, 0],
         w=beta[:, 1:],
@@ -270,18 +273,19 @@ def _fit_rows(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, np.asarray(data["user_index"].values), np.asarray(tree["observed_data"]["y"].values)
 
 
-def check_new_days(tree: xr.DataTree, design: Design) -> None:
-    """A known user's new days must come after the fit's last day for that user."""
+def check_new_days(tree: xr.DataTree, days: pd.DataFrame) -> None:
+    """A known user's new days (``user_id``, ``date`` rows, days inside an attack included) must
+    come after the fit's last day for that user."""
     last = stored_last_days(tree.attrs)
-    for ui, user in enumerate(design.users):
-        if user not in last or not design.n_obs:
-            continue
-        dates = design.dates[design.user_index == ui]
-        first = pd.Timestamp(dates.min()) if dates.size else None
-        if first is not None and first <= pd.Timestamp(last[user][0]):
+    if not len(days):
+        return
+    first = days.groupby("user_id", sort=False)["date"].min()
+    for user, day in first.items():
+        if str(user) in last and pd.Timestamp(day) <= pd.Timestamp(last[str(user)][0]):
             raise DiaryError(
-                f"user {user}: the diary has {first.date()}, on or before the fitted diary's last "
-                f"day for this user ({last[user][0]}); hbm update adds days after the fit's"
+                f"user {user}: the diary has {pd.Timestamp(day).date()}, on or before the fitted "
+                f"diary's last day for this user ({last[str(user)][0]}); hbm update adds the "
+                "days after a fit's last day"
             )
 
 
@@ -316,7 +320,8 @@ def update_fit(
         )
     if tuple(str(f) for f in post["feature"].values) != tuple(design.features):
         raise RunError("the diary's features differ from the fit's: build it with the fit's priors")
-    check_new_days(tree, design)
+    users_of_rows = np.asarray(design.users, dtype=object)[design.user_index]
+    check_new_days(tree, pd.DataFrame({"user_id": users_of_rows, "date": design.dates}))
     pop = population_of(post)
     old_users = [str(u) for u in post["user"].values]
     x_old, ui_old, y_old = _fit_rows(tree)

@@ -8,7 +8,6 @@ values (nested settings as one row per key) inside its own horizontally scrollin
 
 from __future__ import annotations
 
-import base64
 import html
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from hbm.results.report_figures import (
     draw_figures,
     user_figure,
 )
+from hbm.results.report_html import html_table, img_tag, nested_rows, number_text
 
 
 @dataclass(frozen=True)
@@ -94,55 +94,6 @@ NAV = (
 )
 
 
-def _table(frame: pd.DataFrame, table_id: str, digits: int = 3, escape: bool = True) -> str:
-    # the box scrolls, not the page: the population table alone is wider than a laptop screen
-    inner = frame.to_html(
-        index=False,
-        escape=escape,
-        table_id=table_id,
-        float_format=lambda v: f"{v:.{digits}f}",
-        na_rep="",
-        border=0,
-        classes="t",
-    )
-    return f'<div class="scroll">{inner}</div>'
-
-
-def _number(value: float | None, spec: str) -> str:
-    """A diagnostic as text: ``n/a`` for one the draws do not define (null in diagnostics.json)."""
-    return "n/a" if value is None else format(value, spec)
-
-
-def _img(name: str, png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" data-name="{name}">'
-
-
-def plain(value: Any) -> str:
-    """A setting as a reader would write it: no JSON, floats to 4 significant digits."""
-    if value is None:
-        return "not set"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(plain(v) for v in value)
-    return str(value)
-
-
-def nested_rows(label: str, value: Any, fmt: Callable[[Any], str] = plain) -> list[tuple[str, str]]:
-    """``(what, value)`` rows of a setting; a mapping gives one row per key, ``label: key``.
-
-    Nested mappings are flattened the same way (``label: key: subkey``); an empty mapping gives
-    no rows. With an empty ``label`` the rows are named by the keys alone.
-    """
-    if not isinstance(value, dict):
-        return [(label, fmt(value))]
-    rows: list[tuple[str, str]] = []
-    for key, item in value.items():
-        rows += nested_rows(f"{label}: {key}" if label else str(key), item, fmt)
-    return rows
-
-
 def _chains(sampler: dict[str, Any]) -> str:
     return f"{sampler.get('chains')} x ({sampler.get('tune')} + {sampler.get('draws')})"
 
@@ -186,7 +137,8 @@ def run_section(p: Page) -> str:
     return (
         f'<section id="run"><h2>Run</h2><p>Verdict: {verdict}</p>'
         f"{extension_sentence(p.run.run_info.get('extension'))}"
-        f"{_table(run_rows(p.run.run_info, diag), 'run-table')}</section>"
+        f"{update_sentence(p.run.run_info.get('update'))}"
+        f"{html_table(run_rows(p.run.run_info, diag), 'run-table')}</section>"
     )
 
 
@@ -201,6 +153,25 @@ def extension_sentence(extension: dict[str, Any] | None) -> str:
         f"target acceptance {extension.get('target_accept', 'as before')} "
         f"(seed {extension['seed']}, {float(extension['sampling_s']):.0f} s, within its budget "
         f"of {float(extension['budget_s']):g} s); these are its draws.</p>"
+    )
+
+
+def update_sentence(update: dict[str, Any] | None) -> str:
+    """What ``hbm update`` did to the run it came from, or nothing for a fitted run."""
+    if not update:
+        return ""
+    refit = update.get("refit", {})
+    advice = (
+        "a refit is due (" + html.escape("; ".join(map(str, refit.get("reasons", [])))) + ")"
+        if refit.get("due")
+        else "no refit is due"
+    )
+    return (
+        f'<p id="update">This run was updated from run {html.escape(str(update.get("from_run")))} '
+        f"by <code>hbm update</code>: {update.get('users_updated')} users' posteriors from its "
+        f"population and their own days ({html.escape(str(update.get('method')))}, largest "
+        f"Pareto k-hat {update.get('max_khat')}); the population is that run's. "
+        f"By the refit rule {advice}.</p>"
     )
 
 
@@ -220,7 +191,8 @@ def diagnostics_section(p: Page) -> str:
         ]
     )
     rank = (
-        "<h3>Rank plots (population variables)</h3>" + _img("rank.png", p.figs["rank.png"], "rank")
+        "<h3>Rank plots (population variables)</h3>"
+        + img_tag("rank.png", p.figs["rank.png"], "rank")
         if "rank.png" in p.figs
         else "<p>One chain: rank plots compare chains, so there are none.</p>"
         if "mu_mean" in p.run.population
@@ -229,10 +201,10 @@ def diagnostics_section(p: Page) -> str:
     return (
         '<section id="diagnostics"><h2>Diagnostics</h2>'
         f"<p>Gate: {html.escape(gate)}; divergences {diag.get('divergences')}; E-BFMI per chain "
-        f"{', '.join(_number(e, '.2f') for e in diag.get('ebfmi', []))}; draws at the maximum tree "
-        f"depth {diag.get('max_treedepth_hits', -1)}.</p>"
-        f"{_table(per_variable, 'diagnostics-table')}{rank}"
-        f"<h3>Energy</h3>{_img('energy.png', p.figs['energy.png'], 'energy')}</section>"
+        f"{', '.join(number_text(e, '.2f') for e in diag.get('ebfmi', []))}; draws at the "
+        f"maximum tree depth {diag.get('max_treedepth_hits', -1)}.</p>"
+        f"{html_table(per_variable, 'diagnostics-table')}{rank}"
+        f"<h3>Energy</h3>{img_tag('energy.png', p.figs['energy.png'], 'energy')}</section>"
     )
 
 
@@ -242,11 +214,11 @@ def clustering_sentence(population: pd.DataFrame) -> str:
     if rows.empty or "mu_mean" not in rows:
         return ""
     r = rows.iloc[0]
-    spread = f"; between-user SD {_number(r['tau_mean'], '.2f')}" if "tau_mean" in r else ""
+    spread = f"; between-user SD {number_text(r['tau_mean'], '.2f')}" if "tau_mean" in r else ""
     return (
         "<p>Attack clustering (<code>attack_yesterday</code>): a day after an attack day has "
-        f"log-odds {_number(r['mu_mean'], '.2f')} ({_number(r['mu_ci_lb'], '.2f')} to "
-        f"{_number(r['mu_ci_ub'], '.2f')}) above a day after an attack-free day in the "
+        f"log-odds {number_text(r['mu_mean'], '.2f')} ({number_text(r['mu_ci_lb'], '.2f')} to "
+        f"{number_text(r['mu_ci_ub'], '.2f')}) above a day after an attack-free day in the "
         f"population{spread}. It is no trigger: it says attacks come in runs, and every trigger "
         "weight is estimated beside it.</p>"
     )
@@ -259,24 +231,24 @@ def calls_sentence(run_info: Mapping[str, Any]) -> str:
         return ""
     return (
         f"<p>Trigger and protector calls (<code>class</code>): {html.escape(str(calls['rule']))}."
-        f" Level {_number(calls['fdr_level'], '.0%')}: {calls['n_calls']} calls "
+        f" Level {number_text(calls['fdr_level'], '.0%')}: {calls['n_calls']} calls "
         f"({calls['n_triggers']} triggers, {calls['n_protectors']} protectors) at posterior "
-        f"probability >= {_number(calls['threshold'], '.3f')}, expected false-discovery "
-        f"proportion {_number(calls['expected_fdr'], '.1%')}. <code>interval_class</code> keeps "
-        "the earlier rule (the interval outside the ROPE) for comparison.</p>"
+        f"probability >= {number_text(calls['threshold'], '.3f')}, expected false-discovery "
+        f"proportion {number_text(calls['expected_fdr'], '.1%')}. <code>interval_class</code> "
+        "keeps the earlier rule (the interval outside the ROPE) for comparison.</p>"
     )
 
 
 def population_section(p: Page) -> str:
     """Forest of ``mu`` and ``tau`` (when the run has them) and the population table."""
     pop = p.run.population[[c for c in POPULATION_COLUMNS if c in p.run.population]]
-    forest = _img("forest.png", p.figs["forest.png"], "forest") if "forest.png" in p.figs else ""
+    forest = img_tag("forest.png", p.figs["forest.png"], "forest") if "forest.png" in p.figs else ""
     return (
         '<section id="population"><h2>Population</h2>'
         f"<p>Population weights <code>mu</code> and between-user SDs <code>tau</code>, "
         f"{p.ci_prob:g} {p.ci_kind} intervals (50% inner).</p>"
         f"{clustering_sentence(p.run.population)}{calls_sentence(p.run.run_info)}"
-        f"{forest}{_table(pop, 'population-table', digits=4)}</section>"
+        f"{forest}{html_table(pop, 'population-table', digits=4)}</section>"
     )
 
 
@@ -284,7 +256,7 @@ def heatmap_section(p: Page) -> str:
     """Users x features heatmap of posterior mean weights."""
     return (
         '<section id="heatmap"><h2>Trigger heatmap</h2>'
-        f"{_img('heatmap.png', p.figs['heatmap.png'], 'heatmap')}</section>"
+        f"{img_tag('heatmap.png', p.figs['heatmap.png'], 'heatmap')}</section>"
     )
 
 
@@ -296,11 +268,11 @@ def confidence_block(users: pd.DataFrame, png: bytes) -> str:
     """
     days = common_days(users)
     if days is None:
-        return _img(CONFIDENCE_FIGURE, png, "confidence vs days")
+        return img_tag(CONFIDENCE_FIGURE, png, "confidence vs days")
     return (
         f"<p>Every user logged {days} days, so confidence cannot be plotted against days; the "
         "distribution of confidence over users is shown instead.</p>"
-        + _img(CONFIDENCE_FIGURE, png, "confidence distribution")
+        + img_tag(CONFIDENCE_FIGURE, png, "confidence distribution")
     )
 
 
@@ -317,8 +289,8 @@ def user_details(p: Page, position: int, uid: str) -> str:
         f'<details id="user-{html.escape(uid)}"><summary>{html.escape(uid)}: '
         f"{int(urow['days_logged'])} days, confidence {float(urow['confidence']):.3f}, "
         f"{int(urow.get('n_triggers', 0))} trigger(s)</summary>"
-        f"{_img(name, p.figs[name], f'weights of {uid}')}"
-        f"{_table(table, f'weights-{uid}')}</details>"
+        f"{img_tag(name, p.figs[name], f'weights of {uid}')}"
+        f"{html_table(table, f'weights-{uid}')}</details>"
     )
 
 
@@ -335,7 +307,7 @@ def users_section(p: Page) -> str:
         '<p>Find a user: <select id="user-select" onchange="goUser(this)">'
         f'<option value="">choose</option>{options}</select></p>'
         f"{confidence_block(users, p.figs[CONFIDENCE_FIGURE])}"
-        f"{_table(user_table, 'users-table', escape=False)}"
+        f"{html_table(user_table, 'users-table', escape=False)}"
         f"{''.join(user_details(p, i, uid) for i, uid in enumerate(ids))}</section>"
     )
 
@@ -349,8 +321,8 @@ def calibration_section(p: Page) -> str:
             "<p>Reliability diagram (PAV-calibrated posterior predictive probability against "
             "observed frequency) and the per-user attack rates against their posterior "
             "predictive distribution.</p>"
-            f"{_img('calibration.png', p.figs['calibration.png'], 'calibration')}"
-            f"{_img('ppc_user_rates.png', p.figs['ppc_user_rates.png'], 'ppc')}"
+            f"{img_tag('calibration.png', p.figs['calibration.png'], 'calibration')}"
+            f"{img_tag('ppc_user_rates.png', p.figs['ppc_user_rates.png'], 'ppc')}"
         )
     return f'<section id="calibration"><h2>Calibration</h2>{body}</section>'
 
@@ -361,8 +333,8 @@ def comparison_section(p: Page) -> str:
         body = "<p>No comparison in this folder (run <code>hbm compare</code>).</p>"
     else:
         auc = p.figs.get("auc_by_model.png")
-        body = _table(p.comparison, "comparison-table") + (
-            _img("auc_by_model.png", auc, "AUC by model") if auc is not None else ""
+        body = html_table(p.comparison, "comparison-table") + (
+            img_tag("auc_by_model.png", auc, "AUC by model") if auc is not None else ""
         )
     return f'<section id="comparison"><h2>Model comparison</h2>{body}</section>'
 
@@ -375,8 +347,8 @@ def days_needed_section(p: Page) -> str:
         body = (
             "<p>Simulated new users drawn from the fitted population (method in "
             "<code>hbm.results.days_needed</code>).</p>"
-            f"{_img('days_needed.png', p.figs['days_needed.png'], 'days needed')}"
-            f"{_table(p.days, 'days-needed-table')}"
+            f"{img_tag('days_needed.png', p.figs['days_needed.png'], 'days needed')}"
+            f"{html_table(p.days, 'days-needed-table')}"
         )
     return f'<section id="days-needed"><h2>Days needed</h2>{body}</section>'
 

@@ -59,6 +59,10 @@ def test_update_writes_a_complete_run_folder(updated):
     assert info["update"]["from_run"] == io.read_run(run).run_info["run_id"]
     assert info["update"]["refit"]["due"]  # 2 users added to 5
     assert "2 users added to 5 fitted" in info["update"]["refit"]["reasons"]
+    assert info["update"]["seed"] == 1 and info["command"].startswith("hbm update ")
+    assert info["diary"]["users"] == 7 and info["diary"]["rows"] == len(
+        io.load_fit(out / io.FIT_FILE)["observed_data"]["y"]
+    )
     assert load_service_data(out) is not None  # the service reads it
 
 
@@ -78,7 +82,8 @@ def test_report_and_profile_work_on_the_updated_run(updated, capsys):
     assert main(["profile", str(out), "n001"]) == 0
     assert "n001" in capsys.readouterr().out
     assert main(["report", str(out)]) == 0
-    assert (out / "report.html").exists()
+    page = (out / "report.html").read_text()
+    assert 'id="update"' in page and "a refit is due" in page
 
 
 def test_a_users_draws_do_not_depend_on_who_else_is_updated(updated, tmp_path):
@@ -116,3 +121,34 @@ def test_health_says_whether_a_refit_is_due(updated, workspace):
     assert body["refit"]["due"] and body["refit"]["users_added"] == 2
     fitted = TestClient(create_app(load_service_data(workspace[3]))).get("/health").json()
     assert fitted.get("refit") is None  # null fields are left out
+
+
+def test_out_may_not_be_the_run_or_inside_it(workspace, updated, capsys):
+    _, new, _ = updated
+    _, _, _, run = workspace
+    before = (run / "manifest.json").read_bytes()
+    for out in (run, run / "sub"):
+        assert main(["update", str(run), str(new), "--out", str(out)]) == 2
+        assert "error:" in capsys.readouterr().err
+    assert (run / "manifest.json").read_bytes() == before and not (run / "sub").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "101"])
+def test_proposals_out_of_range_are_refused(updated, tmp_path, value, capsys):
+    run, new, _ = updated
+    args = ["update", str(run), str(new), "--out", str(tmp_path / "o"), "--proposals", value]
+    assert main(args) == 2
+    assert "--proposals must be from 1 to 100" in capsys.readouterr().err
+
+
+def test_updating_an_update_counts_from_the_fit(updated, tmp_path):
+    """Two updates of one user each advise like one update of both users."""
+    run, new, first = updated
+    frame = pd.read_csv(new)
+    more = frame[frame["user_id"] == "n001"].assign(user_id="n003")
+    more.to_csv(tmp_path / "more.csv", index=False)
+    out = tmp_path / "second"
+    assert main(["update", str(first), str(tmp_path / "more.csv"), "--out", str(out)]) == 0
+    refit = json.loads((out / io.RUN_FILE).read_text())["update"]["refit"]
+    assert refit["users_fitted"] == 5 and refit["users_added"] == 3
+    assert refit["days_added"] == 30 + 30 + 20 + 30

@@ -50,6 +50,7 @@ def test_without_rows_the_posterior_is_the_population():
     sd = np.sqrt(pop.w_loc.var(0) + (pop.w_scale**2).mean(0))
     assert res.w.std(0) == pytest.approx(sd, rel=0.08)
     assert res.ess_share == pytest.approx(1.0)  # every proposal's weight is the same
+    assert res.khat == 0.0 and res.ok  # importance sampling is exact: no tail to fit
 
 
 def _reference(pop: Population, x: np.ndarray, y: np.ndarray, n: int = 400_000) -> np.ndarray:
@@ -105,3 +106,22 @@ def test_each_draw_follows_its_population_draw():
     res = user_posterior(pop, x, y, np.random.default_rng(1))
     assert np.all(np.abs(res.a[: S // 2] + 3.0) < 0.5)
     assert np.all(np.abs(res.a[S // 2 :] + 1.0) < 0.5)
+
+
+def test_a_known_users_days_inside_the_fit_are_refused_whatever_their_kind():
+    """Days inside a continuing attack count too: every row's date is checked."""
+    import json
+
+    import pandas as pd
+    import xarray as xr
+
+    from hbm.errors import DiaryError
+    from hbm.inference.update import check_new_days
+
+    tree = xr.DataTree()
+    tree.attrs["last_days"] = json.dumps({"u1": ["2026-03-06", 0]})
+    later = pd.DataFrame({"user_id": ["u1", "u2"], "date": pd.to_datetime(["2026-03-07"] * 2)})
+    check_new_days(tree, later)  # after the fit's last day, and a new user: fine
+    inside = pd.DataFrame({"user_id": ["u1"], "date": pd.to_datetime(["2026-01-16"])})
+    with pytest.raises(DiaryError, match="user u1: the diary has 2026-01-16"):
+        check_new_days(tree, inside)

@@ -18,7 +18,8 @@ import pytest
 from hbm.app.cli import main
 from hbm.results import io, report_figures
 from hbm.results.days_needed import days_needed
-from hbm.results.report import confidence_block, nested_rows, plain
+from hbm.results.report import confidence_block
+from hbm.results.report_html import nested_rows, plain
 
 from ..conftest import REPO
 
