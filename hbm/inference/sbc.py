@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -129,6 +132,8 @@ def in_recycled_process[T](fn: Callable[..., T], *args: Any) -> T:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             max_tasks_per_child=RECYCLE_AFTER,
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
         )
     try:
         return _POOL.submit(fn, *args).result()
@@ -139,6 +144,19 @@ def in_recycled_process[T](fn: Callable[..., T], *args: Any) -> T:
             stop_child()
         check()  # the signal that stopped the child stops this process too
         raise
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child: end when the parent process ends, however it ends (a killed Dask worker's
+    child would otherwise finish its fit and wait forever for the next one). A thread polls the
+    parent's id: Linux's parent-death signal follows the parent *thread*, which may end first."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hbm-parent-watch", daemon=True).start()
 
 
 def stop_child() -> None:
