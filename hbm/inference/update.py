@@ -11,9 +11,11 @@ population draw ``s`` of a fit, one ``beta`` from ``p(beta | y_u, population_s)`
 2. Sampling-importance-resampling: ``PROPOSALS`` draws from ``q_s``, weighted by ``p / q_s``,
    one kept in proportion to its weight. What the Laplace approximation misses (skew of a
    sparse logistic likelihood) is corrected by the weights.
-3. Diagnostics: the Pareto k-hat (``arviz_stats``' PSIS) of the ratios ``p / (Z_s q_s)``, with
-   ``Z_s`` the Laplace estimate of each draw's normaliser, and the within-draw effective sample
-   share. k-hat above ``K_HAT_LIMIT`` says the approximation is poor: that user needs a refit.
+3. Diagnostics: the Pareto k-hat (``arviz_stats``' PSIS) of ``p_s / q_s`` from
+   ``KHAT_PROPOSALS`` proposals at each of ``KHAT_DRAWS`` population draws, each draw's ratios
+   normalised by their mean and pooled; and the within-draw effective sample share. k-hat above
+   ``K_HAT_LIMIT`` says the Laplace proposal misses the posterior's tail: that user needs a
+   refit.
 
 The population is the fit's, unchanged (the new user's pull on it is left out: one user among
 a cohort barely moves it); every draw keeps its chain and draw position, so the result reads like
@@ -45,6 +47,9 @@ METHOD = "laplace-sir"
 #: Proposals per population draw: enough for the within-draw weights to correct the Laplace
 #: approximation (their effective share is reported), few enough for about a second per user.
 PROPOSALS = 4
+#: The Pareto k-hat check: this many population draws, evenly spaced, each with this many
+#: proposals (Pareto smoothing needs a few hundred ratios to fit a tail).
+KHAT_DRAWS, KHAT_PROPOSALS = 20, 200
 #: At most this many: each batch holds draws x proposals x days log-odds (100: ~160 MB a year).
 MAX_PROPOSALS = 100
 #: Above this Pareto k-hat the importance ratios have too heavy a tail to be trusted (Vehtari et
@@ -164,6 +169,29 @@ def _modes(
     return beta, step_no
 
 
+def _proposals(
+    d: np.ndarray,
+    y: np.ndarray,
+    m: np.ndarray,
+    prec: np.ndarray,
+    start: np.ndarray,
+    base: np.ndarray,
+    rng: np.random.Generator,
+    proposals: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Laplace proposals ``(S, proposals, P)`` of each draw and their log ratios ``p / q_s``,
+    centred at the mode's (the Laplace estimate of log Z_s: ~0 where Laplace is exact)."""
+    mode, steps = _modes(d, y, m, prec, start, base)
+    chol = np.linalg.cholesky(np.linalg.inv(_hessians(d, mode, prec)))  # covariance = L L'
+    z = rng.standard_normal((m.shape[0], proposals, d.shape[1]))
+    beta = mode[:, None, :] + np.einsum("spq,skq->skp", chol, z)
+    log_det: np.ndarray = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(-1)
+    log_q = -0.5 * (z**2).sum(-1) - log_det[:, None]
+    ratio = _log_target(beta, d, y, m[:, None], prec[:, None]) - log_q
+    ratio -= (_log_target(mode, d, y, m, prec) + log_det)[:, None]
+    return beta, ratio, steps
+
+
 def _chunk(
     d: np.ndarray,
     y: np.ndarray,
@@ -173,25 +201,38 @@ def _chunk(
     base: np.ndarray,
     rng: np.random.Generator,
     proposals: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Draws, centred log ratios ``(S, proposals)`` and within-draw ESS for a batch of draws."""
-    mode, steps = _modes(d, y, m, prec, start, base)
-    hess = _hessians(d, mode, prec)
-    chol = np.linalg.cholesky(np.linalg.inv(hess))  # covariance = chol @ chol.T
-    z = rng.standard_normal((m.shape[0], proposals, d.shape[1]))
-    beta = mode[:, None, :] + np.einsum("spq,skq->skp", chol, z)
-    log_det: np.ndarray = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(-1)
-    log_q = -0.5 * (z**2).sum(-1) - log_det[:, None]
-    ratio = _log_target(beta, d, y, m[:, None], prec[:, None]) - log_q
-    # the same ratio at the mode is the Laplace estimate of log Z_s: centred ratios are ~0
-    # where the approximation is exact
-    ratio -= (_log_target(mode, d, y, m, prec) + log_det)[:, None]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One draw kept per population draw (importance resampling), and the within-draw ESS."""
+    beta, ratio, steps = _proposals(d, y, m, prec, start, base, rng, proposals)
     weights = special.softmax(ratio, axis=1)
     ess = 1.0 / (weights**2).sum(1)
     uniform = rng.random((m.shape[0], 1))
-    pick = (uniform > np.cumsum(weights, axis=1)).sum(1)
-    pick = np.minimum(pick, proposals - 1)
-    return beta[np.arange(m.shape[0]), pick], ratio, ess, steps
+    pick = np.minimum((uniform > np.cumsum(weights, axis=1)).sum(1), proposals - 1)
+    return beta[np.arange(m.shape[0]), pick], ess, steps
+
+
+def _khat(
+    d: np.ndarray,
+    y: np.ndarray,
+    m: np.ndarray,
+    prec: np.ndarray,
+    start: np.ndarray,
+    base: np.ndarray,
+    rng: np.random.Generator,
+) -> float:
+    """Pareto k-hat of ``p_s / q_s`` over ``KHAT_DRAWS`` population draws with
+    ``KHAT_PROPOSALS`` proposals each: how far the Laplace proposal is from each posterior.
+
+    Each draw's ratios are divided by their mean (its normaliser ``Z_s``), then pooled: a stable
+    estimate of the tail that a single draw's few hundred ratios would give noisily.
+    """
+    pick = np.unique(np.linspace(0, m.shape[0] - 1, KHAT_DRAWS).astype(int))
+    _, ratio, _ = _proposals(d, y, m[pick], prec[pick], start, base, rng, KHAT_PROPOSALS)
+    ratio = ratio - special.logsumexp(ratio, axis=1, keepdims=True)
+    if np.ptp(ratio) < 1e-9:  # no rows: the proposal is the posterior, no tail to fit
+        return 0.0
+    # psislw takes log-likelihood-like values: the log ratios negated (as LOO passes them)
+    return float(array_stats.psislw(-ratio.ravel())[1])
 
 
 def user_posterior(
@@ -231,15 +272,12 @@ def user_posterior(
         for i in range(0, m.shape[0], CHUNK)
     ]
     beta = np.concatenate([p[0] for p in parts])
-    ratio = np.concatenate([p[1] for p in parts]).ravel()
-    # equal ratios (no rows: the Laplace proposal is the posterior) leave no tail to fit: exact
-    khat = 0.0 if np.ptp(ratio) < 1e-9 else array_stats.psislw(ratio - ratio.max())[1]
     return UserPosterior(
         a=beta[:, 0],
         w=beta[:, 1:],
-        khat=float(khat),
-        ess_share=float(np.concatenate([p[2] for p in parts]).mean() / proposals),
-        newton_steps=max(p[3] for p in parts),
+        khat=_khat(d, y, m, prec, start, base, rng),
+        ess_share=float(np.concatenate([p[1] for p in parts]).mean() / proposals),
+        newton_steps=max(p[2] for p in parts),
         seconds=time.perf_counter() - t0,
     )
 
