@@ -143,7 +143,7 @@ def test_proposals_out_of_range_are_refused(updated, tmp_path, value, capsys):
 
 def test_updating_an_update_counts_from_the_fit(updated, tmp_path):
     """Two updates of one user each advise like one update of both users."""
-    run, new, first = updated
+    _, new, first = updated
     frame = pd.read_csv(new)
     more = frame[frame["user_id"] == "n001"].assign(user_id="n003")
     more.to_csv(tmp_path / "more.csv", index=False)
