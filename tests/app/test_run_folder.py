@@ -407,7 +407,7 @@ def test_a_signal_after_the_run_is_written_says_so(old, refit, monkeypatch, caps
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)
 
-    monkeypatch.setattr(cli, "_print_fit", terminated_while_printing)
+    monkeypatch.setattr(cli, "print_fit", terminated_while_printing)
     assert refit(run) == 143
     err = capsys.readouterr().err.strip()
     assert err == f"hbm fit: interrupted by SIGTERM; {run} was written before the signal came"
