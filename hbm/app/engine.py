@@ -274,10 +274,13 @@ def _client(config: EngineConfig, say: Callable[[str], None]) -> Iterator[tuple[
         "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
         "distributed.worker.daemon": False,
     }
+    # set_as_default=False: tasks go to this client by name; a default client, which one that
+    # fails to connect never unregisters, would take over every later dask computation
+    # (xarray's netCDF writes)
     with dask.config.set(settings):
         if config.scheduler is not None:
             try:
-                client = Client(config.scheduler, timeout="20s")
+                client = Client(config.scheduler, timeout="20s", set_as_default=False)
             except (OSError, TimeoutError, ValueError) as exc:
                 raise ArgumentError(
                     f"--scheduler {config.scheduler}: no Dask scheduler answered there "
@@ -301,7 +304,7 @@ def _client(config: EngineConfig, say: Callable[[str], None]) -> Iterator[tuple[
             finally:
                 if main:
                     signal.signal(signal.SIGINT, previous)
-            client = Client(cluster)
+            client = Client(cluster, set_as_default=False)
             where = f"a local Dask cluster of {config.workers} worker processes"
         try:
             say(f"running tasks on {where}; dashboard {client.dashboard_link}")
