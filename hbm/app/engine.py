@@ -247,7 +247,7 @@ def _dask_results(client: Any, tasks: Sequence[Task]) -> Iterator[tuple[str, Any
         for task in tasks
     }
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             check()
             key = futures[future]
             if future.status == "error":
