@@ -170,7 +170,8 @@ def update_sentence(update: dict[str, Any] | None) -> str:
         f'<p id="update">This run was updated from run {html.escape(str(update.get("from_run")))} '
         f"by <code>hbm update</code>: {update.get('users_updated')} users' posteriors from its "
         f"population and their own days ({html.escape(str(update.get('method')))}, largest "
-        f"Pareto k-hat {update.get('max_khat')}); the population is that run's. "
+        f"Pareto k-hat {number_text(update.get('max_khat'), '.2f')}); the population is that "
+        "run's. "
         f"By the refit rule {advice}.</p>"
     )
 
